@@ -1,0 +1,136 @@
+# luafetch — build, test, demo, bench and install. `make test` works on a fresh Debian 12 machine:
+# it installs the Debian packages it needs (deps), builds, and runs every suite, also under ASan+UBSan.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+BUILD     := build
+CC        ?= cc
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
+              node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev
+DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
+              lua-http lua5.2 gnuplot-nox nodejs
+
+CPPFLAGS  += -Icore -I$(BUILD)/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC) \
+             -DLUAFETCH_VERSION='"$(VERSION)"' -DLUAFETCH_SHAREDIR='"$(PREFIX)/share/luafetch"'
+CFLAGS    ?= -O2 -g
+WARN      := -Wall -Wextra -Werror -std=gnu11
+LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lz -lm -ldl -lpthread
+
+CORE_SRC  := $(filter-out core/main.c,$(wildcard core/*.c))
+LUA_MODS  := $(wildcard lua/*.lua)
+PLUGINS   := $(wildcard plugins/*.lua)
+EMBED_ARGS = $(foreach f,$(LUA_MODS),$(basename $(notdir $(f)))=$(f)) \
+             $(foreach f,$(PLUGINS),plugins.$(basename $(notdir $(f)))=$(f))
+
+OBJ       := $(patsubst core/%.c,$(BUILD)/obj/%.o,$(CORE_SRC)) $(BUILD)/obj/embed.o
+LLHTTP_OBJ := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llhttp_http.o
+
+# The sanitizer build: same sources, clang, ASan + UBSan, its own object directory.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_OBJ  := $(patsubst $(BUILD)/obj/%,$(BUILD)/asan/%,$(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/main.o)
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps deps-bench test test-unit test-specs test-asan demo bench install clean
+
+all: deps $(BUILD)/luafetch
+
+# apt-get only what is missing; a quick no-op when everything is there.
+deps:
+	@missing=$$(for p in $(DEPS_BUILD); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps-bench: deps
+	@missing=$$(for p in $(DEPS_BENCH); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(WARN) -o $@ $<
+
+$(BUILD)/gen/embed.c: $(BUILD)/tools/embed $(LUA_MODS) $(PLUGINS)
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed $@ $(EMBED_ARGS)
+
+$(BUILD)/obj/embed.o: $(BUILD)/gen/embed.c core/lua_bindings.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(BUILD)/obj/%.o: core/%.c $(wildcard core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+# llhttp's generated C is compiled as shipped, without our warning set.
+$(BUILD)/obj/llhttp.o: $(LLHTTP_SRC)/llhttp.c
+	@mkdir -p $(dir $@)
+	$(CC) -I$(LLHTTP_INC) $(CFLAGS) -w -c -o $@ $<
+$(BUILD)/obj/llhttp_api.o: $(LLHTTP_SRC)/api.c
+	@mkdir -p $(dir $@)
+	$(CC) -I$(LLHTTP_INC) $(CFLAGS) -w -c -o $@ $<
+$(BUILD)/obj/llhttp_http.o: $(LLHTTP_SRC)/http.c
+	@mkdir -p $(dir $@)
+	$(CC) -I$(LLHTTP_INC) $(CFLAGS) -w -c -o $@ $<
+
+$(BUILD)/luafetch: $(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/main.o
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- sanitizer build -------------------------------------------------------
+$(BUILD)/asan/%.o: core/%.c $(wildcard core/*.h)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(ASAN_FLAGS) $(WARN) -c -o $@ $<
+$(BUILD)/asan/embed.o: $(BUILD)/gen/embed.c
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(ASAN_FLAGS) $(WARN) -c -o $@ $<
+$(BUILD)/asan/llhttp.o: $(LLHTTP_SRC)/llhttp.c
+	@mkdir -p $(dir $@)
+	clang -I$(LLHTTP_INC) $(ASAN_FLAGS) -w -c -o $@ $<
+$(BUILD)/asan/llhttp_api.o: $(LLHTTP_SRC)/api.c
+	@mkdir -p $(dir $@)
+	clang -I$(LLHTTP_INC) $(ASAN_FLAGS) -w -c -o $@ $<
+$(BUILD)/asan/llhttp_http.o: $(LLHTTP_SRC)/http.c
+	@mkdir -p $(dir $@)
+	clang -I$(LLHTTP_INC) $(ASAN_FLAGS) -w -c -o $@ $<
+$(BUILD)/asan/luafetch: $(ASAN_OBJ)
+	clang $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+# --- tests -----------------------------------------------------------------
+# Unit tests link the core objects they need (all but main) with their own main.
+$(BUILD)/tests/%: tests/unit/%.c $(OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
+
+test: all $(UNIT_TESTS) $(BUILD)/asan/luafetch
+	@bash tests/run_all.sh $(BUILD)
+
+test-unit: all $(UNIT_TESTS)
+	@bash tests/run_all.sh $(BUILD) unit
+
+test-specs: all
+	@bash tests/run_all.sh $(BUILD) specs
+
+test-asan: all $(BUILD)/asan/luafetch
+	@bash tests/run_all.sh $(BUILD) asan
+
+demo: all
+	@bash scripts/demo.sh $(BUILD)/luafetch
+
+bench: all deps-bench
+	@bash bench/run.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/luafetch/plugins $(DESTDIR)$(PREFIX)/share/luafetch/scripts
+	install -m 755 $(BUILD)/luafetch $(DESTDIR)$(PREFIX)/bin/luafetch
+	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/share/luafetch/plugins/
+	install -m 644 $(wildcard scripts/*.lua) $(DESTDIR)$(PREFIX)/share/luafetch/scripts/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,124 @@
+/* host.c — struct host: start-up (loop, network layer, Lua state, module loaders) and orderly
+ * shutdown. The host owns the Lua state (closed first, so task handles release their tasks),
+ * then the network layer, then every remaining handle before uv_loop_close. */
+#include "host.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_bindings.h"
+#include "task.h"
+
+#ifndef LUAFETCH_SHAREDIR
+#define LUAFETCH_SHAREDIR "/usr/local/share/luafetch"
+#endif
+
+static int load_embedded(lua_State *L)
+{
+    const struct embedded_module *m = lua_touserdata(L, lua_upvalueindex(1));
+    char chunkname[128];
+    snprintf(chunkname, sizeof chunkname, "@[luafetch]/%s.lua", m->name);
+    if (luaL_loadbuffer(L, m->source, m->len, chunkname) != LUA_OK)
+        return lua_error(L);
+    lua_pushstring(L, m->name);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* lua/ modules go to package.preload; embedded plugins to a table that boot.lua searches last,
+ * so a plugin dropped into ./plugins or LUAFETCH_PLUGIN_PATH wins over the built-in copy. */
+static void register_modules(lua_State *L)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_luafetch_task);
+    lua_setfield(L, -2, "_task");
+    lua_pushcfunction(L, luaopen_luafetch_http);
+    lua_setfield(L, -2, "_http");
+    lua_newtable(L); /* embedded plugins */
+    for (const struct embedded_module *m = embedded_modules; m->name; m++) {
+        lua_pushlightuserdata(L, (void *)m);
+        lua_pushcclosure(L, load_embedded, 1);
+        lua_setfield(L, strncmp(m->name, "plugins.", 8) == 0 ? -2 : -3, m->name);
+    }
+    /* boot(plugins, sharedir) sets the search paths */
+    lua_getfield(L, -2, "boot");
+    lua_call(L, 0, 1);
+    lua_insert(L, -2);
+    lua_pushstring(L, LUAFETCH_SHAREDIR);
+    lua_call(L, 2, 0);
+    lua_pop(L, 1);
+}
+
+int host_init(struct host *h, int argc, char **argv)
+{
+    (void)argc;
+    memset(h, 0, sizeof *h);
+    h->progname = "luafetch";
+    (void)argv;
+    /* DNS lookups run on libuv's pool: give them room before the pool starts. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = uv_loop_init(&h->loop);
+    if (rc)
+        return rc;
+    rc = net_init(&h->net, &h->loop);
+    if (rc)
+        return rc;
+    uv_timer_init(&h->loop, &h->ready_timer);
+    h->ready_timer.data = h;
+
+    h->L = luaL_newstate();
+    if (!h->L)
+        return UV_ENOMEM;
+    *(struct host **)lua_getextraspace(h->L) = h;
+    luaL_openlibs(h->L);
+    /* _task first: task handles need its metatable, also the main task's. */
+    luaL_requiref(h->L, "_task", luaopen_luafetch_task, 0);
+    lua_pop(h->L, 1);
+    register_modules(h->L);
+    return 0;
+}
+
+void host_run(struct host *h)
+{
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    if (h->tasks_alive > 0) {
+        fprintf(stderr, "%s: %lld task(s) still waiting with nothing left to wake them (deadlock)\n",
+                h->progname, h->tasks_alive);
+        if (h->exit_code < LUAFETCH_EXIT_ERROR)
+            h->exit_code = LUAFETCH_EXIT_ERROR;
+    }
+}
+
+static void close_any(uv_handle_t *handle, void *arg)
+{
+    int *left = arg;
+    if (!uv_is_closing(handle)) {
+        (*left)++;
+        uv_close(handle, NULL);
+    }
+}
+
+int host_close(struct host *h)
+{
+    if (h->L) {
+        task_cancel_all(h);
+        h->closing = 1;
+        lua_close(h->L);
+        h->L = NULL;
+    }
+    net_close(&h->net);
+    uv_close((uv_handle_t *)&h->ready_timer, NULL);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    /* Anything still open now is a handle nobody closed: close it so the loop can end. */
+    int left = 0;
+    uv_walk(&h->loop, close_any, &left);
+    if (left)
+        fprintf(stderr, "%s: warning: %d handle(s) left open at exit\n", h->progname, left);
+    uv_run(&h->loop, UV_RUN_DEFAULT);
+    return uv_loop_close(&h->loop);
+}

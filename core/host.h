@@ -1,0 +1,42 @@
+/* host.h — struct host: the loop, the network layer, the Lua state and the task scheduler.
+ * main.c owns the host (host_init/host_run/host_close); everything else borrows it. */
+#ifndef LUAFETCH_HOST_H
+#define LUAFETCH_HOST_H
+
+#include <lua.h>
+#include <uv.h>
+
+#include "net.h"
+
+#define LUAFETCH_EXIT_OK 0
+#define LUAFETCH_EXIT_ERROR 1
+#define LUAFETCH_EXIT_USAGE 2
+
+struct task;
+
+struct host {
+    uv_loop_t loop;
+    struct net net;
+    lua_State *L;
+    struct task *current;           /* the task running now, NULL in callbacks */
+    struct task *alive;             /* every unfinished task (doubly linked) */
+    long long tasks_alive;
+    struct task *ready_head, *ready_tail;   /* woken tasks to resume next turn */
+    uv_timer_t ready_timer;
+    int exit_code;
+    int closing;
+    const char *progname;
+};
+
+int host_init(struct host *h, int argc, char **argv);
+/* Runs the loop until every task has ended. */
+void host_run(struct host *h);
+/* Closes Lua, then every handle; returns uv_loop_close's result (0 when nothing leaked). */
+int host_close(struct host *h);
+/* The host of a Lua state (kept in the state's extra space). */
+static inline struct host *host_of(lua_State *L)
+{
+    return *(struct host **)lua_getextraspace(L);
+}
+
+#endif

@@ -1,0 +1,292 @@
+/* http1.c — HTTP/1.1 on the wire: request head serialisation and response parsing with llhttp.
+ * The response's buffers belong to the struct http_response and are freed by http_response_free;
+ * the parser copies what it keeps, so the read buffer it is fed from can be reused at once. */
+#include "http1.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "headers.h"
+
+#define USER_AGENT "luafetch/" LUAFETCH_VERSION
+
+static struct http_response *resp_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+static int fail(struct http_response *r, enum net_kind kind, const char *msg)
+{
+    r->err_kind = kind;
+    snprintf(r->err, sizeof r->err, "%s", msg);
+    return -1;
+}
+
+static int count_header_bytes(struct http_response *r, size_t len)
+{
+    r->header_bytes += len;
+    if (r->header_bytes > r->max_header_bytes)
+        return fail(r, NET_LIMIT, "response headers too large");
+    return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_response *r = resp_of(p);
+    if (count_header_bytes(r, len) || buf_append(&r->reason, at, len))
+        return -1;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_response *r = resp_of(p);
+    if (count_header_bytes(r, len))
+        return -1;
+    if (!r->in_value) {
+        /* first piece of a new name */
+        r->in_value = 1;
+        if (++r->header_count > r->max_header_count)
+            return fail(r, NET_LIMIT, "too many response headers");
+    }
+    if (buf_reserve(&r->headers, len))
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        r->headers.data[r->headers.len++] = (char)tolower((unsigned char)at[i]);
+    r->headers.data[r->headers.len] = '\0';
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    struct http_response *r = resp_of(p);
+    return buf_append(&r->headers, "", 1);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_response *r = resp_of(p);
+    if (count_header_bytes(r, len) || buf_append(&r->headers, at, len))
+        return -1;
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    struct http_response *r = resp_of(p);
+    r->in_value = 0;
+    return buf_append(&r->headers, "", 1);
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct http_response *r = resp_of(p);
+    r->status = p->status_code;
+    if (r->status >= 100 && r->status < 200)
+        return 0;
+    r->headers_done = 1;
+    if (r->decompress)
+        r->decoder.kind = decoder_kind(http_response_header(r, "content-encoding"));
+    /* 1 tells llhttp that no body follows (a response to HEAD). */
+    return r->head_request ? 1 : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_response *r = resp_of(p);
+    if (r->decoder.kind != DECODE_NONE) {
+        const char *err = NULL;
+        int rc = decoder_feed(&r->decoder, at, len, &r->body, r->max_body, &err);
+        if (rc == -2)
+            return fail(r, NET_LIMIT, "response body exceeds max_body");
+        if (rc < 0) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "cannot decode body: %s", err);
+            return fail(r, NET_PROTOCOL, msg);
+        }
+        return 0;
+    }
+    if (r->body.len + len > r->max_body)
+        return fail(r, NET_LIMIT, "response body exceeds max_body");
+    return buf_append(&r->body, at, len) ? fail(r, NET_LIMIT, "out of memory") : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct http_response *r = resp_of(p);
+    if (r->status >= 100 && r->status < 200 && r->status != 101) {
+        /* An interim response (100 Continue, 103 Early Hints): the real one follows. */
+        buf_reset(&r->reason);
+        buf_reset(&r->headers);
+        r->header_count = 0;
+        r->status = 0;
+        return 0;
+    }
+    r->complete = 1;
+    r->keep_alive = llhttp_should_keep_alive(p);
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http_response_init(struct http_response *r, size_t max_body, size_t max_header_bytes,
+                        int max_header_count, int decompress, int head_request)
+{
+    memset(r, 0, sizeof *r);
+    llhttp_init(&r->parser, HTTP_RESPONSE, &settings);
+    r->parser.data = r;
+    r->max_body = max_body;
+    r->max_header_bytes = max_header_bytes;
+    r->max_header_count = max_header_count;
+    r->decompress = decompress;
+    r->head_request = head_request;
+}
+
+void http_response_free(struct http_response *r)
+{
+    buf_free(&r->reason);
+    buf_free(&r->headers);
+    buf_free(&r->body);
+    decoder_end(&r->decoder);
+}
+
+static int parser_error(struct http_response *r, llhttp_errno_t e)
+{
+    if (e == HPE_USER || r->err_kind != NET_OK) {
+        if (r->err_kind == NET_OK)
+            fail(r, NET_PROTOCOL, "malformed response");
+        return -1;
+    }
+    char msg[160];
+    snprintf(msg, sizeof msg, "malformed response: %s", llhttp_get_error_reason(&r->parser));
+    return fail(r, NET_PROTOCOL, msg);
+}
+
+int http_response_feed(struct http_response *r, const char *data, size_t len)
+{
+    if (r->complete) {
+        r->keep_alive = 0; /* bytes after the response: the connection is out of step */
+        return 0;
+    }
+    r->bytes_in += len;
+    llhttp_errno_t e = llhttp_execute(&r->parser, data, len);
+    if (e == HPE_OK)
+        return 0;
+    if (e == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&r->parser);
+        if (pos && pos < data + len)
+            r->keep_alive = 0;
+        return 0;
+    }
+    return parser_error(r, e);
+}
+
+int http_response_eof(struct http_response *r)
+{
+    if (r->complete)
+        return 0;
+    if (r->bytes_in == 0)
+        return fail(r, NET_CLOSED, "connection closed before any response byte");
+    llhttp_errno_t e = llhttp_finish(&r->parser);
+    if ((e == HPE_OK || e == HPE_PAUSED) && r->complete) {
+        r->keep_alive = 0;
+        return 0;
+    }
+    if (e == HPE_OK || e == HPE_INVALID_EOF_STATE)
+        return fail(r, NET_CLOSED, r->headers_done ? "connection closed before the body was complete"
+                                                   : "connection closed inside the response head");
+    return parser_error(r, e);
+}
+
+const char *http_response_header(const struct http_response *r, const char *name)
+{
+    const char *p = r->headers.data, *end = p + r->headers.len;
+    while (p && p < end) {
+        const char *value = p + strlen(p) + 1;
+        if (value >= end)
+            break;
+        if (strcmp(p, name) == 0)
+            return value;
+        p = value + strlen(value) + 1;
+    }
+    return NULL;
+}
+
+/* --- request head -------------------------------------------------------- */
+
+int http_head_add(struct http_head *h, const char *name, size_t nlen, const char *value, size_t vlen,
+                  char *err, size_t errlen)
+{
+    if (!header_name_ok(name, nlen)) {
+        snprintf(err, errlen, "invalid header name %.*s", (int)(nlen > 64 ? 64 : nlen), name);
+        return -1;
+    }
+    if (!header_value_ok(value, vlen)) {
+        snprintf(err, errlen, "invalid value for header %.*s (control characters)",
+                 (int)(nlen > 64 ? 64 : nlen), name);
+        return -1;
+    }
+    if ((nlen == 14 && strncasecmp(name, "content-length", 14) == 0) ||
+        (nlen == 17 && strncasecmp(name, "transfer-encoding", 17) == 0)) {
+        snprintf(err, errlen, "header %.*s is set from the body, not by scripts", (int)nlen, name);
+        return -1;
+    }
+#define IS(s) (nlen == sizeof(s) - 1 && strncasecmp(name, s, nlen) == 0)
+    if (IS("user-agent"))
+        h->has_user_agent = 1;
+    else if (IS("accept"))
+        h->has_accept = 1;
+    else if (IS("accept-encoding"))
+        h->has_accept_encoding = 1;
+    else if (IS("host"))
+        h->has_host = 1;
+    else if (IS("content-type"))
+        h->has_content_type = 1;
+#undef IS
+    if (buf_append(&h->bytes, name, nlen) || buf_append(&h->bytes, ": ", 2) ||
+        buf_append(&h->bytes, value, vlen) || buf_append(&h->bytes, "\r\n", 2)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int http_head_finish(const struct http_head *h, struct buf *out, const char *method,
+                     const char *target, const char *authority, size_t body_len, int has_body,
+                     int decompress)
+{
+    int rc = buf_puts(out, method) || buf_puts(out, " ") || buf_puts(out, target) ||
+             buf_puts(out, " HTTP/1.1\r\n");
+    if (!h->has_host)
+        rc = rc || buf_puts(out, "Host: ") || buf_puts(out, authority) || buf_puts(out, "\r\n");
+    if (!h->has_user_agent)
+        rc = rc || buf_puts(out, "User-Agent: " USER_AGENT "\r\n");
+    if (!h->has_accept)
+        rc = rc || buf_puts(out, "Accept: */*\r\n");
+    if (decompress && !h->has_accept_encoding)
+        rc = rc || buf_puts(out, "Accept-Encoding: gzip, deflate\r\n");
+    if (has_body) {
+        char cl[48];
+        snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", body_len);
+        rc = rc || buf_puts(out, cl);
+    }
+    if (h->bytes.len)
+        rc = rc || buf_append(out, h->bytes.data, h->bytes.len);
+    return rc || buf_puts(out, "\r\n");
+}
+
+void http_head_free(struct http_head *h)
+{
+    buf_free(&h->bytes);
+}

@@ -1,0 +1,392 @@
+/* lua_http.c — the `_http` bindings under lua/http.lua: one request per call, stats, configure, URLs.
+ * A request belongs to request.c once started; the waiting task holds only its pointer, and the
+ * done callback copies the response onto the task's stack before the request frees itself. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dns.h"
+#include "headers.h"
+#include "host.h"
+#include "lua_bindings.h"
+#include "pool.h"
+#include "request.h"
+#include "task.h"
+#include "url.h"
+
+static int push_failure(lua_State *L, const char *msg, const char *kind)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, kind);
+    return 3;
+}
+
+static double opt_number(lua_State *L, int t, const char *field, double dflt)
+{
+    lua_getfield(L, t, field);
+    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, int t, const char *field, int dflt)
+{
+    lua_getfield(L, t, field);
+    int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* strdup of an optional string field; 0 ok (out may be NULL), -1 wrong type. */
+static int opt_string(lua_State *L, int t, const char *field, char **out, char *err, size_t errlen)
+{
+    lua_getfield(L, t, field);
+    *out = NULL;
+    int rc = 0;
+    if (lua_type(L, -1) == LUA_TSTRING)
+        *out = strdup(lua_tostring(L, -1));
+    else if (!lua_isnil(L, -1)) {
+        snprintf(err, errlen, "option %s must be a string", field);
+        rc = -1;
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int add_header(struct request *r, lua_State *L, const char *name, size_t nlen, int vidx,
+                      char *err, size_t errlen)
+{
+    size_t vlen;
+    const char *v = lua_tolstring(L, vidx, &vlen);
+    return http_head_add(&r->head, name, nlen, v, vlen, err, errlen);
+}
+
+static int fill_headers(lua_State *L, int t, struct request *r, char *err, size_t errlen)
+{
+    lua_getfield(L, t, "headers");
+    int h = lua_gettop(L);
+    int rc = 0;
+    if (lua_isnil(L, h))
+        goto out;
+    if (!lua_istable(L, h)) {
+        snprintf(err, errlen, "headers must be a table");
+        rc = -1;
+        goto out;
+    }
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, h)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(err, errlen, "header names must be strings");
+            rc = -1;
+        } else {
+            size_t nlen;
+            const char *name = lua_tolstring(L, -2, &nlen);
+            int vt = lua_type(L, -1);
+            if (vt == LUA_TSTRING || vt == LUA_TNUMBER) {
+                rc = add_header(r, L, name, nlen, -1, err, errlen);
+            } else if (vt == LUA_TTABLE) {
+                /* repeated header: an array of values */
+                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+                for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
+                    lua_rawgeti(L, -1, i);
+                    if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
+                        snprintf(err, errlen, "header %s: values must be strings", name);
+                        rc = -1;
+                    } else {
+                        rc = add_header(r, L, name, nlen, -1, err, errlen);
+                    }
+                    lua_pop(L, 1);
+                }
+            } else {
+                snprintf(err, errlen, "header %s: value must be a string", name);
+                rc = -1;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (rc)
+        lua_pop(L, 1); /* the key left by the interrupted lua_next */
+out:
+    lua_settop(L, h - 1);
+    return rc;
+}
+
+static int fill_request(lua_State *L, int t, struct request *r, char *err, size_t errlen)
+{
+    lua_getfield(L, t, "url");
+    const char *url = lua_tostring(L, -1);
+    if (!url || url_parse(&r->url, url, err, errlen)) {
+        if (!url)
+            snprintf(err, errlen, "url must be a string");
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "method");
+    size_t mlen = 0;
+    const char *m = lua_isnil(L, -1) ? "GET" : lua_tolstring(L, -1, &mlen);
+    if (m && lua_isnil(L, -1))
+        mlen = 3;
+    if (!m || !header_name_ok(m, mlen)) {
+        snprintf(err, errlen, "invalid method");
+        lua_pop(L, 1);
+        return -1;
+    }
+    r->method = strdup(m);
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "body");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len;
+        const char *b = lua_tolstring(L, -1, &len);
+        r->body = malloc(len ? len : 1);
+        if (r->body)
+            memcpy(r->body, b, len);
+        r->body_len = len;
+        r->has_body = 1;
+    } else if (!lua_isnil(L, -1)) {
+        snprintf(err, errlen, "body must be a string");
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    if (!r->has_body && (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT") ||
+                         !strcmp(r->method, "PATCH"))) {
+        r->has_body = 1; /* Content-Length: 0, as servers expect for these methods */
+    }
+
+    r->timeouts.connect = opt_number(L, t, "timeout_connect", 0);
+    r->timeouts.tls = opt_number(L, t, "timeout_tls", 0);
+    r->timeouts.read = opt_number(L, t, "timeout_read", 0);
+    r->timeouts.total = opt_number(L, t, "timeout_total", 0);
+    double max_body = opt_number(L, t, "max_body", (double)r->max_body);
+    if (max_body < 0) {
+        snprintf(err, errlen, "max_body must be >= 0");
+        return -1;
+    }
+    r->max_body = (size_t)max_body;
+    r->decompress = opt_bool(L, t, "decompress", 1);
+    r->tls.verify = opt_bool(L, t, "verify", 1);
+    if (opt_string(L, t, "ca_file", (char **)&r->tls.ca_file, err, errlen) ||
+        opt_string(L, t, "cert_file", (char **)&r->tls.cert_file, err, errlen) ||
+        opt_string(L, t, "key_file", (char **)&r->tls.key_file, err, errlen))
+        return -1;
+    if (!r->method || (r->has_body && r->body_len && !r->body)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return fill_headers(L, t, r, err, errlen);
+}
+
+static void push_timings(lua_State *co, const struct request_timings *tm)
+{
+    lua_createtable(co, 0, 5);
+    lua_pushnumber(co, tm->dns);
+    lua_setfield(co, -2, "dns");
+    lua_pushnumber(co, tm->connect);
+    lua_setfield(co, -2, "connect");
+    lua_pushnumber(co, tm->tls);
+    lua_setfield(co, -2, "tls");
+    lua_pushnumber(co, tm->ttfb);
+    lua_setfield(co, -2, "ttfb");
+    lua_pushnumber(co, tm->total);
+    lua_setfield(co, -2, "total");
+}
+
+static void push_headers(lua_State *co, const struct http_response *resp)
+{
+    lua_createtable(co, 0, resp->header_count);
+    const char *p = resp->headers.data, *end = p + resp->headers.len;
+    while (p && p < end) {
+        size_t nlen = strlen(p);
+        const char *v = p + nlen + 1;
+        if (v >= end)
+            break;
+        size_t vlen = strlen(v);
+        lua_pushlstring(co, p, nlen);
+        if (lua_rawget(co, -2) == LUA_TSTRING) {
+            lua_pushliteral(co, ", ");
+            lua_pushlstring(co, v, vlen);
+            lua_concat(co, 3);
+        } else {
+            lua_pop(co, 1);
+            lua_pushlstring(co, v, vlen);
+        }
+        lua_pushlstring(co, p, nlen);
+        lua_insert(co, -2);
+        lua_rawset(co, -3);
+        p = v + vlen + 1;
+    }
+}
+
+static void push_tls(lua_State *co, const struct tls_info *ti)
+{
+    lua_createtable(co, 0, 4);
+    lua_pushstring(co, ti->version);
+    lua_setfield(co, -2, "version");
+    lua_pushstring(co, ti->cipher);
+    lua_setfield(co, -2, "cipher");
+    lua_pushboolean(co, ti->verified);
+    lua_setfield(co, -2, "verified");
+    lua_pushinteger(co, ti->expires);
+    lua_setfield(co, -2, "expires");
+}
+
+static int push_response(lua_State *co, struct request *r)
+{
+    struct http_response *resp = &r->resp;
+    luaL_checkstack(co, 8, "response");
+    lua_createtable(co, 0, 8);
+    lua_pushinteger(co, resp->status);
+    lua_setfield(co, -2, "status");
+    lua_pushlstring(co, resp->reason.data ? resp->reason.data : "", resp->reason.len);
+    lua_setfield(co, -2, "reason");
+    push_headers(co, resp);
+    lua_setfield(co, -2, "headers");
+    lua_pushlstring(co, resp->body.data ? resp->body.data : "", resp->body.len);
+    lua_setfield(co, -2, "body");
+    lua_pushboolean(co, r->reused);
+    lua_setfield(co, -2, "reused");
+    push_timings(co, &r->timings);
+    lua_setfield(co, -2, "timings");
+    if (r->has_tls_info) {
+        push_tls(co, &r->tls_info);
+        lua_setfield(co, -2, "tls");
+    }
+    return 1;
+}
+
+static void on_done(struct request *r)
+{
+    struct task *t = r->data;
+    lua_State *co = t->co;
+    int n;
+    if (r->kind == NET_OK)
+        n = push_response(co, r);
+    else
+        n = push_failure(co, r->err, net_kind_name(r->kind));
+    task_resume(t, n);
+}
+
+static void cancel_request(struct task *t)
+{
+    request_cancel(t->wait.op);
+}
+
+/* _http.request(opts) → response table | nil, message, kind. Yields. */
+static int l_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct task *t = task_check_current(L, "http.request");
+    struct host *h = host_of(L);
+    struct request *r = request_new(&h->net);
+    if (!r)
+        return push_failure(L, "out of memory", "invalid");
+    char err[256];
+    if (fill_request(L, 1, r, err, sizeof err)) {
+        request_discard(r);
+        return push_failure(L, err, "invalid");
+    }
+    r->done = on_done;
+    r->data = t;
+    request_start(r);
+    return task_yield(L, t, cancel_request, r);
+}
+
+static void set_count(lua_State *L, const char *k, long long v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int l_stats(lua_State *L)
+{
+    struct net *n = &host_of(L)->net;
+    const struct dns_stats *ds = dns_get_stats(n->dns);
+    lua_createtable(L, 0, 8);
+    set_count(L, "requests", (long long)n->stats.requests);
+    set_count(L, "connections_opened", (long long)n->stats.connections_opened);
+    set_count(L, "connections_reused", (long long)n->stats.connections_reused);
+    set_count(L, "dns_lookups", (long long)ds->lookups);
+    set_count(L, "dns_hits", (long long)ds->hits);
+    set_count(L, "in_flight", n->stats.in_flight);
+    set_count(L, "idle_connections", pool_idle_count(n->pool));
+    set_count(L, "connecting", n->connecting);
+    return 1;
+}
+
+/* _http.configure{max_connecting=, max_idle_per_host=, idle_timeout=, dns_ttl=,
+ *                 max_header_bytes=, max_header_count=} */
+static int l_configure(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct net *n = &host_of(L)->net;
+    struct net_limits *lim = &n->limits;
+    lim->max_connecting = (int)opt_number(L, 1, "max_connecting", lim->max_connecting);
+    lim->max_idle_per_host = (int)opt_number(L, 1, "max_idle_per_host", lim->max_idle_per_host);
+    lim->idle_timeout = opt_number(L, 1, "idle_timeout", lim->idle_timeout);
+    lim->max_header_bytes = (size_t)opt_number(L, 1, "max_header_bytes", (double)lim->max_header_bytes);
+    lim->max_header_count = (int)opt_number(L, 1, "max_header_count", lim->max_header_count);
+    lua_getfield(L, 1, "dns_ttl");
+    if (lua_isnumber(L, -1))
+        dns_set_ttl(n->dns, lua_tonumber(L, -1));
+    lua_pop(L, 1);
+    if (lim->max_connecting < 1)
+        lim->max_connecting = 1;
+    return 0;
+}
+
+/* _http.parse_url(s) → {scheme=, host=, port=, target=, authority=} | nil, err */
+static int l_parse_url(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 1);
+    struct url u;
+    char err[256];
+    if (url_parse(&u, s, err, sizeof err)) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, u.https ? "https" : "http");
+    lua_setfield(L, -2, "scheme");
+    lua_pushstring(L, u.host);
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, u.port);
+    lua_setfield(L, -2, "port");
+    lua_pushstring(L, u.target);
+    lua_setfield(L, -2, "target");
+    url_free(&u);
+    return 1;
+}
+
+/* _http.resolve_url(base, ref) → absolute URL string */
+static int l_resolve_url(lua_State *L)
+{
+    const char *base = luaL_checkstring(L, 1);
+    const char *ref = luaL_checkstring(L, 2);
+    struct buf out = {0};
+    if (url_resolve(base, ref, &out)) {
+        buf_free(&out);
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot resolve URL");
+        return 2;
+    }
+    lua_pushlstring(L, out.data ? out.data : "", out.len);
+    buf_free(&out);
+    return 1;
+}
+
+int luaopen_luafetch_http(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        { "request", l_request }, { "stats", l_stats }, { "configure", l_configure },
+        { "parse_url", l_parse_url }, { "resolve_url", l_resolve_url }, { NULL, NULL },
+    };
+    luaL_newlib(L, funcs);
+    return 1;
+}

@@ -1,0 +1,184 @@
+/* lua_task.c — the `_task` bindings under lua/task.lua: spawn, join, cancel, sleep, now, suspend, wake.
+ * Handles are userdata boxes holding a task pointer; the task outlives its handle when running. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+#include "lua_bindings.h"
+#include "task.h"
+
+#define TASK_HANDLE "luafetch.task"
+
+static int l_spawn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    task_spawn(L, lua_gettop(L) - 1);
+    return 1;
+}
+
+static void cancel_join(struct task *t)
+{
+    struct task *target = t->joining;
+    if (!target)
+        return;
+    for (struct task **pp = &target->joiners; *pp; pp = &(*pp)->join_next) {
+        if (*pp == t) {
+            *pp = t->join_next;
+            break;
+        }
+    }
+    t->join_next = NULL;
+    t->joining = NULL;
+}
+
+static int l_join(lua_State *L)
+{
+    struct task *target = task_from_handle(L, 1);
+    if (!target)
+        return luaL_error(L, "task handle already released");
+    if (target->state == TASK_DONE)
+        return task_push_results(target, L);
+    struct task *self = task_check_current(L, "join");
+    if (self == target)
+        return luaL_error(L, "a task cannot join itself");
+    self->joining = target;
+    self->join_next = target->joiners;
+    target->joiners = self;
+    return task_yield(L, self, cancel_join, target);
+}
+
+static int l_cancel(lua_State *L)
+{
+    struct task *t = task_from_handle(L, 1);
+    if (!t || t->state == TASK_DONE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (t->state == TASK_RUNNING)
+        return luaL_error(L, "a task cannot cancel itself (return or raise an error instead)");
+    task_cancel(t, "canceled");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_status(lua_State *L)
+{
+    static const char *const names[] = { "ready", "ready", "running", "waiting", "done" };
+    struct task *t = task_from_handle(L, 1);
+    lua_pushstring(L, t ? names[t->state] : "done");
+    return 1;
+}
+
+static int l_gc(lua_State *L)
+{
+    struct task **box = luaL_checkudata(L, 1, TASK_HANDLE);
+    if (*box) {
+        task_handle_gc(*box);
+        *box = NULL;
+    }
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct task *t = task_from_handle(L, 1);
+    lua_pushfstring(L, "task (%p)", (void *)t);
+    return 1;
+}
+
+static void on_sleep_done(uv_timer_t *timer)
+{
+    struct task *t = timer->data;
+    task_resume(t, 0);
+}
+
+static void cancel_sleep(struct task *t)
+{
+    uv_timer_stop(&t->timer);
+}
+
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    struct task *t = task_check_current(L, "task.sleep");
+    if (s <= 0) {
+        /* sleep(0): let every other ready task run first */
+        t->state = TASK_WAITING;
+        task_wake(t, 0);
+        return lua_yield(L, 0);
+    }
+    uv_timer_start(&t->timer, on_sleep_done, (uint64_t)(s * 1000 + 0.5), 0);
+    return task_yield(L, t, cancel_sleep, NULL);
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+    return 1;
+}
+
+static void cancel_suspend(struct task *t)
+{
+    (void)t;
+}
+
+/* Yields until _task.wake(t, ...) passes values to it. */
+static int l_suspend(lua_State *L)
+{
+    struct task *t = task_check_current(L, "suspend");
+    return task_yield(L, t, cancel_suspend, NULL);
+}
+
+static int l_wake(lua_State *L)
+{
+    struct task *t = task_from_handle(L, 1);
+    if (!t || t->state != TASK_WAITING || t->wait.cancel != cancel_suspend) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    int n = lua_gettop(L) - 1;
+    luaL_checkstack(t->co, n, "too many values");
+    lua_xmove(L, t->co, n);
+    task_wake(t, n);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_current(lua_State *L)
+{
+    struct host *h = host_of(L);
+    if (!h->current || h->current->co != L) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, h->current);
+    return 1;
+}
+
+static int l_count(lua_State *L)
+{
+    lua_pushinteger(L, host_of(L)->tasks_alive);
+    return 1;
+}
+
+int luaopen_luafetch_task(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "join", l_join }, { "cancel", l_cancel }, { "status", l_status }, { NULL, NULL },
+    };
+    static const luaL_Reg meta[] = {
+        { "__gc", l_gc }, { "__tostring", l_tostring }, { NULL, NULL },
+    };
+    static const luaL_Reg funcs[] = {
+        { "spawn", l_spawn }, { "sleep", l_sleep }, { "now", l_now }, { "suspend", l_suspend },
+        { "wake", l_wake }, { "current", l_current }, { "count", l_count }, { NULL, NULL },
+    };
+    if (luaL_newmetatable(L, TASK_HANDLE)) {
+        luaL_setfuncs(L, meta, 0);
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
+}

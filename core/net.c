@@ -1,0 +1,53 @@
+/* net.c — set-up and tear-down of the network layer's shared context.
+ * struct net is owned by the host; its buffers, DNS cache and pool are freed by net_close. */
+#include "net.h"
+
+#include <stdlib.h>
+
+#include "dns.h"
+#include "pool.h"
+#include "tls.h"
+
+static const char *const kind_names[] = {
+    "ok", "dns", "connect", "tls", "timeout", "closed",
+    "protocol", "limit", "redirect", "canceled", "invalid",
+};
+
+const char *net_kind_name(enum net_kind k)
+{
+    return (unsigned)k < sizeof kind_names / sizeof kind_names[0] ? kind_names[k] : "unknown";
+}
+
+int net_init(struct net *n, uv_loop_t *loop)
+{
+    n->loop = loop;
+    n->limits.max_connecting = 128;
+    n->limits.max_idle_per_host = 256;
+    n->limits.idle_timeout = 30.0;
+    n->limits.max_header_bytes = 64 * 1024;
+    n->limits.max_header_count = 256;
+    n->read_buf_size = 64 * 1024;
+    n->read_buf = malloc(n->read_buf_size);
+    n->plain_buf_size = 32 * 1024;
+    n->plain_buf = malloc(n->plain_buf_size);
+    n->dns = dns_cache_new(loop, 60.0);
+    n->pool = pool_new(n);
+    if (!n->read_buf || !n->plain_buf || !n->dns || !n->pool)
+        return UV_ENOMEM;
+    return 0;
+}
+
+void net_close(struct net *n)
+{
+    if (n->pool)
+        pool_free(n->pool);
+    if (n->dns)
+        dns_cache_free(n->dns);
+    free(n->read_buf);
+    free(n->plain_buf);
+    n->pool = NULL;
+    n->dns = NULL;
+    n->read_buf = NULL;
+    n->plain_buf = NULL;
+    tls_global_cleanup();
+}

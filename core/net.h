@@ -1,0 +1,66 @@
+/* net.h — the network layer's shared context: loop, DNS cache, pool, shared buffers, pacing, stats.
+ * host.c owns one struct net (net_init/net_close); nothing here knows about Lua. */
+#ifndef LUAFETCH_NET_H
+#define LUAFETCH_NET_H
+
+#include <uv.h>
+#include <stddef.h>
+
+/* Failure kinds of DESIGN.md, in the order of net_kind_names. */
+enum net_kind {
+    NET_OK = 0,
+    NET_DNS,
+    NET_CONNECT,
+    NET_TLS,
+    NET_TIMEOUT,
+    NET_CLOSED,
+    NET_PROTOCOL,
+    NET_LIMIT,
+    NET_REDIRECT,
+    NET_CANCELED,
+    NET_INVALID,
+};
+
+const char *net_kind_name(enum net_kind k);
+
+struct net_stats {
+    unsigned long long requests;
+    unsigned long long connections_opened;
+    unsigned long long connections_reused;
+    long long in_flight;
+};
+
+struct request;
+struct pool;
+struct dns_cache;
+
+struct net_limits {
+    int max_connecting;         /* simultaneous TCP connects in progress */
+    int max_idle_per_host;      /* idle keep-alive connections kept per pool key */
+    double idle_timeout;        /* seconds an idle connection is kept */
+    size_t max_header_bytes;    /* response head size cap */
+    int max_header_count;
+};
+
+struct net {
+    uv_loop_t *loop;
+    struct dns_cache *dns;
+    struct pool *pool;
+    struct net_limits limits;
+    struct net_stats stats;
+    /* One read buffer per loop: libuv fills it and the parser consumes it before the next read. */
+    char *read_buf;
+    size_t read_buf_size;
+    /* Plaintext out of TLS records, consumed the same way. */
+    unsigned char *plain_buf;
+    size_t plain_buf_size;
+    /* Connect pacing: requests waiting for a connect slot, FIFO. */
+    int connecting;
+    struct request *connect_head, *connect_tail;
+};
+
+int net_init(struct net *n, uv_loop_t *loop);
+/* Closes idle connections and frees caches; handles finish closing in the loop. */
+void net_close(struct net *n);
+
+#endif

@@ -1,0 +1,454 @@
+/* request.c — one HTTP exchange: resolve, connect (or reuse), TLS, send, receive, and its timers.
+ * The request owns its strings, response buffers, address list and, while in use, its conn.
+ * It is freed in its timer's close callback, after done has run or after request_cancel. */
+#include "request.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "pool.h"
+
+enum phase { PH_NEW, PH_DNS, PH_QUEUED, PH_CONNECT, PH_TLS, PH_WAIT, PH_DONE };
+
+/* Bodies up to this size travel in the same write as the head. */
+#define INLINE_BODY_MAX (16 * 1024)
+
+static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void resolve(struct request *r);
+static void connect_next(struct request *r);
+static void arm_timer(struct request *r);
+static const struct conn_handler handler;
+
+int request_is_idempotent(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE") ||
+           !strcmp(m, "OPTIONS") || !strcmp(m, "TRACE");
+}
+
+static double since(uint64_t t0)
+{
+    return (double)(uv_hrtime() - t0) / 1e9;
+}
+
+static uint64_t ms_after(struct request *r, double seconds)
+{
+    return seconds > 0 ? uv_now(r->net->loop) + (uint64_t)(seconds * 1000 + 0.5) : 0;
+}
+
+/* --- life and death ------------------------------------------------------ */
+
+struct request *request_new(struct net *net)
+{
+    struct request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->net = net;
+    r->max_body = 64u * 1024 * 1024;
+    r->decompress = 1;
+    r->tls.verify = 1;
+    uv_timer_init(net->loop, &r->timer);
+    r->timer.data = r;
+    return r;
+}
+
+static void free_request(uv_handle_t *h)
+{
+    struct request *r = h->data;
+    url_free(&r->url);
+    free(r->method);
+    http_head_free(&r->head);
+    free(r->body);
+    free((char *)r->tls.ca_file);
+    free((char *)r->tls.cert_file);
+    free((char *)r->tls.key_file);
+    if (r->resp_ready)
+        http_response_free(&r->resp);
+    buf_free(&r->wire);
+    buf_free(&r->key);
+    dns_addrs_unref(r->addrs);
+    free(r);
+}
+
+void request_discard(struct request *r)
+{
+    uv_close((uv_handle_t *)&r->timer, free_request);
+}
+
+static void dequeue(struct request *r)
+{
+    struct net *n = r->net;
+    if (!r->queued)
+        return;
+    struct request **pp = &n->connect_head, *prev = NULL;
+    while (*pp && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->queue_next;
+    }
+    if (*pp) {
+        *pp = r->queue_next;
+        if (n->connect_tail == r)
+            n->connect_tail = prev;
+    }
+    r->queue_next = NULL;
+    r->queued = 0;
+}
+
+/* A connect slot may have freed up: start waiting requests in arrival order. */
+static void pump_connect_queue(struct net *n)
+{
+    while (n->connect_head && n->connecting < n->limits.max_connecting) {
+        struct request *r = n->connect_head;
+        n->connect_head = r->queue_next;
+        if (!n->connect_head)
+            n->connect_tail = NULL;
+        r->queue_next = NULL;
+        r->queued = 0;
+        connect_next(r);
+    }
+}
+
+/* Drops the request's hold on network resources; the conn goes back to the pool if reusable. */
+static void release(struct request *r, int reusable)
+{
+    uv_timer_stop(&r->timer);
+    dns_cancel(&r->dns);
+    dequeue(r);
+    if (r->conn) {
+        if (reusable)
+            pool_put(r->net->pool, r->conn);
+        else
+            conn_close(r->conn);
+        r->conn = NULL;
+    }
+    r->net->stats.in_flight--;
+    pump_connect_queue(r->net);
+}
+
+static void run_done(struct request *r)
+{
+    r->done_pending = 0;
+    r->done(r);
+    uv_close((uv_handle_t *)&r->timer, free_request);
+}
+
+static void on_deferred_done(uv_timer_t *t)
+{
+    run_done(t->data);
+}
+
+static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
+{
+    if (r->finished)
+        return;
+    r->finished = 1;
+    r->phase = PH_DONE;
+    r->kind = kind;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->err, sizeof r->err, fmt, ap);
+        va_end(ap);
+    }
+    r->timings.total = since(r->t0);
+    int reusable = kind == NET_OK && r->resp.complete && r->resp.keep_alive;
+    release(r, reusable);
+    if (r->starting) {
+        /* Never complete inside the call that started the request. */
+        r->done_pending = 1;
+        uv_timer_start(&r->timer, on_deferred_done, 0, 0);
+        return;
+    }
+    run_done(r);
+}
+
+void request_cancel(struct request *r)
+{
+    if (r->finished && !r->done_pending)
+        return;
+    if (!r->finished) {
+        r->finished = 1;
+        r->kind = NET_CANCELED;
+        release(r, 0);
+    }
+    r->done_pending = 0;
+    uv_timer_stop(&r->timer);
+    uv_close((uv_handle_t *)&r->timer, free_request);
+}
+
+/* --- timers -------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct request *r = t->data;
+    uint64_t now = uv_now(r->net->loop);
+    if (r->deadline_total && now >= r->deadline_total) {
+        finish(r, NET_TIMEOUT, "timed out after %gs (total timeout)", r->timeouts.total);
+        return;
+    }
+    if (r->deadline_phase && now >= r->deadline_phase) {
+        if (r->phase == PH_TLS)
+            finish(r, NET_TIMEOUT, "TLS handshake timed out after %gs", r->timeouts.tls);
+        else
+            finish(r, NET_TIMEOUT, "connect timed out after %gs", r->timeouts.connect);
+        return;
+    }
+    if (r->phase == PH_WAIT && r->timeouts.read > 0 &&
+        now - r->last_activity >= (uint64_t)(r->timeouts.read * 1000)) {
+        finish(r, NET_TIMEOUT, "no data for %gs (read timeout)", r->timeouts.read);
+        return;
+    }
+    arm_timer(r);
+}
+
+/* One timer per request, set to the nearest deadline; reads only stamp last_activity and the
+ * timer re-arms itself lazily, so a busy connection costs no timer operations per read. */
+static void arm_timer(struct request *r)
+{
+    uint64_t next = r->deadline_total;
+    if (r->deadline_phase && (!next || r->deadline_phase < next))
+        next = r->deadline_phase;
+    if (r->phase == PH_WAIT && r->timeouts.read > 0) {
+        uint64_t idle = r->last_activity + (uint64_t)(r->timeouts.read * 1000);
+        if (!next || idle < next)
+            next = idle;
+    }
+    if (!next) {
+        uv_timer_stop(&r->timer);
+        return;
+    }
+    uint64_t now = uv_now(r->net->loop);
+    uv_timer_start(&r->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+/* --- sending and receiving ----------------------------------------------- */
+
+static void send_request(struct request *r)
+{
+    r->phase = PH_WAIT;
+    r->deadline_phase = 0;
+    r->last_activity = uv_now(r->net->loop);
+    if (r->resp_ready)
+        http_response_free(&r->resp);
+    http_response_init(&r->resp, r->max_body, r->net->limits.max_header_bytes,
+                       r->net->limits.max_header_count, r->decompress, !strcmp(r->method, "HEAD"));
+    r->resp_ready = 1;
+    struct conn *c = r->conn;
+    if (c->tls) {
+        tls_conn_get_info(c->tls, &r->tls_info);
+        r->has_tls_info = 1;
+    }
+    if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->body_len > INLINE_BODY_MAX)
+        conn_write(c, r->body, r->body_len);
+    /* A failed write surfaces as a closed event; nothing more to do here. */
+    if (!r->finished)
+        arm_timer(r);
+}
+
+static void on_data(struct conn *c, const char *data, size_t len)
+{
+    struct request *r = c->owner;
+    if (r->phase != PH_WAIT)
+        return;
+    if (r->resp.bytes_in == 0)
+        r->timings.ttfb = since(r->t0);
+    r->last_activity = uv_now(r->net->loop);
+    if (http_response_feed(&r->resp, data, len) < 0) {
+        finish(r, r->resp.err_kind, "%s", r->resp.err);
+        return;
+    }
+    if (r->resp.complete)
+        finish(r, NET_OK, NULL);
+}
+
+static int retry_stale(struct request *r)
+{
+    /* A pooled connection the server had already closed: nothing arrived, try once afresh. */
+    if (!r->reused || r->stale_retry_done || r->resp.bytes_in > 0 || !request_is_idempotent(r->method))
+        return 0;
+    r->stale_retry_done = 1;
+    r->reused = 0;
+    conn_close(r->conn);
+    r->conn = NULL;
+    resolve(r);
+    return 1;
+}
+
+static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
+{
+    struct request *r = c->owner;
+    if (kind == NET_OK) {
+        if (r->resp_ready && http_response_eof(&r->resp) == 0) {
+            finish(r, NET_OK, NULL);
+            return;
+        }
+        if (retry_stale(r))
+            return;
+        finish(r, r->resp_ready ? r->resp.err_kind : NET_CLOSED, "%s",
+               r->resp_ready ? r->resp.err : "connection closed");
+        return;
+    }
+    if (retry_stale(r))
+        return;
+    if (kind == NET_CLOSED && r->resp.bytes_in > 0)
+        finish(r, NET_CLOSED, "connection closed before the response was complete (%s)", msg);
+    else
+        finish(r, kind, "%s", msg);
+}
+
+/* --- connecting ---------------------------------------------------------- */
+
+static void on_tcp_connected(struct conn *c)
+{
+    struct request *r = c->owner;
+    r->timings.connect = since(r->phase_t0);
+    r->phase_t0 = uv_hrtime();
+    r->phase = PH_TLS;
+    r->deadline_phase = ms_after(r, r->timeouts.tls);
+    arm_timer(r);
+}
+
+static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
+{
+    struct request *r = c->owner;
+    pump_connect_queue(r->net);
+    if (r->finished)
+        return;
+    if (kind != NET_OK) {
+        if (r->phase == PH_TLS || kind == NET_TLS) {
+            finish(r, NET_TLS, "%s", msg);
+            return;
+        }
+        conn_close(c);
+        r->conn = NULL;
+        r->addr_index++;
+        if (r->addr_index < r->addrs->count) {
+            connect_next(r);
+            return;
+        }
+        finish(r, kind, "cannot connect to %s port %d: %s", r->url.host, r->url.port, msg);
+        return;
+    }
+    if (r->phase == PH_TLS)
+        r->timings.tls = since(r->phase_t0);
+    else
+        r->timings.connect = since(r->phase_t0);
+    send_request(r);
+}
+
+static const struct conn_handler handler = { on_tcp_connected, on_ready, on_data, on_closed };
+
+static void connect_next(struct request *r)
+{
+    struct net *n = r->net;
+    if (n->connecting >= n->limits.max_connecting) {
+        r->phase = PH_QUEUED;
+        r->queued = 1;
+        if (n->connect_tail)
+            n->connect_tail->queue_next = r;
+        else
+            n->connect_head = r;
+        n->connect_tail = r;
+        return;
+    }
+    int rc = 0;
+    char err[256] = "";
+    while (r->addr_index < r->addrs->count) {
+        struct sockaddr_storage *ss = &r->addrs->addr[r->addr_index];
+        if (ss->ss_family == AF_INET)
+            ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)r->url.port);
+        else
+            ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)r->url.port);
+        r->phase = PH_CONNECT;
+        r->phase_t0 = uv_hrtime();
+        rc = conn_open(&r->conn, n, (struct sockaddr *)ss, r->url.https ? &r->tls : NULL,
+                       r->key.data, &handler, r, err, sizeof err);
+        if (rc == 0)
+            return;
+        r->conn = NULL;
+        if (rc == UV_EINVAL && r->url.https) {
+            finish(r, NET_TLS, "%s", err);
+            return;
+        }
+        r->addr_index++;
+    }
+    finish(r, NET_CONNECT, "cannot connect to %s port %d: %s", r->url.host, r->url.port,
+           uv_strerror(rc));
+}
+
+static void on_resolved(struct dns_waiter *w, int status, struct dns_addrs *addrs)
+{
+    struct request *r = (struct request *)((char *)w - offsetof(struct request, dns));
+    if (status < 0) {
+        finish(r, NET_DNS, "cannot resolve %s: %s", r->url.host, uv_strerror(status));
+        return;
+    }
+    r->timings.dns = since(r->phase_t0);
+    r->addrs = addrs;
+    r->addr_index = 0;
+    connect_next(r);
+}
+
+static void resolve(struct request *r)
+{
+    r->phase = PH_DNS;
+    r->phase_t0 = uv_hrtime();
+    r->deadline_phase = ms_after(r, r->timeouts.connect);
+    dns_addrs_unref(r->addrs);
+    r->addrs = NULL;
+    r->dns.cb = on_resolved;
+    int err = 0;
+    struct dns_addrs *a = dns_resolve(r->net->dns, r->url.host, &r->dns, &err);
+    if (err) {
+        finish(r, NET_DNS, "cannot resolve %s: %s", r->url.host, uv_strerror(err));
+        return;
+    }
+    if (a)
+        on_resolved(&r->dns, 0, a);
+    if (!r->finished)
+        arm_timer(r);
+}
+
+/* --- start --------------------------------------------------------------- */
+
+static int build_wire(struct request *r)
+{
+    struct buf authority = {0};
+    int rc = url_authority(&r->url, &authority, 0);
+    rc = rc || pool_key(&r->key, r->url.https, r->url.host, r->url.port, &r->tls);
+    rc = rc || http_head_finish(&r->head, &r->wire, r->method, r->url.target, authority.data,
+                                r->body_len, r->has_body, r->decompress);
+    if (!rc && r->has_body && r->body_len <= INLINE_BODY_MAX)
+        rc = buf_append(&r->wire, r->body, r->body_len);
+    buf_free(&authority);
+    return rc;
+}
+
+void request_start(struct request *r)
+{
+    struct net *n = r->net;
+    r->starting = 1;
+    r->t0 = uv_hrtime();
+    r->phase_t0 = r->t0;
+    r->deadline_total = ms_after(r, r->timeouts.total);
+    r->tls.host = r->url.host;
+    r->tls.port = r->url.port;
+    n->stats.requests++;
+    n->stats.in_flight++;
+    if (build_wire(r)) {
+        finish(r, NET_INVALID, "out of memory");
+    } else if ((r->conn = pool_take(n->pool, r->key.data))) {
+        r->reused = 1;
+        n->stats.connections_reused++;
+        conn_set_owner(r->conn, &handler, r);
+        send_request(r);
+    } else {
+        resolve(r);
+    }
+    r->starting = 0;
+}

@@ -1,0 +1,65 @@
+/* tls.h — TLS client sessions over an in-memory BIO (mbedTLS 2.28): no sockets, no libuv, no Lua.
+ * conn.c feeds received ciphertext in with tls_conn_feed and sends what the send callback hands out.
+ * A tls_conn is owned by its connection and freed with tls_conn_free; shared configs are process-wide. */
+#ifndef LUAFETCH_TLS_H
+#define LUAFETCH_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Negative so that tls_conn_read can return them beside a byte count (1 byte must not read as WANT_INPUT). */
+enum {
+    TLS_OK = 0,
+    TLS_ERROR = -1,        /* failure; message in err */
+    TLS_WANT_INPUT = -2,   /* needs more ciphertext: feed and call again */
+    TLS_EOF = -3           /* peer sent close_notify */
+};
+
+/* What changes trust: every field here is part of the pool key. */
+struct tls_options {
+    int verify;             /* 1 = verify chain and host name (default) */
+    const char *ca_file;    /* PEM bundle path, NULL = system bundle */
+    const char *cert_file;  /* client certificate (PEM), NULL = none */
+    const char *key_file;   /* client key (PEM), NULL = none */
+    const char *host;       /* SNI and name to check: host name or IP literal (never NULL) */
+    int port;               /* with host, keys the session-resumption cache */
+};
+
+struct tls_info {
+    const char *version;    /* "TLSv1.2" (static string) */
+    const char *cipher;     /* suite name (static string) */
+    int verified;           /* chain and name verified */
+    long long expires;      /* unix time of the peer certificate's notAfter, 0 if none */
+};
+
+struct tls_conn;
+
+/* Called with ciphertext to send; must take all of it (copy/queue). Returns 0 or -1. */
+typedef int (*tls_send_fn)(void *ud, const unsigned char *buf, size_t len);
+
+/* 0 on success; -1 with a readable reason in err (bad CA file, bad client key ...). The first use of a
+ * (verify, ca_file, cert_file, key_file) combination parses its files; later ones share the result. */
+int tls_conn_new(struct tls_conn **out, const struct tls_options *opt,
+                 tls_send_fn send, void *ud, char *err, size_t errlen);
+/* Append received ciphertext (copied; an allocation failure is reported by the next call). */
+void tls_conn_feed(struct tls_conn *t, const unsigned char *data, size_t len);
+/* TLS_OK when the handshake completed (verification included), TLS_WANT_INPUT, or TLS_ERROR. After TLS_OK
+ * call tls_conn_read even without new input: application data may have arrived with the last flight. */
+int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen);
+/* >0 plaintext bytes, TLS_WANT_INPUT (0 is never returned), TLS_EOF, or TLS_ERROR. One call returns at most
+ * one record: after a feed, call again until TLS_WANT_INPUT. A TCP EOF without close_notify is a truncation
+ * the caller judges (e.g. fine after a complete Content-Length body). */
+ssize_t tls_conn_read(struct tls_conn *t, unsigned char *buf, size_t len, char *err, size_t errlen);
+/* Encrypts all of buf and hands records to send; TLS_OK or TLS_ERROR. */
+int tls_conn_write(struct tls_conn *t, const unsigned char *buf, size_t len, char *err, size_t errlen);
+/* Sends close_notify (best effort). */
+void tls_conn_close_notify(struct tls_conn *t);
+void tls_conn_get_info(struct tls_conn *t, struct tls_info *info);
+/* 1 if the handshake resumed a cached session. */
+int tls_conn_resumed(struct tls_conn *t);
+void tls_conn_free(struct tls_conn *t);
+/* Frees shared configs, CA chains, the RNG and the session cache (at host shutdown, after every
+ * tls_conn_free). All functions are for one thread (the loop's): the process-wide caches have no lock. */
+void tls_global_cleanup(void);
+
+#endif

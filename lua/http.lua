@@ -1,0 +1,289 @@
+-- http.lua — the `http` module: requests with options, redirects, JSON, and the response object.
+-- One exchange at a time goes to the C core (_http.request, which yields the calling task);
+-- this file normalises options, follows redirects and decorates the response.
+local C = require "_http"
+local now = require("_task").now
+
+local M = {}
+
+local DEFAULT_MAX_REDIRECTS = 5
+
+---@class Response
+---@field status integer
+---@field reason string
+---@field headers table<string, string> lower-case names; repeated headers joined with ", "
+---@field body string
+---@field url string final URL after redirects
+---@field reused boolean served over a pooled connection
+---@field timings table seconds: dns, connect, tls, ttfb, total
+---@field tls table|nil version, cipher, verified, expires (https only)
+local Response = {}
+Response.__index = Response
+
+---Decodes the body as JSON.
+---@return any|nil value
+---@return string|nil err
+function Response:json()
+  local cjson = require "cjson.safe"
+  local v, err = cjson.decode(self.body)
+  if v == nil and err then
+    return nil, "invalid JSON: " .. err
+  end
+  return v
+end
+
+local function env_timeout()
+  local s = os.getenv("HTTP_TIMEOUT")
+  if s == nil or s == "" then
+    return 30
+  end
+  local n = tonumber(s)
+  if not n or n <= 0 then
+    error({ exit_code = 2, message = "HTTP_TIMEOUT must be a positive number of seconds, got '" .. s .. "'" })
+  end
+  return n
+end
+
+local TIMEOUT_FIELDS = { connect = true, tls = true, read = true, total = true }
+
+-- Fills the C option fields from `timeout` (number = total; table = per phase).
+local function set_timeouts(req, timeout)
+  if timeout == nil then
+    timeout = env_timeout()
+  end
+  if type(timeout) == "number" then
+    if timeout <= 0 then
+      return nil, "timeout must be a positive number"
+    end
+    req.timeout_total = timeout
+    return true
+  end
+  if type(timeout) ~= "table" then
+    return nil, "timeout must be a number or a table {connect=, tls=, read=, total=}"
+  end
+  for k, v in pairs(timeout) do
+    if not TIMEOUT_FIELDS[k] then
+      return nil, "unknown timeout field '" .. tostring(k) .. "'"
+    end
+    if type(v) ~= "number" or v <= 0 then
+      return nil, "timeout." .. k .. " must be a positive number"
+    end
+    req["timeout_" .. k] = v
+  end
+  if not timeout.total and not timeout.read then
+    req.timeout_total = env_timeout()
+  end
+  return true
+end
+
+local OPTIONS = {
+  url = true, method = true, headers = true, body = true, json = true, timeout = true,
+  max_redirects = true, max_body = true, verify = true, ca_file = true, cert_file = true,
+  key_file = true, decompress = true,
+}
+
+-- Builds the table the C core takes; nil, message on bad options.
+local function normalise(opts)
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      return nil, "unknown option '" .. tostring(k) .. "'"
+    end
+  end
+  if type(opts.url) ~= "string" then
+    return nil, "url must be a string"
+  end
+  local req = {
+    url = opts.url,
+    method = opts.method and tostring(opts.method):upper() or "GET",
+    body = opts.body,
+    max_body = opts.max_body,
+    verify = opts.verify,
+    ca_file = opts.ca_file,
+    cert_file = opts.cert_file,
+    key_file = opts.key_file,
+    decompress = opts.decompress,
+  }
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then
+    return nil, "headers must be a table"
+  end
+  local headers = {}
+  for k, v in pairs(opts.headers or {}) do
+    headers[k] = v
+  end
+  if opts.json ~= nil then
+    if opts.body ~= nil then
+      return nil, "give body or json, not both"
+    end
+    local cjson = require "cjson.safe"
+    local encoded, err = cjson.encode(opts.json)
+    if not encoded then
+      return nil, "cannot encode json: " .. tostring(err)
+    end
+    req.body = encoded
+    local has_type = false
+    for k in pairs(headers) do
+      if type(k) == "string" and k:lower() == "content-type" then
+        has_type = true
+      end
+    end
+    if not has_type then
+      headers["Content-Type"] = "application/json"
+    end
+  end
+  req.headers = headers
+  if opts.body ~= nil and type(opts.body) ~= "string" then
+    return nil, "body must be a string"
+  end
+  if opts.max_body ~= nil and (type(opts.max_body) ~= "number" or opts.max_body < 0) then
+    return nil, "max_body must be a non-negative number"
+  end
+  local ok, err = set_timeouts(req, opts.timeout)
+  if not ok then
+    return nil, err
+  end
+  local max_redirects = opts.max_redirects
+  if max_redirects == nil then
+    max_redirects = DEFAULT_MAX_REDIRECTS
+  elseif math.type(max_redirects) ~= "integer" or max_redirects < 0 then
+    return nil, "max_redirects must be a non-negative integer"
+  end
+  return req, max_redirects
+end
+
+local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+local function origin(u)
+  return u.scheme .. "://" .. u.host .. ":" .. u.port
+end
+
+-- Credentials a script set for one origin must not travel to another.
+local SENSITIVE = { authorization = true, cookie = true, ["proxy-authorization"] = true }
+
+-- Prepares req for the next hop to `location`; nil, message when the target is refused.
+local function follow(req, res, location)
+  local target = C.resolve_url(req.url, location)
+  if not target then
+    return nil, "bad redirect target '" .. location .. "'"
+  end
+  local scheme = target:match("^(%a[%w+.-]*):")
+  scheme = scheme and scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "refusing redirect to a non-http(s) URL: " .. target
+  end
+  local from, to = C.parse_url(req.url), C.parse_url(target)
+  if not to then
+    return nil, "bad redirect target '" .. target .. "'"
+  end
+  if origin(from) ~= origin(to) then
+    for k in pairs(req.headers) do
+      if SENSITIVE[k:lower()] then
+        req.headers[k] = nil
+      end
+    end
+  end
+  local status = res.status
+  if (status == 301 or status == 302 or status == 303) and req.method ~= "HEAD" then
+    if status == 303 or req.method == "POST" then
+      req.method = "GET"
+      req.body = nil
+      for k in pairs(req.headers) do
+        if k:lower() == "content-type" then
+          req.headers[k] = nil
+        end
+      end
+    end
+  end
+  req.url = target
+  return true
+end
+
+---Sends a request; follows redirects.
+---@param opts table url, method, headers, body, json, timeout, max_redirects, max_body, verify, ca_file, cert_file, key_file, decompress
+---@return Response|nil res
+---@return string|nil err
+---@return string|nil kind dns, connect, tls, timeout, closed, protocol, limit, redirect, canceled, invalid
+function M.request(opts)
+  if type(opts) ~= "table" then
+    return nil, "http.request expects a table of options", "invalid"
+  end
+  local req, max_redirects = normalise(opts)
+  if not req then
+    return nil, max_redirects, "invalid"
+  end
+  local total = req.timeout_total
+  local deadline = total and now() + total
+  local hops = 0
+  while true do
+    local res, err, kind = C.request(req)
+    if not res then
+      return nil, err, kind
+    end
+    res.url = req.url
+    local location = res.headers.location
+    if not REDIRECT[res.status] or not location or max_redirects == 0 then
+      res.redirects = hops
+      return setmetatable(res, Response)
+    end
+    if hops >= max_redirects then
+      return nil, "too many redirects (more than " .. max_redirects .. ")", "redirect"
+    end
+    local ok, why = follow(req, res, location)
+    if not ok then
+      return nil, why, "redirect"
+    end
+    hops = hops + 1
+    if deadline then
+      local left = deadline - now()
+      if left <= 0 then
+        return nil, "timed out after " .. total .. "s (total timeout)", "timeout"
+      end
+      req.timeout_total = left
+    end
+  end
+end
+
+local function with_method(method, url, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do
+    o[k] = v
+  end
+  o.url, o.method = url, method
+  return M.request(o)
+end
+
+---@return Response|nil, string|nil, string|nil
+function M.get(url, opts) return with_method("GET", url, opts) end
+function M.head(url, opts) return with_method("HEAD", url, opts) end
+function M.delete(url, opts) return with_method("DELETE", url, opts) end
+function M.options(url, opts) return with_method("OPTIONS", url, opts) end
+
+local function with_body(method, url, body, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do
+    o[k] = v
+  end
+  o.url, o.method = url, method
+  if type(body) == "table" then
+    o.json = body
+  else
+    o.body = body
+  end
+  return M.request(o)
+end
+
+---A string body is sent as is; a table body is sent as JSON.
+function M.post(url, body, opts) return with_body("POST", url, body, opts) end
+function M.put(url, body, opts) return with_body("PUT", url, body, opts) end
+function M.patch(url, body, opts) return with_body("PATCH", url, body, opts) end
+
+---Counters since start: requests, connections_opened, connections_reused, dns_lookups, dns_hits, in_flight.
+M.stats = C.stats
+
+---Pool and limit settings: max_connecting, max_idle_per_host, idle_timeout, dns_ttl,
+---max_header_bytes, max_header_count.
+M.configure = C.configure
+
+M.parse_url = C.parse_url
+M.resolve_url = C.resolve_url
+
+return M

@@ -1,0 +1,89 @@
+-- task.lua — tasks (coroutines the host schedules), sleeping, time, and semaphores.
+-- spawn/join/sleep/now come from the C core (_task); the semaphore is built on suspend/wake.
+local C = require "_task"
+
+local M = {}
+
+---Runs fn(...) as a new task, starting on the next loop turn.
+---@param fn function
+---@return userdata task handle with :join(), :cancel(), :status()
+M.spawn = C.spawn
+
+---Suspends the running task for `seconds` (0 lets other ready tasks run first).
+---@param seconds number
+M.sleep = C.sleep
+
+---Monotonic clock in seconds (float).
+---@return number
+M.now = C.now
+
+---The running task's handle, or nil outside a task.
+M.current = C.current
+
+---Number of unfinished tasks.
+---@return integer
+M.count = C.count
+
+---@class Semaphore
+---@field private permits integer
+---@field private waiters table
+local Semaphore = {}
+Semaphore.__index = Semaphore
+
+---Takes a permit, waiting (in arrival order) until one is free.
+function Semaphore:acquire()
+  if self.permits > 0 and #self.waiters == self.head - 1 then
+    self.permits = self.permits - 1
+    return true
+  end
+  local me = C.current() or error("semaphore:acquire must be called from a task", 2)
+  self.waiters[#self.waiters + 1] = me
+  C.suspend() -- release() hands the permit straight to us
+  return true
+end
+
+---Takes a permit if one is free now.
+---@return boolean
+function Semaphore:try_acquire()
+  if self.permits > 0 then
+    self.permits = self.permits - 1
+    return true
+  end
+  return false
+end
+
+---Returns a permit, handing it to the longest waiter if any.
+function Semaphore:release()
+  local w = self.waiters
+  while self.head <= #w do
+    local t = w[self.head]
+    w[self.head] = false
+    self.head = self.head + 1
+    if self.head > #w then
+      -- queue drained: reset so the array does not grow forever
+      for i = #w, 1, -1 do w[i] = nil end
+      self.head = 1
+    end
+    if C.wake(t) then
+      return
+    end
+    -- that waiter was canceled meanwhile: try the next one
+  end
+  self.permits = self.permits + 1
+end
+
+---Permits free now.
+---@return integer
+function Semaphore:available()
+  return self.permits
+end
+
+---A counting semaphore with n permits.
+---@param n integer
+---@return Semaphore
+function M.semaphore(n)
+  assert(math.type(n) == "integer" and n >= 0, "semaphore(n): n must be a non-negative integer")
+  return setmetatable({ permits = n, waiters = {}, head = 1 }, Semaphore)
+end
+
+return M
