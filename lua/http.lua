@@ -211,7 +211,8 @@ function M.request(opts)
     return nil, max_redirects, "invalid"
   end
   local total = req.timeout_total
-  local deadline = total and now() + total
+  local started = now()
+  local deadline = total and started + total
   local hops = 0
   while true do
     local res, err, kind = C.request(req)
@@ -222,6 +223,9 @@ function M.request(opts)
     local location = res.headers.location
     if not REDIRECT[res.status] or not location or max_redirects == 0 then
       res.redirects = hops
+      if hops > 0 then
+        res.timings.total = now() - started -- the whole exchange, all hops
+      end
       return setmetatable(res, Response)
     end
     if hops >= max_redirects then
