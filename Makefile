@@ -34,7 +34,7 @@ ASAN_OBJ  := $(patsubst $(BUILD)/obj/%,$(BUILD)/asan/%,$(OBJ) $(LLHTTP_OBJ) $(BU
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps deps-bench test test-unit test-specs test-asan demo bench install clean
+.PHONY: all deps deps-bench test test-unit test-specs test-asan demo bench install clean fuzz
 
 all: deps $(BUILD)/luafetch
 
@@ -134,3 +134,13 @@ install: all
 
 clean:
 	rm -rf $(BUILD)
+
+# --- fuzzing (not part of `make test`; `make fuzz FUZZ_SECONDS=60`) ---------
+FUZZ_SECONDS ?= 30
+$(BUILD)/fuzz/fuzz_response: tests/fuzz/fuzz_response.c core/http1.c core/decode.c core/headers.c $(LLHTTP_SRC)/llhttp.c $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -w -o $@ $^ -lz
+
+fuzz: $(BUILD)/fuzz/fuzz_response
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_response -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus
