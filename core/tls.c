@@ -1,0 +1,932 @@
+/* tls.c — TLS 1.2 client connections with mbedTLS 2.28 over an in-memory BIO (no sockets, no loop, no Lua).
+ * A tls_conn owns its mbedtls_ssl_context, input buffer and host copy; tls_conn_free frees them. Configs, CA
+ * chains, the RNG and the session cache are process-wide, built lazily, freed only by tls_global_cleanup. */
+#define _DEFAULT_SOURCE /* timegm */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <mbedtls/asn1.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h> /* MBEDTLS_ERR_NET_SEND_FAILED only */
+#include <mbedtls/oid.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
+
+#if MBEDTLS_VERSION_MAJOR != 2
+#error "tls.c is written for mbedTLS 2.x (2.28 LTS)"
+#endif
+
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#define SESSION_SLOTS 64
+
+/* ---------- process-wide state (used from the loop thread only) ---------- */
+
+struct tls_ca {                 /* one parsed PEM bundle, shared by every config that trusts it */
+    struct tls_ca *next;
+    char *path;
+    mbedtls_x509_crt chain;
+};
+
+struct tls_cfg {                /* one mbedtls_ssl_config per distinct (verify, ca_file, cert_file, key_file) */
+    struct tls_cfg *next;
+    int verify;
+    char *ca_file, *cert_file, *key_file;
+    mbedtls_ssl_config conf;
+    int has_own;
+    mbedtls_x509_crt own_cert;
+    mbedtls_pk_context own_key;
+};
+
+struct tls_sess {               /* last session per (host, port, config) */
+    char *host;                 /* NULL = free slot */
+    int port;
+    const struct tls_cfg *cfg;
+    unsigned long long used;
+    mbedtls_ssl_session s;
+};
+
+static struct {
+    int rng_ready;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    struct tls_ca *cas;
+    struct tls_cfg *cfgs;
+    struct tls_sess sess[SESSION_SLOTS];
+    unsigned long long tick;
+} G;
+
+/* ---------- per connection ---------- */
+
+struct tls_conn {
+    mbedtls_ssl_context ssl;
+    struct tls_cfg *cfg;
+    tls_send_fn send;
+    void *ud;
+    unsigned char *in;          /* received ciphertext not yet consumed: in[in_off .. in_len) */
+    size_t in_off, in_len, in_cap;
+    int oom;                    /* tls_conn_feed could not buffer: next call fails */
+    char *host;                 /* normalised: no brackets, no zone, no trailing dot */
+    int port;
+    int ip_len;                 /* 4 or 16 when host is an IP literal, else 0 */
+    unsigned char ip[16];
+    int offered;                /* a cached session was offered */
+    int full;                   /* the server sent its certificate: not a resumption */
+    int resumed, done, failed, eof;
+    /* what the verify callback saw, for readable reasons */
+    int vr_untrusted_depth;     /* -1 = none */
+    int vr_untrusted_self;      /* that certificate is self-signed */
+    char vr_issuer[160];
+    char vr_names[160];         /* names the leaf is valid for (on a mismatch) */
+    char vr_time[64];           /* validity bound of the leaf (on expired / not yet valid) */
+};
+
+static char *xstrdup(const char *s)
+{
+    char *d;
+    size_t n;
+    if (!s)
+        return NULL;
+    n = strlen(s) + 1;
+    d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* Formats a message into err; with an mbedTLS error code, appends its text: "msg: SSL - ...". */
+__attribute__((format(printf, 4, 5)))
+static void set_err(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    size_t n;
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    n = strlen(err);
+    if (code != 0 && n + 3 < errlen) {
+        memcpy(err + n, ": ", 3);
+        mbedtls_strerror(code, err + n + 2, errlen - n - 2);
+    }
+}
+
+static int rng_init(char *err, size_t errlen)
+{
+    static const unsigned char pers[] = "luafetch tls";
+    int ret;
+    if (G.rng_ready)
+        return 0;
+    mbedtls_entropy_init(&G.entropy);
+    mbedtls_ctr_drbg_init(&G.drbg);
+    ret = mbedtls_ctr_drbg_seed(&G.drbg, mbedtls_entropy_func, &G.entropy, pers, sizeof pers - 1);
+    if (ret != 0) {
+        mbedtls_ctr_drbg_free(&G.drbg);
+        mbedtls_entropy_free(&G.entropy);
+        set_err(err, errlen, ret, "cannot seed the random generator");
+        return -1;
+    }
+    G.rng_ready = 1;
+    return 0;
+}
+
+/* ---------- CA chains ---------- */
+
+static const char *system_bundle(void)
+{
+    const char *p = getenv("SSL_CERT_FILE");
+    return p && *p ? p : SYSTEM_CA_BUNDLE;
+}
+
+/* mbedTLS says only "file I/O error": check first, to report errno. */
+static int readable(const char *path, const char *what, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        set_err(err, errlen, 0, "cannot read %s %s: %s", what, path, strerror(errno));
+        return 0;
+    }
+    fclose(f);
+    return 1;
+}
+
+static struct tls_ca *ca_get(const char *path, char *err, size_t errlen)
+{
+    struct tls_ca *ca;
+    int ret;
+    for (ca = G.cas; ca; ca = ca->next)
+        if (strcmp(ca->path, path) == 0)
+            return ca;
+    if (!readable(path, "CA file", err, errlen))
+        return NULL;
+    ca = calloc(1, sizeof *ca);
+    if (!ca || !(ca->path = xstrdup(path))) {
+        free(ca);
+        set_err(err, errlen, 0, "out of memory");
+        return NULL;
+    }
+    mbedtls_x509_crt_init(&ca->chain);
+    /* >0 means some certificates were skipped; accept the bundle if any parsed */
+    ret = mbedtls_x509_crt_parse_file(&ca->chain, path);
+    if (ret < 0 || ca->chain.version == 0) {
+        set_err(err, errlen, ret < 0 ? ret : 0, "no usable certificate in CA file %s", path);
+        mbedtls_x509_crt_free(&ca->chain);
+        free(ca->path);
+        free(ca);
+        return NULL;
+    }
+    ca->next = G.cas;
+    G.cas = ca;
+    return ca;
+}
+
+/* ---------- configs ---------- */
+
+static void cfg_free(struct tls_cfg *c)
+{
+    mbedtls_ssl_config_free(&c->conf);
+    mbedtls_x509_crt_free(&c->own_cert);
+    mbedtls_pk_free(&c->own_key);
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
+    free(c);
+}
+
+static int load_own_cert(struct tls_cfg *c, char *err, size_t errlen)
+{
+    const char *keyf = c->key_file ? c->key_file : c->cert_file; /* key may sit in the cert PEM */
+    int ret;
+    if (!c->cert_file) {
+        if (c->key_file) {
+            set_err(err, errlen, 0, "key_file given without cert_file");
+            return -1;
+        }
+        return 0;
+    }
+    if (!readable(c->cert_file, "client certificate", err, errlen) || !readable(keyf, "client key", err, errlen))
+        return -1;
+    ret = mbedtls_x509_crt_parse_file(&c->own_cert, c->cert_file);
+    if (ret != 0) {
+        set_err(err, errlen, ret < 0 ? ret : 0, "cannot load client certificate %s", c->cert_file);
+        return -1;
+    }
+    ret = mbedtls_pk_parse_keyfile(&c->own_key, keyf, NULL);
+    if (ret != 0) {
+        set_err(err, errlen, ret, "cannot load client key %s", keyf);
+        return -1;
+    }
+    ret = mbedtls_pk_check_pair(&c->own_cert.pk, &c->own_key);
+    if (ret != 0) {
+        set_err(err, errlen, 0, "client key %s does not match certificate %s", keyf, c->cert_file);
+        return -1;
+    }
+    ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own_cert, &c->own_key);
+    if (ret != 0) {
+        set_err(err, errlen, ret, "cannot use client certificate");
+        return -1;
+    }
+    c->has_own = 1;
+    return 0;
+}
+
+static struct tls_cfg *cfg_get(const struct tls_options *o, char *err, size_t errlen)
+{
+    int verify = o->verify ? 1 : 0;
+    struct tls_cfg *c;
+    int ret;
+    for (c = G.cfgs; c; c = c->next)
+        if (c->verify == verify && str_eq(c->ca_file, o->ca_file) && str_eq(c->cert_file, o->cert_file) &&
+            str_eq(c->key_file, o->key_file))
+            return c;
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        set_err(err, errlen, 0, "out of memory");
+        return NULL;
+    }
+    mbedtls_ssl_config_init(&c->conf);
+    mbedtls_x509_crt_init(&c->own_cert);
+    mbedtls_pk_init(&c->own_key);
+    c->verify = verify;
+    c->ca_file = xstrdup(o->ca_file);
+    c->cert_file = xstrdup(o->cert_file);
+    c->key_file = xstrdup(o->key_file);
+    if ((o->ca_file && !c->ca_file) || (o->cert_file && !c->cert_file) || (o->key_file && !c->key_file)) {
+        set_err(err, errlen, 0, "out of memory");
+        goto fail;
+    }
+    ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                      MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0) {
+        set_err(err, errlen, ret, "TLS configuration failed");
+        goto fail;
+    }
+    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &G.drbg);
+    mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+    mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    if (verify) {
+        struct tls_ca *ca = ca_get(o->ca_file ? o->ca_file : system_bundle(), err, errlen);
+        if (!ca)
+            goto fail;
+        mbedtls_ssl_conf_ca_chain(&c->conf, &ca->chain, NULL);
+        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    } else {
+        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+    }
+    if (load_own_cert(c, err, errlen) != 0)
+        goto fail;
+    c->next = G.cfgs;
+    G.cfgs = c;
+    return c;
+fail:
+    cfg_free(c);
+    return NULL;
+}
+
+/* ---------- session cache ---------- */
+
+static struct tls_sess *sess_find(const struct tls_conn *t)
+{
+    int i;
+    for (i = 0; i < SESSION_SLOTS; i++) {
+        struct tls_sess *s = &G.sess[i];
+        if (s->host && s->cfg == t->cfg && s->port == t->port && strcmp(s->host, t->host) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+static void sess_clear(struct tls_sess *s)
+{
+    if (!s || !s->host)
+        return;
+    mbedtls_ssl_session_free(&s->s);
+    free(s->host);
+    memset(s, 0, sizeof *s);
+}
+
+static void sess_save(const struct tls_conn *t)
+{
+    struct tls_sess *s = sess_find(t);
+    int i;
+    if (!s) {
+        s = &G.sess[0];
+        for (i = 0; i < SESSION_SLOTS && s->host; i++)
+            if (!G.sess[i].host || G.sess[i].used < s->used)
+                s = &G.sess[i];
+    }
+    sess_clear(s);
+    s->host = xstrdup(t->host);
+    if (!s->host)
+        return;
+    mbedtls_ssl_session_init(&s->s);
+    if (mbedtls_ssl_get_session(&t->ssl, &s->s) != 0) {
+        sess_clear(s);
+        return;
+    }
+    s->port = t->port;
+    s->cfg = t->cfg;
+    s->used = ++G.tick;
+}
+
+/* ---------- certificate names ---------- */
+
+/* Calls fn for each GeneralName of the subjectAltName extension, walked from the raw DER so that we see
+ * every entry with its tag, whatever mbedTLS keeps in subject_alt_names.
+ * Returns 1 if the certificate has the extension, 0 if not, -1 if it is malformed. */
+typedef void (*san_fn)(void *ud, int tag, const unsigned char *p, size_t len);
+
+static int san_walk(const mbedtls_x509_crt *crt, san_fn fn, void *ud)
+{
+    static const unsigned char oid_san[] = {0x55, 0x1d, 0x11}; /* 2.5.29.17 */
+    unsigned char *p = crt->v3_ext.p, *end, *ext_end, *q, *q_end;
+    size_t len;
+    int crit, found = 0;
+    if (!p || crt->v3_ext.len == 0)
+        return 0;
+    end = p + crt->v3_ext.len;
+    if (*p == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 3)) {
+        if (mbedtls_asn1_get_tag(&p, end, &len, *p) != 0)
+            return -1;
+        end = p + len;
+    }
+    if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+        return -1;
+    end = p + len;
+    while (p < end) {
+        if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+            return -1;
+        ext_end = p + len;
+        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OID) != 0)
+            return -1;
+        if (len != sizeof oid_san || memcmp(p, oid_san, len) != 0) {
+            p = ext_end;
+            continue;
+        }
+        p += len;
+        if (p < ext_end && *p == MBEDTLS_ASN1_BOOLEAN && mbedtls_asn1_get_bool(&p, ext_end, &crit) != 0)
+            return -1;
+        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0)
+            return -1;
+        q = p;
+        q_end = p + len;
+        if (mbedtls_asn1_get_tag(&q, q_end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+            return -1;
+        q_end = q + len;
+        while (q < q_end) {
+            int tag = *q++;
+            if (mbedtls_asn1_get_len(&q, q_end, &len) != 0)
+                return -1;
+            if (fn)
+                fn(ud, tag, q, len);
+            q += len;
+        }
+        found = 1;
+        p = ext_end;
+    }
+    return found;
+}
+
+#define SAN_DNS (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)
+#define SAN_IP (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7)
+
+struct name_match {
+    const struct tls_conn *t;
+    int matched;
+};
+
+/* RFC 6125: case-insensitive; "*." matches exactly one left-most label. */
+static int dns_match(const char *host, const unsigned char *name, size_t len)
+{
+    size_t hlen = strlen(host);
+    const char *dot;
+    if (len == hlen && strncasecmp(host, (const char *)name, len) == 0)
+        return memchr(name, 0, len) == NULL;
+    if (len > 2 && name[0] == '*' && name[1] == '.' && (dot = strchr(host, '.')) != NULL && dot != host) {
+        size_t rest = hlen - (size_t)(dot - host);
+        return rest == len - 1 && strncasecmp(dot, (const char *)name + 1, rest) == 0 &&
+               memchr(name, 0, len) == NULL;
+    }
+    return 0;
+}
+
+static void match_cb(void *ud, int tag, const unsigned char *p, size_t len)
+{
+    struct name_match *m = ud;
+    if (m->t->ip_len) {
+        if (tag == SAN_IP && len == (size_t)m->t->ip_len && memcmp(p, m->t->ip, len) == 0)
+            m->matched = 1;
+    } else if (tag == SAN_DNS && dns_match(m->t->host, p, len)) {
+        m->matched = 1;
+    }
+}
+
+/* 1 if the leaf is valid for t->host: iPAddress SANs for IP literals, dNSName SANs (or the CN when the
+ * certificate has no subjectAltName at all) for names. */
+static int name_ok(const struct tls_conn *t, const mbedtls_x509_crt *crt)
+{
+    struct name_match m = {t, 0};
+    int has_san = san_walk(crt, match_cb, &m);
+    const mbedtls_x509_name *n;
+    if (has_san < 0)
+        return 0;
+    if (has_san || t->ip_len)
+        return m.matched;
+    for (n = &crt->subject; n; n = n->next)
+        if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0 && dns_match(t->host, n->val.p, n->val.len))
+            return 1;
+    return 0;
+}
+
+static void names_cb(void *ud, int tag, const unsigned char *p, size_t len)
+{
+    char *buf = ud, name[INET6_ADDRSTRLEN + 1];
+    size_t used = strlen(buf);
+    if (tag == SAN_DNS && len < sizeof name) {
+        memcpy(name, p, len);
+        name[len] = 0;
+    } else if (tag == SAN_IP && (len == 4 || len == 16)) {
+        if (!inet_ntop(len == 4 ? AF_INET : AF_INET6, p, name, sizeof name))
+            return;
+    } else {
+        return;
+    }
+    if (used + strlen(name) + 6 >= 160) {
+        if (used + 4 < 160 && !strstr(buf, "..."))
+            strcat(buf, ", ...");
+        return;
+    }
+    if (used)
+        strcat(buf, ", ");
+    strcat(buf, name);
+}
+
+static void fmt_time(char *buf, size_t len, const char *what, const mbedtls_x509_time *tm)
+{
+    snprintf(buf, len, "%s %04d-%02d-%02d %02d:%02d:%02d UTC", what, tm->year, tm->mon, tm->day, tm->hour,
+             tm->min, tm->sec);
+}
+
+/* Called by mbedTLS for each certificate of the chain, root first (depth = position from the leaf). */
+static int verify_cb(void *ud, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    struct tls_conn *t = ud;
+    if (depth == 0) {
+        /* mbedTLS 2.28 matches the host against dNSName entries (or the CN) only. For IP literals its
+         * verdict is meaningless and ours (iPAddress entries) replaces it; for names we check again,
+         * which can only add a failure (defence in depth). */
+        if (t->ip_len)
+            *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
+        if (!name_ok(t, crt))
+            *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+        if (*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+            t->vr_names[0] = 0;
+            san_walk(crt, names_cb, t->vr_names);
+        }
+        if (*flags & MBEDTLS_X509_BADCERT_EXPIRED)
+            fmt_time(t->vr_time, sizeof t->vr_time, "valid until", &crt->valid_to);
+        else if (*flags & MBEDTLS_X509_BADCERT_FUTURE)
+            fmt_time(t->vr_time, sizeof t->vr_time, "valid from", &crt->valid_from);
+    }
+    if ((*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && t->vr_untrusted_depth < 0) {
+        t->vr_untrusted_depth = depth;
+        t->vr_untrusted_self = crt->issuer_raw.len == crt->subject_raw.len &&
+                               memcmp(crt->issuer_raw.p, crt->subject_raw.p, crt->issuer_raw.len) == 0;
+        if (mbedtls_x509_dn_gets(t->vr_issuer, sizeof t->vr_issuer, &crt->issuer) < 0)
+            t->vr_issuer[0] = 0;
+    }
+    return 0;
+}
+
+/* ---------- BIO ---------- */
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    struct tls_conn *t = ctx;
+    if (len == 0)
+        return 0;
+    if (len > INT32_MAX)
+        len = INT32_MAX;
+    return t->send(t->ud, buf, len) == 0 ? (int)len : MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+    struct tls_conn *t = ctx;
+    size_t avail = t->in_len - t->in_off;
+    if (avail == 0)
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    if (len > avail)
+        len = avail;
+    if (len > INT32_MAX)
+        len = INT32_MAX;
+    memcpy(buf, t->in + t->in_off, len);
+    t->in_off += len;
+    if (t->in_off == t->in_len)
+        t->in_off = t->in_len = 0;
+    return (int)len;
+}
+
+void tls_conn_feed(struct tls_conn *t, const unsigned char *data, size_t len)
+{
+    if (len == 0 || t->oom)
+        return;
+    if (t->in_len + len > t->in_cap && t->in_off > 0) {
+        memmove(t->in, t->in + t->in_off, t->in_len - t->in_off);
+        t->in_len -= t->in_off;
+        t->in_off = 0;
+    }
+    if (t->in_len + len > t->in_cap) {
+        size_t cap = t->in_cap ? t->in_cap : 16384;
+        unsigned char *n;
+        while (cap < t->in_len + len)
+            cap *= 2;
+        n = realloc(t->in, cap);
+        if (!n) {
+            t->oom = 1;
+            return;
+        }
+        t->in = n;
+        t->in_cap = cap;
+    }
+    memcpy(t->in + t->in_len, data, len);
+    t->in_len += len;
+}
+
+/* ---------- connection ---------- */
+
+/* Host as given ("example.com", "example.com.", "10.0.0.1", "::1", "[::1]", "fe80::1%eth0") → t->host
+ * for SNI and checks, and t->ip for IP literals. */
+static int set_host(struct tls_conn *t, const char *host)
+{
+    size_t n = strlen(host);
+    char *h, *pct;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    h = malloc(n + 1);
+    if (!h)
+        return -1;
+    memcpy(h, host, n);
+    h[n] = 0;
+    if (strchr(h, ':') && (pct = strchr(h, '%')) != NULL)
+        *pct = 0;
+    n = strlen(h);
+    if (n > 1 && h[n - 1] == '.')
+        h[--n] = 0;
+    t->host = h;
+    if (inet_pton(AF_INET, h, t->ip) == 1)
+        t->ip_len = 4;
+    else if (inet_pton(AF_INET6, h, t->ip) == 1)
+        t->ip_len = 16;
+    return 0;
+}
+
+int tls_conn_new(struct tls_conn **out, const struct tls_options *opt, tls_send_fn send, void *ud, char *err,
+                 size_t errlen)
+{
+    struct tls_conn *t;
+    struct tls_sess *s;
+    int ret;
+    *out = NULL;
+    if (!opt || !opt->host || !*opt->host || !send) {
+        set_err(err, errlen, 0, "TLS needs a host name");
+        return -1;
+    }
+    if (rng_init(err, errlen) != 0)
+        return -1;
+    t = calloc(1, sizeof *t);
+    if (!t) {
+        set_err(err, errlen, 0, "out of memory");
+        return -1;
+    }
+    mbedtls_ssl_init(&t->ssl);
+    t->send = send;
+    t->ud = ud;
+    t->port = opt->port;
+    t->vr_untrusted_depth = -1;
+    if (set_host(t, opt->host) != 0) {
+        set_err(err, errlen, 0, "out of memory");
+        goto fail;
+    }
+    t->cfg = cfg_get(opt, err, errlen);
+    if (!t->cfg)
+        goto fail;
+    if ((ret = mbedtls_ssl_setup(&t->ssl, &t->cfg->conf)) != 0) {
+        set_err(err, errlen, ret, "TLS setup failed");
+        goto fail;
+    }
+    /* Always: with no host name set, mbedTLS 2.28.3 skips the name check (CVE-2025-27809). For IP
+     * literals this also sends the address as SNI; verify_cb replaces the name check. */
+    if ((ret = mbedtls_ssl_set_hostname(&t->ssl, t->host)) != 0) {
+        set_err(err, errlen, ret, "invalid TLS host name %s", t->host);
+        goto fail;
+    }
+    mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+    if (t->cfg->verify)
+        mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
+    s = sess_find(t);
+    if (s && mbedtls_ssl_set_session(&t->ssl, &s->s) == 0) {
+        t->offered = 1;
+        s->used = ++G.tick;
+    }
+    *out = t;
+    return 0;
+fail:
+    tls_conn_free(t);
+    return -1;
+}
+
+static const char *alert_name(int a)
+{
+    switch (a) {
+    case 0: return "close_notify";
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 22: return "record_overflow";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 86: return "inappropriate_fallback";
+    case 90: return "user_canceled";
+    case 100: return "no_renegotiation";
+    case 109: return "missing_extension";
+    case 110: return "unsupported_extension";
+    case 112: return "unrecognized_name";
+    case 116: return "certificate_required";
+    case 120: return "no_application_protocol";
+    default: return "unknown";
+    }
+}
+
+static void verify_reason(struct tls_conn *t, uint32_t flags, char *err, size_t errlen)
+{
+    char info[256];
+    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
+        if (t->vr_untrusted_self && t->vr_untrusted_depth == 0)
+            snprintf(err, errlen, "self-signed certificate");
+        else if (t->vr_untrusted_self)
+            snprintf(err, errlen, "certificate issuer is not trusted (self-signed root %s)", t->vr_issuer);
+        else if (t->vr_issuer[0])
+            snprintf(err, errlen, "certificate issuer is not trusted (issuer %s)", t->vr_issuer);
+        else
+            snprintf(err, errlen, "certificate issuer is not trusted");
+    } else if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
+        snprintf(err, errlen, "certificate has expired%s%s%s", t->vr_time[0] ? " (" : "", t->vr_time,
+                 t->vr_time[0] ? ")" : "");
+    } else if (flags & MBEDTLS_X509_BADCERT_FUTURE) {
+        snprintf(err, errlen, "certificate is not yet valid%s%s%s", t->vr_time[0] ? " (" : "", t->vr_time,
+                 t->vr_time[0] ? ")" : "");
+    } else if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+        snprintf(err, errlen, "certificate name mismatch (host %s)%s%s", t->host,
+                 t->vr_names[0] ? "; certificate is for " : "", t->vr_names);
+    } else if (flags & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+                        MBEDTLS_X509_BADCERT_NS_CERT_TYPE)) {
+        snprintf(err, errlen, "certificate is not valid for a TLS server (key usage)");
+    } else {
+        char *nl;
+        if (mbedtls_x509_crt_verify_info(info, sizeof info, "", flags) < 0)
+            info[0] = 0;
+        if ((nl = strchr(info, '\n')) != NULL)
+            *nl = 0;
+        snprintf(err, errlen, "certificate verification failed: %s", info[0] ? info : "unknown reason");
+    }
+}
+
+/* Fields of mbedtls_ssl_context read here (state, in_msg, in_msgtype, in_hdr) are public in 2.28. */
+static int got_alert(const struct tls_conn *t, int ret)
+{
+    return ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE && t->ssl.in_msgtype == MBEDTLS_SSL_MSG_ALERT &&
+           t->ssl.in_msg != NULL;
+}
+
+static void handshake_error(struct tls_conn *t, int ret, char *err, size_t errlen)
+{
+    char mb[160];
+    uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    int cert_err = ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED || ret == MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE;
+    if (!err || errlen == 0)
+        return;
+    if (t->cfg->verify && cert_err && flags != 0 && flags != (uint32_t)-1) {
+        verify_reason(t, flags, err, errlen);
+        return;
+    }
+    if (got_alert(t, ret)) {
+        int a = t->ssl.in_msg[1];
+        snprintf(err, errlen, "handshake failed: server sent fatal alert %s (%d)%s", alert_name(a), a,
+                 (a == 40 || a == 116) && !t->cfg->has_own ? "; does it require a client certificate?" : "");
+        return;
+    }
+    if (ret == MBEDTLS_ERR_NET_SEND_FAILED) {
+        snprintf(err, errlen, "handshake failed: cannot send");
+        return;
+    }
+    if (ret == MBEDTLS_ERR_SSL_INVALID_RECORD && t->ssl.in_hdr && memcmp(t->ssl.in_hdr, "HTTP/", 5) == 0) {
+        snprintf(err, errlen, "handshake failed: the server answered in plain HTTP, not TLS");
+        return;
+    }
+    mbedtls_strerror(ret, mb, sizeof mb);
+    snprintf(err, errlen, "handshake failed: %s (-0x%04x)", mb, (unsigned)-ret);
+}
+
+int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen)
+{
+    int ret = 0;
+    if (t->done)
+        return TLS_OK;
+    if (t->failed || t->oom) {
+        set_err(err, errlen, 0, "%s", t->oom ? "out of memory buffering TLS input" : "TLS connection failed");
+        t->failed = 1;
+        return TLS_ERROR;
+    }
+    /* mbedtls_ssl_handshake() one step at a time, to see whether the server sends its certificate: a
+     * resumed handshake goes from ServerHello straight to ChangeCipherSpec. */
+    while (t->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        if (t->ssl.state == MBEDTLS_SSL_SERVER_CERTIFICATE)
+            t->full = 1;
+        ret = mbedtls_ssl_handshake_step(&t->ssl);
+        if (ret != 0)
+            break;
+    }
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ)
+        return TLS_WANT_INPUT;
+    if (ret != 0) {
+        t->failed = 1;
+        if (t->offered)
+            sess_clear(sess_find(t));
+        handshake_error(t, ret, err, errlen);
+        return TLS_ERROR;
+    }
+    t->done = 1;
+    t->resumed = t->offered && !t->full;
+    sess_save(t);
+    return TLS_OK;
+}
+
+ssize_t tls_conn_read(struct tls_conn *t, unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+    int ret, tries;
+    if (t->eof)
+        return TLS_EOF;
+    if (!t->done || t->failed || t->oom || len == 0) {
+        set_err(err, errlen, 0, "%s",
+                t->oom ? "out of memory buffering TLS input"
+                : len == 0 ? "TLS read into an empty buffer"
+                : "TLS read before the handshake completed");
+        t->failed = 1;
+        return TLS_ERROR;
+    }
+    if (len > INT32_MAX)
+        len = INT32_MAX;
+    for (tries = 0; tries < 4; tries++) {
+        ret = mbedtls_ssl_read(&t->ssl, buf, len);
+        if (ret > 0)
+            return ret;
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ)
+            return TLS_WANT_INPUT;
+        if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+            t->eof = 1;
+            return TLS_EOF;
+        }
+        if (ret != 0)
+            break;
+        /* 0: an empty record; read on */
+    }
+    t->failed = 1;
+    if (ret == 0) {
+        set_err(err, errlen, 0, "TLS stream ended unexpectedly");
+    } else if (got_alert(t, ret)) {
+        set_err(err, errlen, 0, "TLS read failed: peer sent fatal alert %s (%d)", alert_name(t->ssl.in_msg[1]),
+                t->ssl.in_msg[1]);
+    } else {
+        set_err(err, errlen, ret, "TLS read failed");
+    }
+    return TLS_ERROR;
+}
+
+int tls_conn_write(struct tls_conn *t, const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+    size_t off = 0;
+    if (!t->done || t->failed) {
+        set_err(err, errlen, 0, "TLS write before the handshake completed");
+        return TLS_ERROR;
+    }
+    while (off < len) {
+        int ret = mbedtls_ssl_write(&t->ssl, buf + off, len - off);
+        if (ret > 0) {
+            off += (size_t)ret;
+            continue;
+        }
+        t->failed = 1;
+        if (ret == MBEDTLS_ERR_NET_SEND_FAILED)
+            set_err(err, errlen, 0, "TLS write failed: cannot send");
+        else
+            set_err(err, errlen, ret ? ret : MBEDTLS_ERR_SSL_INTERNAL_ERROR, "TLS write failed");
+        return TLS_ERROR;
+    }
+    return TLS_OK;
+}
+
+void tls_conn_close_notify(struct tls_conn *t)
+{
+    if (t && t->done && !t->failed)
+        (void)mbedtls_ssl_close_notify(&t->ssl);
+}
+
+static long long x509_time_unix(const mbedtls_x509_time *xt)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = xt->year - 1900;
+    tm.tm_mon = xt->mon - 1;
+    tm.tm_mday = xt->day;
+    tm.tm_hour = xt->hour;
+    tm.tm_min = xt->min;
+    tm.tm_sec = xt->sec;
+    return (long long)timegm(&tm);
+}
+
+void tls_conn_get_info(struct tls_conn *t, struct tls_info *info)
+{
+    const mbedtls_x509_crt *peer;
+    const char *c;
+    memset(info, 0, sizeof *info);
+    info->version = t->done ? mbedtls_ssl_get_version(&t->ssl) : "";
+    c = t->done ? mbedtls_ssl_get_ciphersuite(&t->ssl) : NULL;
+    info->cipher = c ? c : "";
+    info->verified = t->done && t->cfg->verify && mbedtls_ssl_get_verify_result(&t->ssl) == 0;
+    peer = t->done ? mbedtls_ssl_get_peer_cert(&t->ssl) : NULL;
+    info->expires = peer ? x509_time_unix(&peer->valid_to) : 0;
+}
+
+int tls_conn_resumed(struct tls_conn *t)
+{
+    return t->resumed;
+}
+
+void tls_conn_free(struct tls_conn *t)
+{
+    if (!t)
+        return;
+    mbedtls_ssl_free(&t->ssl);
+    free(t->in);
+    free(t->host);
+    free(t);
+}
+
+void tls_global_cleanup(void)
+{
+    int i;
+    for (i = 0; i < SESSION_SLOTS; i++)
+        sess_clear(&G.sess[i]);
+    while (G.cfgs) {
+        struct tls_cfg *c = G.cfgs;
+        G.cfgs = c->next;
+        cfg_free(c);
+    }
+    while (G.cas) {
+        struct tls_ca *ca = G.cas;
+        G.cas = ca->next;
+        mbedtls_x509_crt_free(&ca->chain);
+        free(ca->path);
+        free(ca);
+    }
+    if (G.rng_ready) {
+        mbedtls_ctr_drbg_free(&G.drbg);
+        mbedtls_entropy_free(&G.entropy);
+    }
+    memset(&G, 0, sizeof G);
+}

@@ -1,0 +1,498 @@
+/* test_tls.c — drives core/tls.c against real TLS 1.2 servers on loopback (tests/fixtures/tls_echo.py)
+ * with certificates that tests/fixtures/certs.sh generates into build/tls-certs. Blocking sockets; the
+ * test pumps bytes between the socket and tls_conn_feed / the send callback. Run from the repo root
+ * (or pass it as argv[1]). Prints "N passed, M failed" last; exits 1 on any failure. */
+#define _DEFAULT_SOURCE
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int passed, failed;
+static const char *root = ".";
+static char certs[512];
+
+#define CHECK(cond, ...)                                                                                   \
+    do {                                                                                                   \
+        if (cond) {                                                                                        \
+            passed++;                                                                                      \
+        } else {                                                                                           \
+            failed++;                                                                                      \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                           \
+            fprintf(stderr, __VA_ARGS__);                                                                  \
+            fputc('\n', stderr);                                                                           \
+        }                                                                                                  \
+    } while (0)
+
+static const char *cert(const char *name)
+{
+    static char buf[8][600];
+    static int i;
+    char *b = buf[i++ % 8];
+    snprintf(b, sizeof buf[0], "%s/%s", certs, name);
+    return b;
+}
+
+/* ---------- fixture server ---------- */
+
+struct server {
+    pid_t pid;
+    int stdin_fd;
+    int port;
+};
+
+static int server_start(struct server *s, const char *leaf, const char *client_ca)
+{
+    int in[2], out[2];
+    char script[600], pem[64], key[64], buf[32];
+    FILE *f;
+    snprintf(script, sizeof script, "%s/tests/fixtures/tls_echo.py", root);
+    snprintf(pem, sizeof pem, "%s.pem", leaf);
+    snprintf(key, sizeof key, "%s.key", leaf);
+    if (pipe(in) != 0 || pipe(out) != 0)
+        return -1;
+    s->pid = fork();
+    if (s->pid < 0)
+        return -1;
+    if (s->pid == 0) {
+        const char *py = getenv("PYTHON");
+        if (!py || !*py)
+            py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        if (client_ca)
+            execlp(py, py, script, "--cert", cert(pem), "--key", cert(key), "--client-ca", cert(client_ca),
+                   (char *)NULL);
+        else
+            execlp(py, py, script, "--cert", cert(pem), "--key", cert(key), (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    s->stdin_fd = in[1];
+    f = fdopen(out[0], "r");
+    s->port = f && fgets(buf, sizeof buf, f) ? atoi(buf) : 0;
+    if (f)
+        fclose(f);
+    return s->port > 0 ? 0 : -1;
+}
+
+static void server_stop(struct server *s)
+{
+    if (s->pid <= 0)
+        return;
+    close(s->stdin_fd); /* the server exits when its stdin closes */
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+}
+
+/* ---------- one client exchange ---------- */
+
+struct result {
+    int rc;                 /* TLS_OK or TLS_ERROR (handshake or exchange) */
+    char err[256];
+    struct tls_info info;
+    int resumed;
+    int got_eof;            /* read ended with close_notify */
+    char reply[256];        /* start of the reply, NUL-terminated */
+    size_t reply_len;       /* whole reply */
+    int reply_matches;      /* reply == "echo:" + payload */
+};
+
+/* How exchange() talks: ciphertext fed FEED bytes at a time, plaintext read READ bytes at a time. */
+static size_t feed_chunk = 4096, read_chunk = 64;
+static const char *payload = "hello\n";
+static size_t payload_len = 6;
+
+static int send_cb(void *ud, const unsigned char *buf, size_t len)
+{
+    int fd = *(int *)ud;
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return 0; /* like a queued write: a dead peer shows up when we read */
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static size_t sent_bytes;
+static int count_cb(void *ud, const unsigned char *buf, size_t len)
+{
+    (void)ud;
+    (void)buf;
+    sent_bytes += len;
+    return 0;
+}
+
+static int pump(int fd, struct tls_conn *t)
+{
+    unsigned char buf[4096];
+    ssize_t n = recv(fd, buf, feed_chunk < sizeof buf ? feed_chunk : sizeof buf, 0);
+    if (n <= 0)
+        return -1;
+    tls_conn_feed(t, buf, (size_t)n);
+    return 0;
+}
+
+static void exchange(int port, const struct tls_options *o, struct result *r)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {5, 0};
+    struct tls_conn *t = NULL;
+    int fd, rc;
+    size_t got = 0;
+    memset(r, 0, sizeof *r);
+    r->rc = TLS_ERROR;
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(r->err, sizeof r->err, "connect: %s", strerror(errno));
+        close(fd);
+        return;
+    }
+    if (tls_conn_new(&t, o, send_cb, &fd, r->err, sizeof r->err) != 0) {
+        close(fd);
+        return;
+    }
+    while ((rc = tls_conn_handshake(t, r->err, sizeof r->err)) == TLS_WANT_INPUT)
+        if (pump(fd, t) != 0) {
+            snprintf(r->err, sizeof r->err, "test: connection closed during handshake");
+            break;
+        }
+    if (rc != TLS_OK)
+        goto out;
+    tls_conn_get_info(t, &r->info);
+    r->resumed = tls_conn_resumed(t);
+    if (tls_conn_write(t, (const unsigned char *)payload, payload_len, r->err, sizeof r->err) != TLS_OK)
+        goto out;
+    r->reply_matches = 1;
+    for (;;) {
+        unsigned char buf[4096];
+        size_t want = read_chunk < sizeof buf ? read_chunk : sizeof buf;
+        ssize_t n = tls_conn_read(t, buf, want, r->err, sizeof r->err);
+        if (n > 0) {
+            size_t i;
+            for (i = 0; i < (size_t)n; i++, got++) {
+                char want = got < 5 ? "echo:"[got] : got - 5 < payload_len ? payload[got - 5] : 0;
+                if (got + 1 < sizeof r->reply)
+                    r->reply[got] = (char)buf[i];
+                if ((char)buf[i] != want || got >= payload_len + 5)
+                    r->reply_matches = 0;
+            }
+            r->reply_len = got;
+        } else if (n == TLS_WANT_INPUT) {
+            if (pump(fd, t) != 0) {
+                snprintf(r->err, sizeof r->err, "test: connection closed before close_notify");
+                goto out;
+            }
+        } else if (n == TLS_EOF) {
+            r->got_eof = 1;
+            break;
+        } else {
+            goto out;
+        }
+    }
+    if (got != payload_len + 5)
+        r->reply_matches = 0;
+    tls_conn_close_notify(t);
+    r->rc = TLS_OK;
+out:
+    tls_conn_free(t);
+    close(fd);
+}
+
+static struct tls_options opts(const char *host, int port)
+{
+    struct tls_options o;
+    memset(&o, 0, sizeof o);
+    o.verify = 1;
+    o.ca_file = cert("ca.pem");
+    o.host = host;
+    o.port = port;
+    return o;
+}
+
+/* Connects to a fresh server for LEAF and expects success. */
+static void expect_ok(const char *leaf, const char *host, const char *ca_file, int verify)
+{
+    struct server s;
+    struct result r;
+    struct tls_options o;
+    if (server_start(&s, leaf, NULL) != 0) {
+        CHECK(0, "%s: server did not start", leaf);
+        return;
+    }
+    o = opts(host, s.port);
+    o.ca_file = ca_file;
+    o.verify = verify;
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "%s as %s: expected success, got: %s", leaf, host, r.err);
+    CHECK(r.rc != TLS_OK || r.reply_matches, "%s as %s: reply '%s'", leaf, host, r.reply);
+    CHECK(r.rc != TLS_OK || r.got_eof, "%s as %s: no close_notify seen", leaf, host);
+    CHECK(r.rc != TLS_OK || r.info.verified == verify, "%s as %s: verified=%d", leaf, host, r.info.verified);
+    server_stop(&s);
+}
+
+/* Connects to a fresh server for LEAF (trusting ca.pem) and expects failure with WANT in the message. */
+static void expect_fail(const char *leaf, const char *host, const char *want)
+{
+    struct server s;
+    struct result r;
+    struct tls_options o;
+    if (server_start(&s, leaf, NULL) != 0) {
+        CHECK(0, "%s: server did not start", leaf);
+        return;
+    }
+    o = opts(host, s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_ERROR, "%s as %s: expected failure", leaf, host);
+    CHECK(strstr(r.err, want) != NULL, "%s as %s: want '%s', got '%s'", leaf, host, want, r.err);
+    if (getenv("TEST_TLS_VERBOSE"))
+        fprintf(stderr, "  %-12s %-16s -> %s\n", leaf, host, r.err);
+    server_stop(&s);
+}
+
+static void test_good(void)
+{
+    struct server s;
+    struct result r;
+    struct tls_options o;
+    if (server_start(&s, "good", NULL) != 0) {
+        CHECK(0, "good: server did not start");
+        return;
+    }
+    o = opts("localhost", s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "good by DNS name: %s", r.err);
+    CHECK(r.reply_matches, "reply '%s'", r.reply);
+    CHECK(r.got_eof, "close_notify read as TLS_EOF");
+    CHECK(r.info.version && strcmp(r.info.version, "TLSv1.2") == 0, "version %s", r.info.version);
+    CHECK(r.info.cipher && r.info.cipher[0], "cipher '%s'", r.info.cipher);
+    if (getenv("TEST_TLS_VERBOSE"))
+        fprintf(stderr, "  good: %s %s\n", r.info.version, r.info.cipher);
+    CHECK(r.info.verified == 1, "verified");
+    CHECK(r.info.expires > (long long)time(NULL), "expires %lld in the future", r.info.expires);
+    CHECK(r.info.expires < (long long)time(NULL) + 40 * 86400, "expires %lld within 40 days", r.info.expires);
+    CHECK(r.resumed == 0, "first connection is not resumed");
+
+    /* same host, port and options: resumed; info still complete */
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "second connection: %s", r.err);
+    CHECK(r.resumed == 1, "second connection resumed");
+    CHECK(r.info.verified == 1 && r.info.expires > (long long)time(NULL), "resumed info verified/expires");
+    CHECK(r.reply_matches, "resumed reply '%s'", r.reply);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK && r.resumed == 1, "third connection resumed too");
+
+    /* ciphertext one byte at a time, plaintext one byte at a time (1 is a byte count, not a status) */
+    feed_chunk = read_chunk = 1;
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK && r.reply_matches, "byte-by-byte: rc=%d '%s' %s", r.rc, r.reply, r.err);
+    feed_chunk = 4096;
+    read_chunk = 64;
+
+    /* a payload of many records each way */
+    {
+        static char big[200001];
+        memset(big, 'x', sizeof big - 2);
+        big[sizeof big - 2] = '\n';
+        payload = big;
+        payload_len = sizeof big - 1;
+        read_chunk = 4096;
+        exchange(s.port, &o, &r);
+        CHECK(r.rc == TLS_OK && r.reply_matches && r.reply_len == payload_len + 5, "200 kB echo: rc=%d len=%zu %s",
+              r.rc, r.reply_len, r.err);
+        payload = "hello\n";
+        payload_len = 6;
+        read_chunk = 64;
+    }
+
+    /* IP SANs: 127.0.0.1, ::1 and [::1] match; 127.0.0.2 does not. A new host is a new session. */
+    o = opts("127.0.0.1", s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "good by 127.0.0.1: %s", r.err);
+    CHECK(r.resumed == 0, "other host name: not resumed");
+    CHECK(r.info.verified == 1, "127.0.0.1 verified");
+    o = opts("::1", s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "good by ::1: %s", r.err);
+    o = opts("[::1]", s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "good by [::1]: %s", r.err);
+    o = opts("localhost.", s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "good by localhost. (trailing dot): %s", r.err);
+    o = opts("127.0.0.2", s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_ERROR && strstr(r.err, "certificate name mismatch (host 127.0.0.2)"), "127.0.0.2: '%s'",
+          r.err);
+    o = opts("::2", s.port);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_ERROR && strstr(r.err, "certificate name mismatch (host ::2)"), "::2: '%s'", r.err);
+
+    /* other options are another config: no resumption across them */
+    o = opts("localhost", s.port);
+    o.verify = 0;
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK && r.resumed == 0 && r.info.verified == 0, "verify=0: rc=%d resumed=%d %s", r.rc,
+          r.resumed, r.err);
+
+    /* the system bundle does not know our CA */
+    o = opts("localhost", s.port);
+    o.ca_file = NULL;
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_ERROR && strstr(r.err, "certificate issuer is not trusted"), "system bundle: '%s'", r.err);
+    server_stop(&s);
+}
+
+static void test_client_cert(void)
+{
+    struct server s;
+    struct result r;
+    struct tls_options o;
+    if (server_start(&s, "good", "client_ca.pem") != 0) {
+        CHECK(0, "client-cert server did not start");
+        return;
+    }
+    o = opts("localhost", s.port);
+    o.cert_file = cert("client.pem");
+    o.key_file = cert("client.key");
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK, "client cert accepted: %s", r.err);
+    CHECK(strcmp(r.reply, "client=luafetch test client echo:hello\n") == 0, "server saw client cert: '%s'",
+          r.reply);
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_OK && r.resumed == 1, "client-cert session resumed: rc=%d resumed=%d %s", r.rc, r.resumed,
+          r.err);
+
+    /* certificate and key in one PEM file, key_file left out */
+    {
+        char cmd[2000];
+        snprintf(cmd, sizeof cmd, "cat '%s' '%s' > '%s'", cert("client.pem"), cert("client.key"),
+                 cert("client_combined.pem"));
+        CHECK(system(cmd) == 0, "write client_combined.pem");
+        o.cert_file = cert("client_combined.pem");
+        o.key_file = NULL;
+        exchange(s.port, &o, &r);
+        CHECK(r.rc == TLS_OK && strncmp(r.reply, "client=", 7) == 0, "combined client PEM: '%s' %s", r.reply,
+              r.err);
+    }
+
+    o.cert_file = o.key_file = NULL;
+    exchange(s.port, &o, &r);
+    CHECK(r.rc == TLS_ERROR, "no client cert: refused");
+    CHECK(strstr(r.err, "handshake failed") || strstr(r.err, "closed"), "no client cert: '%s'", r.err);
+    if (getenv("TEST_TLS_VERBOSE"))
+        fprintf(stderr, "  no client cert -> %s\n", r.err);
+    server_stop(&s);
+}
+
+static void test_bad_options(void)
+{
+    struct tls_conn *t = NULL;
+    struct tls_options o = opts("localhost", 1);
+    char err[256];
+    int fd = -1;
+
+    o.ca_file = cert("does-not-exist.pem");
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0 && t == NULL, "missing ca_file refused");
+    CHECK(strstr(err, "cannot read CA file") != NULL, "missing ca_file: '%s'", err);
+
+    o = opts("localhost", 1);
+    o.ca_file = cert("ca.key");
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "ca_file without certificates refused");
+    CHECK(strstr(err, "no usable certificate") != NULL, "bad ca_file: '%s'", err);
+
+    o = opts("localhost", 1);
+    o.cert_file = cert("client.pem");
+    o.key_file = cert("good.key");
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "mismatched client key refused");
+    CHECK(strstr(err, "does not match") != NULL, "mismatched key: '%s'", err);
+
+    o.key_file = cert("missing.key");
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "missing client key refused");
+    CHECK(strstr(err, "cannot read client key") != NULL, "missing key: '%s'", err);
+
+    o.key_file = cert("ca.pem");
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "client key that is no key refused");
+    CHECK(strstr(err, "cannot load client key") != NULL, "bad key: '%s'", err);
+
+    o = opts("", 1);
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "empty host refused");
+
+    /* in memory, no server: the ClientHello goes out, then a plain-HTTP answer is refused */
+    o = opts("localhost", 1);
+    CHECK(tls_conn_new(&t, &o, count_cb, NULL, err, sizeof err) == 0, "valid options: %s", err);
+    if (t) {
+        static const char http[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        CHECK(tls_conn_handshake(t, err, sizeof err) == TLS_WANT_INPUT, "handshake waits for input");
+        CHECK(sent_bytes > 50, "ClientHello sent (%zu bytes)", sent_bytes);
+        tls_conn_feed(t, (const unsigned char *)http, sizeof http - 1);
+        CHECK(tls_conn_handshake(t, err, sizeof err) == TLS_ERROR, "plain HTTP answer refused");
+        CHECK(strstr(err, "handshake failed: the server answered in plain HTTP") != NULL, "plain HTTP: '%s'", err);
+        CHECK(tls_conn_handshake(t, err, sizeof err) == TLS_ERROR, "a failed connection stays failed");
+        tls_conn_free(t);
+        t = NULL;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    char cmd[1200];
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1)
+        root = argv[1];
+    snprintf(certs, sizeof certs, "%s/build/tls-certs", root);
+    snprintf(cmd, sizeof cmd, "sh '%s/tests/fixtures/certs.sh' '%s'", root, certs);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "certs.sh failed\n");
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+
+    test_bad_options();
+    test_good();
+
+    expect_fail("expired", "localhost", "certificate has expired");
+    expect_fail("notyet", "localhost", "certificate is not yet valid");
+    expect_fail("wronghost", "localhost", "certificate name mismatch (host localhost)");
+    expect_fail("selfsigned", "localhost", "self-signed certificate");
+    expect_fail("untrusted", "localhost", "certificate issuer is not trusted");
+    expect_fail("incomplete", "localhost", "certificate issuer is not trusted");
+    expect_fail("incomplete", "localhost", "luafetch Test Intermediate");
+    expect_fail("noip", "127.0.0.1", "certificate name mismatch (host 127.0.0.1)");
+    expect_fail("wildcard", "example.test", "certificate name mismatch");
+    expect_fail("wildcard", "a.b.example.test", "certificate name mismatch");
+    expect_fail("wildcard", "t.co", "certificate name mismatch"); /* IP 116.46.99.111 is "t.co" as bytes */
+
+    expect_ok("intermediate_full", "localhost", cert("ca.pem"), 1);
+    expect_ok("noip", "localhost", cert("ca.pem"), 1);
+    expect_ok("wildcard", "a.example.test", cert("ca.pem"), 1);
+    expect_ok("wildcard", "A.Example.TEST", cert("ca.pem"), 1);
+    expect_ok("selfsigned", "localhost", cert("ca.pem"), 0);
+    expect_ok("selfsigned", "localhost", cert("selfsigned.pem"), 1); /* pinned: trusted as its own CA file */
+    expect_ok("wronghost", "localhost", cert("ca.pem"), 0);
+
+    test_client_cert();
+
+    tls_global_cleanup();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
