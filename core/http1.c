@@ -276,11 +276,9 @@ int http_head_finish(const struct http_head *h, struct buf *out, const char *met
         rc = rc || buf_puts(out, "Accept: */*\r\n");
     if (decompress && !h->has_accept_encoding)
         rc = rc || buf_puts(out, "Accept-Encoding: gzip, deflate\r\n");
-    if (has_body) {
-        char cl[48];
-        snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", body_len);
-        rc = rc || buf_puts(out, cl);
-    }
+    if (has_body)
+        rc = rc || buf_puts(out, "Content-Length: ") || buf_put_uint(out, body_len) ||
+             buf_puts(out, "\r\n");
     if (h->bytes.len)
         rc = rc || buf_append(out, h->bytes.data, h->bytes.len);
     return rc || buf_puts(out, "\r\n");

@@ -204,11 +204,8 @@ static int put_opt(struct buf *out, const char *s)
 
 int pool_key(struct buf *out, int https, const char *host, int port, const struct tls_options *tls)
 {
-    char head[32];
-    snprintf(head, sizeof head, "%s://", https ? "https" : "http");
-    char tail[16];
-    snprintf(tail, sizeof tail, ":%d", port);
-    if (buf_puts(out, head) || buf_puts(out, host) || buf_puts(out, tail))
+    if (buf_puts(out, https ? "https://" : "http://") || buf_puts(out, host) ||
+        buf_append(out, ":", 1) || buf_put_uint(out, (unsigned)port))
         return -1;
     if (!https || !tls)
         return 0;

@@ -120,13 +120,11 @@ void url_free(struct url *u)
 
 int url_authority(const struct url *u, struct buf *out, int with_default_port)
 {
-    char port[16] = "";
-    int dflt = u->port == (u->https ? 443 : 80);
-    if (with_default_port || !dflt)
-        snprintf(port, sizeof port, ":%d", u->port);
-    if (u->is_ipv6)
-        return buf_puts(out, "[") || buf_puts(out, u->host) || buf_puts(out, "]") || buf_puts(out, port);
-    return buf_puts(out, u->host) || buf_puts(out, port);
+    int rc = u->is_ipv6 ? buf_puts(out, "[") || buf_puts(out, u->host) || buf_puts(out, "]")
+                        : buf_puts(out, u->host);
+    if (with_default_port || u->port != (u->https ? 443 : 80))
+        rc = rc || buf_append(out, ":", 1) || buf_put_uint(out, (unsigned)u->port);
+    return rc;
 }
 
 static int has_scheme(const char *ref)

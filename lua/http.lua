@@ -2,7 +2,6 @@
 -- One exchange at a time goes to the C core (_http.request, which yields the calling task);
 -- this file normalises options, follows redirects and decorates the response.
 local C = require "_http"
-local now = require("_task").now
 
 local M = {}
 
@@ -32,7 +31,8 @@ function Response:json()
   return v
 end
 
-local function env_timeout()
+-- HTTP_TIMEOUT is read once, when the module loads: a bad value stops the program at start.
+local function read_env_timeout()
   local s = os.getenv("HTTP_TIMEOUT")
   if s == nil or s == "" then
     return 30
@@ -44,12 +44,14 @@ local function env_timeout()
   return n
 end
 
+local DEFAULT_TIMEOUT = read_env_timeout()
+
 local TIMEOUT_FIELDS = { connect = true, tls = true, read = true, total = true }
 
 -- Fills the C option fields from `timeout` (number = total; table = per phase).
 local function set_timeouts(req, timeout)
   if timeout == nil then
-    timeout = env_timeout()
+    timeout = DEFAULT_TIMEOUT
   end
   if type(timeout) == "number" then
     if timeout <= 0 then
@@ -71,7 +73,7 @@ local function set_timeouts(req, timeout)
     req["timeout_" .. k] = v
   end
   if not timeout.total and not timeout.read then
-    req.timeout_total = env_timeout()
+    req.timeout_total = DEFAULT_TIMEOUT
   end
   return true
 end
@@ -106,10 +108,7 @@ local function normalise(opts)
   if opts.headers ~= nil and type(opts.headers) ~= "table" then
     return nil, "headers must be a table"
   end
-  local headers = {}
-  for k, v in pairs(opts.headers or {}) do
-    headers[k] = v
-  end
+  local headers = opts.headers -- read only here; copied before any change
   if opts.json ~= nil then
     if opts.body ~= nil then
       return nil, "give body or json, not both"
@@ -120,15 +119,17 @@ local function normalise(opts)
       return nil, "cannot encode json: " .. tostring(err)
     end
     req.body = encoded
-    local has_type = false
-    for k in pairs(headers) do
+    local copy, has_type = {}, false
+    for k, v in pairs(headers or {}) do
+      copy[k] = v
       if type(k) == "string" and k:lower() == "content-type" then
         has_type = true
       end
     end
     if not has_type then
-      headers["Content-Type"] = "application/json"
+      copy["Content-Type"] = "application/json"
     end
+    headers = copy
   end
   req.headers = headers
   if opts.body ~= nil and type(opts.body) ~= "string" then
@@ -174,13 +175,13 @@ local function follow(req, res, location)
   if not to then
     return nil, "bad redirect target '" .. target .. "'"
   end
-  if origin(from) ~= origin(to) then
-    for k in pairs(req.headers) do
-      if SENSITIVE[k:lower()] then
-        req.headers[k] = nil
-      end
+  local headers = {}
+  for k, v in pairs(req.headers or {}) do
+    if origin(from) == origin(to) or not SENSITIVE[k:lower()] then
+      headers[k] = v
     end
   end
+  req.headers = headers
   local status = res.status
   if (status == 301 or status == 302 or status == 303) and req.method ~= "HEAD" then
     if status == 303 or req.method == "POST" then
@@ -197,6 +198,41 @@ local function follow(req, res, location)
   return true
 end
 
+-- Runs the exchange hop by hop; each hop's own timings add up to the elapsed time,
+-- which bounds the hops that follow by the total timeout.
+local function exchange(req, max_redirects)
+  local total = req.timeout_total
+  local elapsed, hops = 0, 0
+  while true do
+    local res, err, kind = C.request(req)
+    if not res then
+      return nil, err, kind
+    end
+    res.url = req.url
+    elapsed = elapsed + res.timings.total
+    local location = res.headers.location
+    if not REDIRECT[res.status] or not location or max_redirects == 0 then
+      res.redirects = hops
+      res.timings.total = elapsed -- the whole exchange, all hops
+      return setmetatable(res, Response)
+    end
+    if hops >= max_redirects then
+      return nil, "too many redirects (more than " .. max_redirects .. ")", "redirect"
+    end
+    local ok, why = follow(req, res, location)
+    if not ok then
+      return nil, why, "redirect"
+    end
+    hops = hops + 1
+    if total then
+      if elapsed >= total then
+        return nil, "timed out after " .. total .. "s (total timeout)", "timeout"
+      end
+      req.timeout_total = total - elapsed
+    end
+  end
+end
+
 ---Sends a request; follows redirects.
 ---@param opts table url, method, headers, body, json, timeout, max_redirects, max_body, verify, ca_file, cert_file, key_file, decompress
 ---@return Response|nil res
@@ -210,43 +246,22 @@ function M.request(opts)
   if not req then
     return nil, max_redirects, "invalid"
   end
-  local total = req.timeout_total
-  local started = now()
-  local deadline = total and started + total
-  local hops = 0
-  while true do
-    local res, err, kind = C.request(req)
-    if not res then
-      return nil, err, kind
-    end
-    res.url = req.url
-    local location = res.headers.location
-    if not REDIRECT[res.status] or not location or max_redirects == 0 then
-      res.redirects = hops
-      if hops > 0 then
-        res.timings.total = now() - started -- the whole exchange, all hops
-      end
-      return setmetatable(res, Response)
-    end
-    if hops >= max_redirects then
-      return nil, "too many redirects (more than " .. max_redirects .. ")", "redirect"
-    end
-    local ok, why = follow(req, res, location)
-    if not ok then
-      return nil, why, "redirect"
-    end
-    hops = hops + 1
-    if deadline then
-      local left = deadline - now()
-      if left <= 0 then
-        return nil, "timed out after " .. total .. "s (total timeout)", "timeout"
-      end
-      req.timeout_total = left
-    end
+  return exchange(req, max_redirects)
+end
+
+-- GET with every option at its default.
+local function get_simple(url)
+  if type(url) ~= "string" then
+    return nil, "url must be a string", "invalid"
   end
+  return exchange({ url = url, method = "GET", timeout_total = DEFAULT_TIMEOUT }, DEFAULT_MAX_REDIRECTS)
 end
 
 local function with_method(method, url, opts)
+  if opts == nil and method == "GET" then
+    -- the common case: no options to check or copy
+    return get_simple(url)
+  end
   local o = {}
   for k, v in pairs(opts or {}) do
     o[k] = v

@@ -43,8 +43,8 @@ if [ -x "$here/fixtures/certs.sh" ] || [ -f "$here/fixtures/certs.sh" ]; then
       p=$(start_server "tls_$c" --tls "$certs/$c.pem" "$certs/$c.key")
       export "FIXTURE_TLS_$(echo "$c" | tr a-z A-Z)=https://127.0.0.1:$p"
     done
-    if [ -f "$certs/client-ca.pem" ]; then
-      p=$(start_server tls_mtls --tls "$certs/good.pem" "$certs/good.key" --client-ca "$certs/client-ca.pem")
+    if [ -f "$certs/client_ca.pem" ]; then
+      p=$(start_server tls_mtls --tls "$certs/good.pem" "$certs/good.key" --client-ca "$certs/client_ca.pem")
       export FIXTURE_TLS_MTLS="https://127.0.0.1:$p"
     fi
     p=$(start_server tls_stall --tls "$certs/good.pem" "$certs/good.key" --mode tls-stall)
