@@ -3,6 +3,7 @@
  * done callback copies the response onto the task's stack before the request frees itself. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,30 +31,6 @@ static double opt_number(lua_State *L, int t, const char *field, double dflt)
     double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
     lua_pop(L, 1);
     return v;
-}
-
-static int opt_bool(lua_State *L, int t, const char *field, int dflt)
-{
-    lua_getfield(L, t, field);
-    int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* strdup of an optional string field; 0 ok (out may be NULL), -1 wrong type. */
-static int opt_string(lua_State *L, int t, const char *field, char **out, char *err, size_t errlen)
-{
-    lua_getfield(L, t, field);
-    *out = NULL;
-    int rc = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-        *out = strdup(lua_tostring(L, -1));
-    else if (!lua_isnil(L, -1)) {
-        snprintf(err, errlen, "option %s must be a string", field);
-        rc = -1;
-    }
-    lua_pop(L, 1);
-    return rc;
 }
 
 static int add_header(struct request *r, lua_State *L, const char *name, size_t nlen, int vidx,
@@ -114,71 +91,117 @@ out:
     return rc;
 }
 
-static int fill_request(lua_State *L, int t, struct request *r, char *err, size_t errlen)
+/* One option of the table _http.request gets; 0 or -1 with err set. The value is on top. */
+static int fill_option(lua_State *L, struct request *r, const char *key, char *err, size_t errlen)
 {
-    lua_getfield(L, t, "url");
-    const char *url = lua_tostring(L, -1);
-    if (!url || url_parse(&r->url, url, err, errlen)) {
-        if (!url)
+    int vt = lua_type(L, -1);
+    size_t len;
+    if (!strcmp(key, "url")) {
+        const char *url = lua_tostring(L, -1);
+        if (vt != LUA_TSTRING) {
             snprintf(err, errlen, "url must be a string");
-        lua_pop(L, 1);
-        return -1;
+            return -1;
+        }
+        return url_parse(&r->url, url, err, errlen);
     }
-    lua_pop(L, 1);
-
-    lua_getfield(L, t, "method");
-    size_t mlen = 0;
-    const char *m = lua_isnil(L, -1) ? "GET" : lua_tolstring(L, -1, &mlen);
-    if (m && lua_isnil(L, -1))
-        mlen = 3;
-    if (!m || !header_name_ok(m, mlen)) {
-        snprintf(err, errlen, "invalid method");
-        lua_pop(L, 1);
-        return -1;
+    if (!strcmp(key, "method")) {
+        const char *m = lua_tolstring(L, -1, &len);
+        if (vt != LUA_TSTRING || !header_name_ok(m, len)) {
+            snprintf(err, errlen, "invalid method");
+            return -1;
+        }
+        free(r->method);
+        r->method = strdup(m);
+        return r->method ? 0 : -1;
     }
-    r->method = strdup(m);
-    lua_pop(L, 1);
-
-    lua_getfield(L, t, "body");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t len;
+    if (!strcmp(key, "body")) {
+        if (vt != LUA_TSTRING) {
+            snprintf(err, errlen, "body must be a string");
+            return -1;
+        }
         const char *b = lua_tolstring(L, -1, &len);
         r->body = malloc(len ? len : 1);
-        if (r->body)
-            memcpy(r->body, b, len);
+        if (!r->body)
+            return -1;
+        memcpy(r->body, b, len);
         r->body_len = len;
         r->has_body = 1;
-    } else if (!lua_isnil(L, -1)) {
-        snprintf(err, errlen, "body must be a string");
-        lua_pop(L, 1);
-        return -1;
+        return 0;
     }
-    lua_pop(L, 1);
-    if (!r->has_body && (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT") ||
-                         !strcmp(r->method, "PATCH"))) {
-        r->has_body = 1; /* Content-Length: 0, as servers expect for these methods */
+    if (!strncmp(key, "timeout_", 8) || !strcmp(key, "max_body")) {
+        if (vt != LUA_TNUMBER || lua_tonumber(L, -1) < 0) {
+            snprintf(err, errlen, "%s must be a non-negative number", key);
+            return -1;
+        }
+        double v = lua_tonumber(L, -1);
+        if (!strcmp(key, "max_body"))
+            r->max_body = v > (double)SIZE_MAX ? SIZE_MAX : (size_t)v;
+        else if (!strcmp(key, "timeout_connect"))
+            r->timeouts.connect = v;
+        else if (!strcmp(key, "timeout_tls"))
+            r->timeouts.tls = v;
+        else if (!strcmp(key, "timeout_read"))
+            r->timeouts.read = v;
+        else if (!strcmp(key, "timeout_total"))
+            r->timeouts.total = v;
+        else
+            goto unknown;
+        return 0;
     }
+    if (!strcmp(key, "decompress")) {
+        r->decompress = lua_toboolean(L, -1);
+        return 0;
+    }
+    if (!strcmp(key, "verify")) {
+        r->tls.verify = lua_toboolean(L, -1);
+        return 0;
+    }
+    const char **path = !strcmp(key, "ca_file") ? &r->tls.ca_file
+                        : !strcmp(key, "cert_file") ? &r->tls.cert_file
+                        : !strcmp(key, "key_file") ? &r->tls.key_file : NULL;
+    if (path) {
+        if (vt != LUA_TSTRING) {
+            snprintf(err, errlen, "option %s must be a string", key);
+            return -1;
+        }
+        *path = strdup(lua_tostring(L, -1));
+        return *path ? 0 : -1;
+    }
+    if (!strcmp(key, "headers"))
+        return 0; /* after the loop: needs its own lua_next */
+unknown:
+    snprintf(err, errlen, "unknown option '%s'", key);
+    return -1;
+}
 
-    r->timeouts.connect = opt_number(L, t, "timeout_connect", 0);
-    r->timeouts.tls = opt_number(L, t, "timeout_tls", 0);
-    r->timeouts.read = opt_number(L, t, "timeout_read", 0);
-    r->timeouts.total = opt_number(L, t, "timeout_total", 0);
-    double max_body = opt_number(L, t, "max_body", (double)r->max_body);
-    if (max_body < 0) {
-        snprintf(err, errlen, "max_body must be >= 0");
+/* Reads only the fields present (one pass of lua_next), so a plain GET costs three lookups. */
+static int fill_request(lua_State *L, int t, struct request *r, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "out of memory");
+    int rc = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(err, errlen, "option names must be strings");
+            rc = -1;
+        } else {
+            rc = fill_option(L, r, lua_tostring(L, -2), err, errlen);
+        }
+        lua_pop(L, 1);
+        if (rc) {
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    if (!r->url.host) {
+        snprintf(err, errlen, "url is required");
         return -1;
     }
-    r->max_body = (size_t)max_body;
-    r->decompress = opt_bool(L, t, "decompress", 1);
-    r->tls.verify = opt_bool(L, t, "verify", 1);
-    if (opt_string(L, t, "ca_file", (char **)&r->tls.ca_file, err, errlen) ||
-        opt_string(L, t, "cert_file", (char **)&r->tls.cert_file, err, errlen) ||
-        opt_string(L, t, "key_file", (char **)&r->tls.key_file, err, errlen))
+    if (!r->method && !(r->method = strdup("GET")))
         return -1;
-    if (!r->method || (r->has_body && r->body_len && !r->body)) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!r->has_body && (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT") ||
+                         !strcmp(r->method, "PATCH")))
+        r->has_body = 1; /* Content-Length: 0, as servers expect for these methods */
     return fill_headers(L, t, r, err, errlen);
 }
 
