@@ -17,7 +17,7 @@ static inline int buf_reserve(struct buf *b, size_t n)
 {
     if (b->len + n + 1 <= b->cap)
         return 0;
-    size_t cap = b->cap ? b->cap : 256;
+    size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + n + 1)
         cap *= 2;
     char *p = realloc(b->data, cap);

@@ -52,6 +52,7 @@ static void start_write(struct conn *c);
 static void on_write(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
+    free(req);
     c->writing = 0;
     if (c->closing)
         return;
@@ -70,10 +71,17 @@ static void on_write(uv_write_t *req, int status)
 
 static void start_write(struct conn *c)
 {
+    /* Allocated only when the kernel did not take a write at once: the rare path. */
+    uv_write_t *req = malloc(sizeof *req);
+    if (!req) {
+        fail(c, NET_CLOSED, "out of memory");
+        return;
+    }
     uv_buf_t b = uv_buf_init(c->out_flight.data, (unsigned)c->out_flight.len);
-    c->write_req.data = c;
-    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    req->data = c;
+    int rc = uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc < 0) {
+        free(req);
         fail(c, NET_CLOSED, uv_strerror(rc));
         return;
     }

@@ -29,7 +29,6 @@ struct conn {
     struct tls_conn *tls;           /* NULL for plain http */
     int tls_done;
     uv_connect_t connect_req;
-    uv_write_t write_req;
     struct buf out_flight;          /* bytes handed to uv_write */
     struct buf out_pending;         /* bytes queued behind them */
     int writing;

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -20,7 +21,7 @@ static struct http_response *resp_of(llhttp_t *p)
 static int fail(struct http_response *r, enum net_kind kind, const char *msg)
 {
     r->err_kind = kind;
-    snprintf(r->err, sizeof r->err, "%s", msg);
+    r->err = msg;
     return -1;
 }
 
@@ -87,8 +88,13 @@ static int on_headers_complete(llhttp_t *p)
     if (r->status >= 100 && r->status < 200)
         return 0;
     r->headers_done = 1;
-    if (r->decompress)
-        r->decoder.kind = decoder_kind(http_response_header(r, "content-encoding"));
+    int kind = r->decompress ? decoder_kind(http_response_header(r, "content-encoding")) : DECODE_NONE;
+    if (kind != DECODE_NONE) {
+        r->decoder = calloc(1, sizeof *r->decoder);
+        if (!r->decoder)
+            return fail(r, NET_LIMIT, "out of memory");
+        r->decoder->kind = kind;
+    }
     /* 1 tells llhttp that no body follows (a response to HEAD). */
     return r->head_request ? 1 : 0;
 }
@@ -96,15 +102,14 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct http_response *r = resp_of(p);
-    if (r->decoder.kind != DECODE_NONE) {
+    if (r->decoder) {
         const char *err = NULL;
-        int rc = decoder_feed(&r->decoder, at, len, &r->body, r->max_body, &err);
+        int rc = decoder_feed(r->decoder, at, len, &r->body, r->max_body, &err);
         if (rc == -2)
             return fail(r, NET_LIMIT, "response body exceeds max_body");
         if (rc < 0) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "cannot decode body: %s", err);
-            return fail(r, NET_PROTOCOL, msg);
+            r->err_detail = err;
+            return fail(r, NET_PROTOCOL, "cannot decode body");
         }
         return 0;
     }
@@ -158,7 +163,11 @@ void http_response_free(struct http_response *r)
     buf_free(&r->reason);
     buf_free(&r->headers);
     buf_free(&r->body);
-    decoder_end(&r->decoder);
+    if (r->decoder) {
+        decoder_end(r->decoder);
+        free(r->decoder);
+        r->decoder = NULL;
+    }
 }
 
 static int parser_error(struct http_response *r, llhttp_errno_t e)
@@ -168,9 +177,8 @@ static int parser_error(struct http_response *r, llhttp_errno_t e)
             fail(r, NET_PROTOCOL, "malformed response");
         return -1;
     }
-    char msg[160];
-    snprintf(msg, sizeof msg, "malformed response: %s", llhttp_get_error_reason(&r->parser));
-    return fail(r, NET_PROTOCOL, msg);
+    r->err_detail = llhttp_get_error_reason(&r->parser);
+    return fail(r, NET_PROTOCOL, "malformed response");
 }
 
 int http_response_feed(struct http_response *r, const char *data, size_t len)

@@ -20,7 +20,7 @@ struct http_response {
     size_t header_bytes;
     int in_value;               /* llhttp may split a field: continue the current one */
     struct buf body;
-    struct body_decoder decoder;
+    struct body_decoder *decoder;   /* allocated for a compressed body only */
     size_t max_body;
     size_t max_header_bytes;
     int max_header_count;
@@ -31,7 +31,8 @@ struct http_response {
     int keep_alive;
     size_t bytes_in;            /* raw bytes received, for "did anything arrive" */
     enum net_kind err_kind;
-    char err[160];
+    const char *err;            /* static text: what went wrong */
+    const char *err_detail;     /* static text or NULL: llhttp's or zlib's reason */
 };
 
 void http_response_init(struct http_response *r, size_t max_body, size_t max_header_bytes,

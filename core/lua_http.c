@@ -291,7 +291,7 @@ static void on_done(struct request *r)
     if (r->kind == NET_OK)
         n = push_response(co, r);
     else
-        n = push_failure(co, r->err, net_kind_name(r->kind));
+        n = push_failure(co, r->err ? r->err : "out of memory", net_kind_name(r->kind));
     task_resume(t, n);
 }
 

@@ -2,6 +2,7 @@
  * Handles are userdata boxes holding a task pointer; the task outlives its handle when running. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdlib.h>
 
 #include "host.h"
 #include "lua_bindings.h"
@@ -94,7 +95,7 @@ static void on_sleep_done(uv_timer_t *timer)
 
 static void cancel_sleep(struct task *t)
 {
-    uv_timer_stop(&t->timer);
+    uv_timer_stop(t->timer);
 }
 
 static int l_sleep(lua_State *L)
@@ -107,7 +108,14 @@ static int l_sleep(lua_State *L)
         task_wake(t, 0);
         return lua_yield(L, 0);
     }
-    uv_timer_start(&t->timer, on_sleep_done, (uint64_t)(s * 1000 + 0.5), 0);
+    if (!t->timer) {
+        t->timer = malloc(sizeof *t->timer);
+        if (!t->timer)
+            return luaL_error(L, "out of memory");
+        uv_timer_init(&host_of(L)->loop, t->timer);
+        t->timer->data = t;
+    }
+    uv_timer_start(t->timer, on_sleep_done, (uint64_t)(s * 1000 + 0.5), 0);
     return task_yield(L, t, cancel_sleep, NULL);
 }
 

@@ -1,6 +1,7 @@
 /* request.c — one HTTP exchange: resolve, connect (or reuse), TLS, send, receive, and its timers.
  * The request owns its strings, response buffers, address list and, while in use, its conn.
  * It is freed in its timer's close callback, after done has run or after request_cancel. */
+#define _GNU_SOURCE /* vasprintf */
 #include "request.h"
 
 #include <stdarg.h>
@@ -64,6 +65,7 @@ static void free_request(uv_handle_t *h)
     free(r->method);
     http_head_free(&r->head);
     free(r->body);
+    free(r->err);
     free((char *)r->tls.ca_file);
     free((char *)r->tls.cert_file);
     free((char *)r->tls.key_file);
@@ -152,7 +154,8 @@ static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(r->err, sizeof r->err, fmt, ap);
+        if (vasprintf(&r->err, fmt, ap) < 0)
+            r->err = NULL;
         va_end(ap);
     }
     r->timings.total = since(r->t0);
@@ -250,6 +253,16 @@ static void send_request(struct request *r)
         arm_timer(r);
 }
 
+/* The parser refused the response or the connection ended it early. */
+static void fail_parse(struct request *r)
+{
+    const struct http_response *p = &r->resp;
+    if (p->err_detail)
+        finish(r, p->err_kind, "%s: %s", p->err, p->err_detail);
+    else
+        finish(r, p->err_kind, "%s", p->err ? p->err : "bad response");
+}
+
 static void on_data(struct conn *c, const char *data, size_t len)
 {
     struct request *r = c->owner;
@@ -259,7 +272,7 @@ static void on_data(struct conn *c, const char *data, size_t len)
         r->timings.ttfb = since(r->t0);
     r->last_activity = uv_now(r->net->loop);
     if (http_response_feed(&r->resp, data, len) < 0) {
-        finish(r, r->resp.err_kind, "%s", r->resp.err);
+        fail_parse(r);
         return;
     }
     if (r->resp.complete)
@@ -289,8 +302,10 @@ static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
         }
         if (retry_stale(r))
             return;
-        finish(r, r->resp_ready ? r->resp.err_kind : NET_CLOSED, "%s",
-               r->resp_ready ? r->resp.err : "connection closed");
+        if (r->resp_ready)
+            fail_parse(r);
+        else
+            finish(r, NET_CLOSED, "connection closed");
         return;
     }
     if (retry_stale(r))
@@ -419,6 +434,8 @@ static void resolve(struct request *r)
 static int build_wire(struct request *r)
 {
     struct buf authority = {0};
+    if (buf_reserve(&r->wire, 160 + r->head.bytes.len + (r->body_len <= INLINE_BODY_MAX ? r->body_len : 0)))
+        return -1;
     int rc = url_authority(&r->url, &authority, 0);
     rc = rc || pool_key(&r->key, r->url.https, r->url.host, r->url.port, &r->tls);
     rc = rc || http_head_finish(&r->head, &r->wire, r->method, r->url.target, authority.data,

@@ -45,7 +45,7 @@ struct request {
 
     /* outcome, valid in done */
     enum net_kind kind;         /* NET_OK or the failure */
-    char err[256];
+    char *err;                  /* failure message (malloc'd), NULL on success */
     struct http_response resp;
     struct request_timings timings;
     int reused;                 /* served over a pooled connection */

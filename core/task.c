@@ -1,6 +1,6 @@
 /* task.c — Lua coroutines run as tasks: spawn, suspend on I/O, wake, finish, cancel.
- * The only place that calls lua_resume. A task is freed (after its sleep timer's close callback)
- * once it has finished and its Lua handle has been collected. */
+ * The only place that calls lua_resume. A task is freed once it has finished and its Lua handle
+ * has been collected; its sleep timer, if it ever slept, is freed in the timer's close callback. */
 #include "task.h"
 
 #include <lauxlib.h>
@@ -12,15 +12,18 @@
 
 #define TASK_HANDLE "luafetch.task"
 
-static void free_task_cb(uv_handle_t *h)
+static void free_timer_cb(uv_handle_t *h)
 {
-    free(h->data);
+    free(h);
 }
 
 static void maybe_free(struct task *t)
 {
-    if (t->state == TASK_DONE && !t->handle_alive)
-        uv_close((uv_handle_t *)&t->timer, free_task_cb);
+    if (t->state != TASK_DONE || t->handle_alive)
+        return;
+    if (t->timer)
+        uv_close((uv_handle_t *)t->timer, free_timer_cb);
+    free(t);
 }
 
 static void ready_push(struct host *h, struct task *t)
@@ -63,8 +66,6 @@ struct task *task_spawn(lua_State *L, int nargs)
     t->co = lua_newthread(L);
     t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_xmove(L, t->co, nargs + 1);
-    uv_timer_init(&h->loop, &t->timer);
-    t->timer.data = t;
 
     struct task **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = t;

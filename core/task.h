@@ -1,6 +1,7 @@
 /* task.h — Lua coroutines run as tasks: spawn, suspend on I/O, wake, finish, cancel.
  * task.c is the only place that calls lua_resume. A task struct is owned jointly by the
- * scheduler (until it finishes) and its Lua handle (until collected); freed when both let go. */
+ * scheduler (until it finishes) and its Lua handle (until collected); freed when both let go
+ * (its sleep timer, if any, in that timer's close callback). */
 #ifndef LUAFETCH_TASK_H
 #define LUAFETCH_TASK_H
 
@@ -33,7 +34,7 @@ struct task {
     struct task *joiners;           /* tasks waiting in join, chained by join_next */
     struct task *join_next;
     struct task *joining;           /* the task this one waits for in join */
-    uv_timer_t timer;               /* task.sleep */
+    uv_timer_t *timer;              /* task.sleep; made on the first sleep */
     char name[32];
 };
 
