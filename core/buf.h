@@ -32,7 +32,8 @@ static inline int buf_append(struct buf *b, const void *p, size_t n)
 {
     if (buf_reserve(b, n))
         return -1;
-    memcpy(b->data + b->len, p, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;

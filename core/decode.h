@@ -13,8 +13,9 @@ enum { DECODE_NONE = 0, DECODE_GZIP, DECODE_DEFLATE };
 struct body_decoder {
     int kind;
     int started;
-    int tried_raw;      /* "deflate" sent raw, without the zlib wrapper: retried once */
     int finished;
+    unsigned char stash[2];     /* first bytes of a "deflate" body, to tell zlib from raw */
+    int stash_len;
     z_stream zs;
 };
 

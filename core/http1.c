@@ -95,8 +95,9 @@ static int on_headers_complete(llhttp_t *p)
             return fail(r, NET_LIMIT, "out of memory");
         r->decoder->kind = kind;
     }
-    /* 1 tells llhttp that no body follows (a response to HEAD). */
-    return r->head_request ? 1 : 0;
+    /* 1 tells llhttp that no body follows: a response to HEAD, a 204 or a 304 (RFC 9110 §6.4.1),
+     * whatever Content-Length says. */
+    return r->head_request || r->status == 204 || r->status == 304 ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
