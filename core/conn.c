@@ -93,11 +93,19 @@ static int raw_write(struct conn *c, const char *data, size_t len)
 {
     if (c->closing)
         return -1;
+    if (c->handshake_write_failed)
+        return 0;
     if (!c->writing && c->out_pending.len == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (n == (int)len)
             return 0;
+        if (n < 0 && n != UV_EAGAIN && c->tls && !c->tls_done) {
+            /* The server refused the handshake and closed: its alert, still to be read, says
+             * why (e.g. a client certificate is required), so let the read side report it. */
+            c->handshake_write_failed = 1;
+            return 0;
+        }
         if (n < 0 && n != UV_EAGAIN)
             return -1;
         if (n > 0) {

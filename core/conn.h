@@ -32,6 +32,7 @@ struct conn {
     struct buf out_flight;          /* bytes handed to uv_write */
     struct buf out_pending;         /* bytes queued behind them */
     int writing;
+    int handshake_write_failed;     /* peer closed mid-handshake: drop output, read its alert */
     int closing;
     int counted_connecting;         /* holds a connect-pacing slot */
     uint64_t idle_since;            /* ms, while pooled */

@@ -246,9 +246,11 @@ static void push_headers(lua_State *co, const struct http_response *resp)
     }
 }
 
-static void push_tls(lua_State *co, const struct tls_info *ti)
+static void push_tls(lua_State *co, const struct tls_info *ti, int resumed)
 {
-    lua_createtable(co, 0, 4);
+    lua_createtable(co, 0, 5);
+    lua_pushboolean(co, resumed);
+    lua_setfield(co, -2, "resumed");
     lua_pushstring(co, ti->version);
     lua_setfield(co, -2, "version");
     lua_pushstring(co, ti->cipher);
@@ -277,7 +279,7 @@ static int push_response(lua_State *co, struct request *r)
     push_timings(co, &r->timings);
     lua_setfield(co, -2, "timings");
     if (r->has_tls_info) {
-        push_tls(co, &r->tls_info);
+        push_tls(co, &r->tls_info, r->tls_resumed);
         lua_setfield(co, -2, "tls");
     }
     return 1;

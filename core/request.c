@@ -245,6 +245,7 @@ static void send_request(struct request *r)
     if (c->tls) {
         tls_conn_get_info(c->tls, &r->tls_info);
         r->has_tls_info = 1;
+        r->tls_resumed = tls_conn_resumed(c->tls);
     }
     if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->body_len > INLINE_BODY_MAX)
         conn_write(c, r->body, r->body_len);

@@ -51,6 +51,7 @@ struct request {
     int reused;                 /* served over a pooled connection */
     struct tls_info tls_info;   /* valid when has_tls_info */
     int has_tls_info;
+    int tls_resumed;            /* the handshake resumed a cached session */
 
     /* private */
     struct buf wire;            /* serialised head (+ small body) */
