@@ -220,8 +220,10 @@ int http_response_eof(struct http_response *r)
 
 const char *http_response_header(const struct http_response *r, const char *name)
 {
+    if (!r->headers.data)
+        return NULL;
     const char *p = r->headers.data, *end = p + r->headers.len;
-    while (p && p < end) {
+    while (p < end) {
         const char *value = p + strlen(p) + 1;
         if (value >= end)
             break;

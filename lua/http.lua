@@ -157,8 +157,8 @@ local function origin(u)
   return u.scheme .. "://" .. u.host .. ":" .. u.port
 end
 
--- Credentials a script set for one origin must not travel to another.
-local SENSITIVE = { authorization = true, cookie = true, ["proxy-authorization"] = true }
+-- Credentials (and a Host) a script set for one origin must not travel to another.
+local SENSITIVE = { authorization = true, cookie = true, ["proxy-authorization"] = true, host = true }
 
 -- Prepares req for the next hop to `location`; nil, message when the target is refused.
 local function follow(req, res, location)
