@@ -223,8 +223,10 @@ static void push_timings(lua_State *co, const struct request_timings *tm)
 static void push_headers(lua_State *co, const struct http_response *resp)
 {
     lua_createtable(co, 0, resp->header_count);
+    if (!resp->headers.data)
+        return;
     const char *p = resp->headers.data, *end = p + resp->headers.len;
-    while (p && p < end) {
+    while (p < end) {
         size_t nlen = strlen(p);
         const char *v = p + nlen + 1;
         if (v >= end)
