@@ -20,3 +20,8 @@ echo "\$ luafetch run scripts/health_check.lua <7 endpoints>"
   "$base/json" "$base/delay/0.3" "$base/gzip/20000" "$base/redirect/2" \
   "$base/status/503" "$base/reset" "http://127.0.0.1:1/"
 echo "(exit status $? : 1 because some endpoints are down)"
+echo
+echo "\$ luafetch get --retries 2 --backoff 0.05 <4 URLs>   (the fetcher: retries a flaky endpoint)"
+"$bin" get --retries 2 --backoff 0.05 \
+  "$base/json" "$base/flaky/demo$$?fail=2&status=503" "$base/gzip/5000" "$base/delay/0.2"
+echo "(exit status $?)"
