@@ -13,6 +13,21 @@
 #include "lua_bindings.h"
 #include "task.h"
 
+/* Under AddressSanitizer every Lua block goes straight back to malloc, so ASan sees each free. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LUAFETCH_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define LUAFETCH_ASAN 1
+#endif
+#ifdef LUAFETCH_ASAN
+#define LUA_ALLOC_CACHE_BYTES 0
+#else
+#define LUA_ALLOC_CACHE_BYTES (16u * 1024 * 1024)
+#endif
+
 #ifndef LUAFETCH_SHAREDIR
 #define LUAFETCH_SHAREDIR "/usr/local/share/luafetch"
 #endif
@@ -53,6 +68,12 @@ static void register_modules(lua_State *L)
     lua_pop(L, 1);
 }
 
+static int on_panic(lua_State *L)
+{
+    fprintf(stderr, "luafetch: unprotected Lua error: %s\n", lua_tostring(L, -1));
+    return 0; /* then abort() */
+}
+
 int host_init(struct host *h, int argc, char **argv)
 {
     (void)argc;
@@ -71,9 +92,11 @@ int host_init(struct host *h, int argc, char **argv)
     uv_timer_init(&h->loop, &h->ready_timer);
     h->ready_timer.data = h;
 
-    h->L = luaL_newstate();
+    h->lua_alloc.max_cached_bytes = LUA_ALLOC_CACHE_BYTES;
+    h->L = lua_newstate(lua_alloc_fn, &h->lua_alloc);
     if (!h->L)
         return UV_ENOMEM;
+    lua_atpanic(h->L, on_panic);
     *(struct host **)lua_getextraspace(h->L) = h;
     luaL_openlibs(h->L);
     /* _task first: task handles need its metatable, also the main task's. */
@@ -110,6 +133,7 @@ int host_close(struct host *h)
         h->closing = 1;
         lua_close(h->L);
         h->L = NULL;
+        lua_alloc_release(&h->lua_alloc);
     }
     net_close(&h->net);
     uv_close((uv_handle_t *)&h->ready_timer, NULL);

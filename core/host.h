@@ -6,6 +6,7 @@
 #include <lua.h>
 #include <uv.h>
 
+#include "lua_alloc.h"
 #include "net.h"
 
 #define LUAFETCH_EXIT_OK 0
@@ -18,6 +19,7 @@ struct host {
     uv_loop_t loop;
     struct net net;
     lua_State *L;
+    struct lua_alloc lua_alloc;     /* Lua's allocator caches; released after lua_close */
     struct task *current;           /* the task running now, NULL in callbacks */
     struct task *alive;             /* every unfinished task (doubly linked) */
     long long tasks_alive;
