@@ -3,6 +3,7 @@
  * done callback copies the response onto the task's stack before the request frees itself. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -129,11 +130,13 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
         return 0;
     }
     if (!strncmp(key, "timeout_", 8) || !strcmp(key, "max_body")) {
-        if (vt != LUA_TNUMBER || lua_tonumber(L, -1) < 0) {
+        double v = lua_tonumber(L, -1);
+        if (vt != LUA_TNUMBER || !(v >= 0)) { /* also refuses NaN */
             snprintf(err, errlen, "%s must be a non-negative number", key);
             return -1;
         }
-        double v = lua_tonumber(L, -1);
+        if (isinf(v) && strcmp(key, "max_body"))
+            v = 0; /* an infinite timeout is none */
         if (!strcmp(key, "max_body"))
             r->max_body = v > (double)SIZE_MAX ? SIZE_MAX : (size_t)v;
         else if (!strcmp(key, "timeout_connect"))

@@ -2,6 +2,7 @@
  * Handles are userdata boxes holding a task pointer; the task outlives its handle when running. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "host.h"
@@ -101,6 +102,7 @@ static void cancel_sleep(struct task *t)
 static int l_sleep(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
+    luaL_argcheck(L, s == s, 1, "not a number (NaN)");
     struct task *t = task_check_current(L, "task.sleep");
     if (s <= 0) {
         /* sleep(0): let every other ready task run first */
@@ -115,7 +117,9 @@ static int l_sleep(lua_State *L)
         uv_timer_init(&host_of(L)->loop, t->timer);
         t->timer->data = t;
     }
-    uv_timer_start(t->timer, on_sleep_done, (uint64_t)(s * 1000 + 0.5), 0);
+    /* Beyond ~500 million years is forever; libuv clamps a deadline that overflows. */
+    uint64_t ms = s * 1000 >= 1.8e19 ? UINT64_MAX : (uint64_t)(s * 1000 + 0.5);
+    uv_timer_start(t->timer, on_sleep_done, ms, 0);
     return task_yield(L, t, cancel_sleep, NULL);
 }
 

@@ -37,9 +37,12 @@ static double since(uint64_t t0)
     return (double)(uv_hrtime() - t0) / 1e9;
 }
 
+/* Deadline in loop milliseconds; 0 (none) for no timeout or one too long to matter. */
 static uint64_t ms_after(struct request *r, double seconds)
 {
-    return seconds > 0 ? uv_now(r->net->loop) + (uint64_t)(seconds * 1000 + 0.5) : 0;
+    if (!(seconds > 0) || seconds > 1e12)
+        return 0;
+    return uv_now(r->net->loop) + (uint64_t)(seconds * 1000 + 0.5);
 }
 
 /* --- life and death ------------------------------------------------------ */
@@ -186,6 +189,13 @@ void request_cancel(struct request *r)
 
 /* --- timers -------------------------------------------------------------- */
 
+/* The read (idle) timeout in milliseconds, 0 for none. */
+static uint64_t read_idle_ms(const struct request *r)
+{
+    double s = r->timeouts.read;
+    return s > 0 && s <= 1e12 ? (uint64_t)(s * 1000 + 0.5) : 0;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct request *r = t->data;
@@ -201,8 +211,8 @@ static void on_timer(uv_timer_t *t)
             finish(r, NET_TIMEOUT, "connect timed out after %gs", r->timeouts.connect);
         return;
     }
-    if (r->phase == PH_WAIT && r->timeouts.read > 0 &&
-        now - r->last_activity >= (uint64_t)(r->timeouts.read * 1000)) {
+    if (r->phase == PH_WAIT && read_idle_ms(r) &&
+        now - r->last_activity >= read_idle_ms(r)) {
         finish(r, NET_TIMEOUT, "no data for %gs (read timeout)", r->timeouts.read);
         return;
     }
@@ -216,8 +226,8 @@ static void arm_timer(struct request *r)
     uint64_t next = r->deadline_total;
     if (r->deadline_phase && (!next || r->deadline_phase < next))
         next = r->deadline_phase;
-    if (r->phase == PH_WAIT && r->timeouts.read > 0) {
-        uint64_t idle = r->last_activity + (uint64_t)(r->timeouts.read * 1000);
+    if (r->phase == PH_WAIT && read_idle_ms(r)) {
+        uint64_t idle = r->last_activity + read_idle_ms(r);
         if (!next || idle < next)
             next = idle;
     }

@@ -107,6 +107,11 @@ struct task *task_check_current(lua_State *L, const char *fn)
     struct task *t = h->current;
     if (!t || t->co != L)
         luaL_error(L, "%s must be called from a task (not from the main state or a nested coroutine)", fn);
+    /* Checked before any I/O starts: a yield through a C function (string.gsub, table.sort, a
+     * metamethod called from C) cannot come back. */
+    if (!lua_isyieldable(L))
+        luaL_error(L, "%s cannot wait here: it was called through a C function (such as string.gsub "
+                      "or table.sort) that cannot be suspended", fn);
     return t;
 }
 

@@ -54,7 +54,7 @@ local function set_timeouts(req, timeout)
     timeout = DEFAULT_TIMEOUT
   end
   if type(timeout) == "number" then
-    if timeout <= 0 then
+    if not (timeout > 0) then -- also refuses NaN
       return nil, "timeout must be a positive number"
     end
     req.timeout_total = timeout
@@ -67,7 +67,7 @@ local function set_timeouts(req, timeout)
     if not TIMEOUT_FIELDS[k] then
       return nil, "unknown timeout field '" .. tostring(k) .. "'"
     end
-    if type(v) ~= "number" or v <= 0 then
+    if type(v) ~= "number" or not (v > 0) then
       return nil, "timeout." .. k .. " must be a positive number"
     end
     req["timeout_" .. k] = v
@@ -135,7 +135,7 @@ local function normalise(opts)
   if opts.body ~= nil and type(opts.body) ~= "string" then
     return nil, "body must be a string"
   end
-  if opts.max_body ~= nil and (type(opts.max_body) ~= "number" or opts.max_body < 0) then
+  if opts.max_body ~= nil and (type(opts.max_body) ~= "number" or not (opts.max_body >= 0)) then
     return nil, "max_body must be a non-negative number"
   end
   local ok, err = set_timeouts(req, opts.timeout)
