@@ -15,6 +15,7 @@ struct dns_entry {
     struct dns_addrs *addrs;        /* NULL while resolving or after a failure */
     uint64_t expires_ms;
     int resolving;
+    int literal;                    /* an IP address: parsed once, never expires */
     uv_getaddrinfo_t req;
     struct dns_waiter *waiters;     /* doubly linked, head */
 };
@@ -163,16 +164,30 @@ static struct dns_entry *find(struct dns_cache *c, const char *host, unsigned h)
 struct dns_addrs *dns_resolve(struct dns_cache *c, const char *host, struct dns_waiter *w, int *err)
 {
     *err = 0;
-    struct dns_addrs *lit = literal(host);
-    if (lit)
-        return lit;
     unsigned h = hash(host);
     struct dns_entry *e = find(c, host, h);
+    if (e && e->literal)
+        return addrs_ref(e->addrs);
     if (e && e->addrs && !e->resolving && uv_now(c->loop) < e->expires_ms) {
         c->stats.hits++;
         return addrs_ref(e->addrs);
     }
     if (!e) {
+        /* An IP literal needs no lookup: parse it once and keep it, uncounted. */
+        struct dns_addrs *lit = literal(host);
+        if (lit) {
+            e = calloc(1, sizeof *e);
+            if (!e || !(e->host = strdup(host))) {
+                free(e);
+                return lit; /* uncached, still correct */
+            }
+            e->cache = c;
+            e->literal = 1;
+            e->addrs = lit;
+            e->next = c->bucket[h];
+            c->bucket[h] = e;
+            return addrs_ref(lit);
+        }
         e = calloc(1, sizeof *e);
         if (!e || !(e->host = strdup(host))) {
             free(e);

@@ -130,8 +130,13 @@ static int on_message_complete(llhttp_t *p)
         r->status = 0;
         return 0;
     }
+    if (r->decoder && !r->decoder->finished) {
+        r->err_detail = "the compressed stream ended early";
+        return fail(r, NET_PROTOCOL, "cannot decode body");
+    }
     r->complete = 1;
-    r->keep_alive = llhttp_should_keep_alive(p);
+    /* After 101 the connection speaks another protocol: never reuse it. */
+    r->keep_alive = r->status != 101 && !p->upgrade && llhttp_should_keep_alive(p);
     return HPE_PAUSED;
 }
 

@@ -119,6 +119,9 @@ static int l_sleep(lua_State *L)
     }
     /* Beyond ~500 million years is forever; libuv clamps a deadline that overflows. */
     uint64_t ms = s * 1000 >= 1.8e19 ? UINT64_MAX : (uint64_t)(s * 1000 + 0.5);
+    /* The loop's clock was read before this turn's Lua work: refresh it so the sleep is not
+     * cut short by the time the script has already spent. */
+    uv_update_time(t->timer->loop);
     uv_timer_start(t->timer, on_sleep_done, ms, 0);
     return task_yield(L, t, cancel_sleep, NULL);
 }

@@ -259,6 +259,13 @@ static void send_request(struct request *r)
     }
     if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->body_len > INLINE_BODY_MAX)
         conn_write(c, r->body, r->body_len);
+    if (!r->reused || r->stale_retry_done) {
+        /* No second send can follow on a fresh connection: the bytes are in the kernel or
+         * copied by conn_write, so drop them while the response is awaited. */
+        buf_free(&r->wire);
+        free(r->body);
+        r->body = NULL;
+    }
     /* A failed write surfaces as a closed event; nothing more to do here. */
     if (!r->finished)
         arm_timer(r);

@@ -37,6 +37,10 @@ function Semaphore:acquire()
     return true
   end
   local me = C.current() or error("semaphore:acquire must be called from a task", 2)
+  if not coroutine.isyieldable() then
+    -- checked before queueing, so a failed wait leaves no waiter behind
+    error("semaphore:acquire cannot wait here: called through a C function (such as string.gsub)", 2)
+  end
   self.waiters[#self.waiters + 1] = me
   C.suspend() -- release() hands the permit straight to us
   return true
