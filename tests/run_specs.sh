@@ -16,49 +16,55 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server NAME ARGS... → sets $port to the port the server reported. Not run in $(...):
-# the pid must reach this shell's list, or cleanup could not stop the server.
-start_server() {
+# launch NAME ARGS... starts a fixture server in the background (its pid joins this shell's list,
+# so cleanup stops it); port_of NAME then waits for its PORT line and sets $port. Launching all
+# servers before waiting for any keeps start-up short on a loaded machine.
+launch() {
   local name=$1; shift
   "$py" "$here/fixtures/server.py" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pids+=($!)
+}
+port_of() {
   local i
-  for i in $(seq 200); do
-    grep -q '^PORT ' "$tmp/$name.out" 2>/dev/null && break
+  for i in $(seq 600); do
+    grep -q '^PORT ' "$tmp/$1.out" 2>/dev/null && break
     sleep 0.05
   done
-  port=$(awk '/^PORT /{print $2; exit}' "$tmp/$name.out")
+  port=$(awk '/^PORT /{print $2; exit}' "$tmp/$1.out")
+  [ -n "$port" ] || { echo "fixture server $1 did not start: $(cat "$tmp/$1.err")" >&2; exit 1; }
 }
 
-start_server plain
-[ -n "$port" ] || { echo "fixture server did not start: $(cat "$tmp/plain.err")" >&2; exit 1; }
-export FIXTURE_URL="http://127.0.0.1:$port"
+launch plain
 export LUAFETCH_BIN="$bin"
 export LUAFETCH_ROOT="$(cd "$here/.." && pwd)"
 
 # TLS fixtures: certificates generated now, one server per certificate case.
-if [ -x "$here/fixtures/certs.sh" ] || [ -f "$here/fixtures/certs.sh" ]; then
-  certs="$tmp/certs"
-  if bash "$here/fixtures/certs.sh" "$certs" >"$tmp/certs.log" 2>&1; then
-    export FIXTURE_CERTS="$certs"
-    # intermediate_full: the incomplete leaf served with its intermediate (the complete-chain case)
-    for c in good expired notyet wronghost selfsigned untrusted incomplete noip intermediate_full; do
-      [ -f "$certs/$c.pem" ] || continue
-      start_server "tls_$c" --tls "$certs/$c.pem" "$certs/$c.key"
-      export "FIXTURE_TLS_$(echo "$c" | tr a-z A-Z)=https://127.0.0.1:$port"
-    done
-    if [ -f "$certs/client_ca.pem" ]; then
-      start_server tls_mtls --tls "$certs/good.pem" "$certs/good.key" --client-ca "$certs/client_ca.pem"
-      export FIXTURE_TLS_MTLS="https://127.0.0.1:$port"
-    fi
-    start_server tls_stall --tls "$certs/good.pem" "$certs/good.key" --mode tls-stall
-    export FIXTURE_TLS_STALL="https://127.0.0.1:$port"
-    start_server tls_hello --tls "$certs/good.pem" "$certs/good.key" --mode tls-close-hello
-    export FIXTURE_TLS_CLOSE_HELLO="https://127.0.0.1:$port"
-  else
-    echo "certs.sh failed:" >&2; cat "$tmp/certs.log" >&2; exit 1
-  fi
+tls_cases="good expired notyet wronghost selfsigned untrusted incomplete noip intermediate_full"
+certs="$tmp/certs"
+if ! bash "$here/fixtures/certs.sh" "$certs" >"$tmp/certs.log" 2>&1; then
+  echo "certs.sh failed:" >&2; cat "$tmp/certs.log" >&2; exit 1
 fi
+export FIXTURE_CERTS="$certs"
+# intermediate_full: the incomplete leaf served with its intermediate (the complete-chain case)
+for c in $tls_cases; do
+  launch "tls_$c" --tls "$certs/$c.pem" "$certs/$c.key"
+done
+launch tls_mtls --tls "$certs/good.pem" "$certs/good.key" --client-ca "$certs/client_ca.pem"
+launch tls_stall --tls "$certs/good.pem" "$certs/good.key" --mode tls-stall
+launch tls_hello --tls "$certs/good.pem" "$certs/good.key" --mode tls-close-hello
+
+port_of plain
+export FIXTURE_URL="http://127.0.0.1:$port"
+for c in $tls_cases; do
+  port_of "tls_$c"
+  export "FIXTURE_TLS_$(echo "$c" | tr a-z A-Z)=https://127.0.0.1:$port"
+done
+port_of tls_mtls
+export FIXTURE_TLS_MTLS="https://127.0.0.1:$port"
+port_of tls_stall
+export FIXTURE_TLS_STALL="https://127.0.0.1:$port"
+port_of tls_hello
+export FIXTURE_TLS_CLOSE_HELLO="https://127.0.0.1:$port"
 
 cd "$LUAFETCH_ROOT"
 "$bin" test -o plainTerminal "$@"
