@@ -84,20 +84,27 @@ local OPTIONS = {
   key_file = true, decompress = true,
 }
 
--- Builds the table the C core takes; nil, message on bad options.
-local function normalise(opts)
+-- Builds the table the C core takes; nil, message on bad options. url, method, body and json,
+-- when given (http.get, http.post ...), take the place of the fields of opts: opts is never copied
+-- nor changed.
+local function normalise(opts, url, method, body, json)
   for k in pairs(opts) do
     if not OPTIONS[k] then
       return nil, "unknown option '" .. tostring(k) .. "'"
     end
   end
-  if type(opts.url) ~= "string" then
+  url = url or opts.url
+  if type(url) ~= "string" then
     return nil, "url must be a string"
   end
+  method = method or opts.method
+  if body == nil and json == nil then
+    body, json = opts.body, opts.json
+  end
   local req = {
-    url = opts.url,
-    method = opts.method and tostring(opts.method):upper() or "GET",
-    body = opts.body,
+    url = url,
+    method = method and tostring(method):upper() or "GET",
+    body = body,
     max_body = opts.max_body,
     verify = opts.verify,
     ca_file = opts.ca_file,
@@ -109,12 +116,12 @@ local function normalise(opts)
     return nil, "headers must be a table"
   end
   local headers = opts.headers -- read only here; copied before any change
-  if opts.json ~= nil then
-    if opts.body ~= nil then
+  if json ~= nil then
+    if body ~= nil then
       return nil, "give body or json, not both"
     end
     local cjson = require "cjson.safe"
-    local encoded, err = cjson.encode(opts.json)
+    local encoded, err = cjson.encode(json)
     if not encoded then
       return nil, "cannot encode json: " .. tostring(err)
     end
@@ -132,7 +139,7 @@ local function normalise(opts)
     headers = copy
   end
   req.headers = headers
-  if opts.body ~= nil and type(opts.body) ~= "string" then
+  if body ~= nil and type(body) ~= "string" then
     return nil, "body must be a string"
   end
   if opts.max_body ~= nil and (type(opts.max_body) ~= "number" or not (opts.max_body >= 0)) then
@@ -259,15 +266,17 @@ end
 
 local function with_method(method, url, opts)
   if opts == nil and method == "GET" then
-    -- the common case: no options to check or copy
+    -- the common case: no options to check
     return get_simple(url)
   end
-  local o = {}
-  for k, v in pairs(opts or {}) do
-    o[k] = v
+  if type(url) ~= "string" then
+    return nil, "url must be a string", "invalid"
   end
-  o.url, o.method = url, method
-  return M.request(o)
+  local req, max_redirects = normalise(opts or {}, url, method)
+  if not req then
+    return nil, max_redirects, "invalid"
+  end
+  return exchange(req, max_redirects)
 end
 
 ---@return Response|nil, string|nil, string|nil
@@ -277,17 +286,19 @@ function M.delete(url, opts) return with_method("DELETE", url, opts) end
 function M.options(url, opts) return with_method("OPTIONS", url, opts) end
 
 local function with_body(method, url, body, opts)
-  local o = {}
-  for k, v in pairs(opts or {}) do
-    o[k] = v
+  if type(url) ~= "string" then
+    return nil, "url must be a string", "invalid"
   end
-  o.url, o.method = url, method
+  local req, max_redirects
   if type(body) == "table" then
-    o.json = body
+    req, max_redirects = normalise(opts or {}, url, method, nil, body)
   else
-    o.body = body
+    req, max_redirects = normalise(opts or {}, url, method, body or "", nil)
   end
-  return M.request(o)
+  if not req then
+    return nil, max_redirects, "invalid"
+  end
+  return exchange(req, max_redirects)
 end
 
 ---A string body is sent as is; a table body is sent as JSON.
