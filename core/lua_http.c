@@ -208,62 +208,103 @@ static int fill_request(lua_State *L, int t, struct request *r, char *err, size_
     return fill_headers(L, t, r, err, errlen);
 }
 
-static void push_timings(lua_State *co, const struct request_timings *tm)
+/* What a response carries besides status, reason and body: kept in one userdata and turned into
+ * tables only when a script reads res.headers, res.timings or res.tls (most never do), so a
+ * response costs one table, its strings and this block. */
+#define DETAILS "luafetch.response_details"
+static const char RESPONSE_CLASS = 'R'; /* registry key of http.lua's Response metatable */
+
+struct details {
+    struct request_timings timings;
+    struct tls_info tls;
+    int has_tls, tls_resumed;
+    int header_count;
+    size_t headers_len;
+    char headers[]; /* name\0value\0 pairs, names lower-case */
+};
+
+static struct details *check_details(lua_State *L)
 {
-    lua_createtable(co, 0, 5);
-    lua_pushnumber(co, tm->dns);
-    lua_setfield(co, -2, "dns");
-    lua_pushnumber(co, tm->connect);
-    lua_setfield(co, -2, "connect");
-    lua_pushnumber(co, tm->tls);
-    lua_setfield(co, -2, "tls");
-    lua_pushnumber(co, tm->ttfb);
-    lua_setfield(co, -2, "ttfb");
-    lua_pushnumber(co, tm->total);
-    lua_setfield(co, -2, "total");
+    return luaL_checkudata(L, 1, DETAILS);
 }
 
-static void push_headers(lua_State *co, const struct http_response *resp)
+/* _http.details_headers(d) → table: lower-case names, repeated ones joined with ", " */
+static int l_details_headers(lua_State *L)
 {
-    lua_createtable(co, 0, resp->header_count);
-    if (!resp->headers.data)
-        return;
-    const char *p = resp->headers.data, *end = p + resp->headers.len;
+    const struct details *d = check_details(L);
+    lua_createtable(L, 0, d->header_count);
+    const char *p = d->headers, *end = p + d->headers_len;
     while (p < end) {
         size_t nlen = strlen(p);
         const char *v = p + nlen + 1;
         if (v >= end)
             break;
         size_t vlen = strlen(v);
-        lua_pushlstring(co, p, nlen);
-        if (lua_rawget(co, -2) == LUA_TSTRING) {
-            lua_pushliteral(co, ", ");
-            lua_pushlstring(co, v, vlen);
-            lua_concat(co, 3);
+        lua_pushlstring(L, p, nlen);
+        if (lua_rawget(L, -2) == LUA_TSTRING) {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, v, vlen);
+            lua_concat(L, 3);
         } else {
-            lua_pop(co, 1);
-            lua_pushlstring(co, v, vlen);
+            lua_pop(L, 1);
+            lua_pushlstring(L, v, vlen);
         }
-        lua_pushlstring(co, p, nlen);
-        lua_insert(co, -2);
-        lua_rawset(co, -3);
+        lua_pushlstring(L, p, nlen);
+        lua_insert(L, -2);
+        lua_rawset(L, -3);
         p = v + vlen + 1;
     }
+    return 1;
 }
 
-static void push_tls(lua_State *co, const struct tls_info *ti, int resumed)
+static void set_number(lua_State *L, const char *k, double v)
 {
-    lua_createtable(co, 0, 5);
-    lua_pushboolean(co, resumed);
-    lua_setfield(co, -2, "resumed");
-    lua_pushstring(co, ti->version);
-    lua_setfield(co, -2, "version");
-    lua_pushstring(co, ti->cipher);
-    lua_setfield(co, -2, "cipher");
-    lua_pushboolean(co, ti->verified);
-    lua_setfield(co, -2, "verified");
-    lua_pushinteger(co, ti->expires);
-    lua_setfield(co, -2, "expires");
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* _http.details_timings(d) → {dns, connect, tls, ttfb, total} in seconds */
+static int l_details_timings(lua_State *L)
+{
+    const struct details *d = check_details(L);
+    lua_createtable(L, 0, 5);
+    set_number(L, "dns", d->timings.dns);
+    set_number(L, "connect", d->timings.connect);
+    set_number(L, "tls", d->timings.tls);
+    set_number(L, "ttfb", d->timings.ttfb);
+    set_number(L, "total", d->timings.total);
+    return 1;
+}
+
+/* _http.details_tls(d) → {version, cipher, verified, expires, resumed} or nil (plain http) */
+static int l_details_tls(lua_State *L)
+{
+    const struct details *d = check_details(L);
+    if (!d->has_tls) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, d->tls.version);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, d->tls.cipher);
+    lua_setfield(L, -2, "cipher");
+    lua_pushboolean(L, d->tls.verified);
+    lua_setfield(L, -2, "verified");
+    lua_pushinteger(L, d->tls.expires);
+    lua_setfield(L, -2, "expires");
+    lua_pushboolean(L, d->tls_resumed);
+    lua_setfield(L, -2, "resumed");
+    return 1;
+}
+
+/* _http.set_response_class(mt): the metatable every response gets (its __index builds the rest). */
+static int l_set_response_class(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RESPONSE_CLASS);
+    return 0;
 }
 
 static int push_response(lua_State *co, struct request *r)
@@ -275,18 +316,27 @@ static int push_response(lua_State *co, struct request *r)
     lua_setfield(co, -2, "status");
     lua_pushlstring(co, resp->reason.data ? resp->reason.data : "", resp->reason.len);
     lua_setfield(co, -2, "reason");
-    push_headers(co, resp);
-    lua_setfield(co, -2, "headers");
     lua_pushlstring(co, resp->body.data ? resp->body.data : "", resp->body.len);
     lua_setfield(co, -2, "body");
     lua_pushboolean(co, r->reused);
     lua_setfield(co, -2, "reused");
-    push_timings(co, &r->timings);
-    lua_setfield(co, -2, "timings");
-    if (r->has_tls_info) {
-        push_tls(co, &r->tls_info, r->tls_resumed);
-        lua_setfield(co, -2, "tls");
-    }
+
+    struct details *d = lua_newuserdatauv(co, sizeof *d + resp->headers.len, 0);
+    d->timings = r->timings;
+    d->has_tls = r->has_tls_info;
+    d->tls = r->tls_info;
+    d->tls_resumed = r->tls_resumed;
+    d->header_count = resp->header_count;
+    d->headers_len = resp->headers.len;
+    if (resp->headers.len)
+        memcpy(d->headers, resp->headers.data, resp->headers.len);
+    luaL_setmetatable(co, DETAILS);
+    lua_setfield(co, -2, "_details");
+
+    if (lua_rawgetp(co, LUA_REGISTRYINDEX, &RESPONSE_CLASS) == LUA_TTABLE)
+        lua_setmetatable(co, -2);
+    else
+        lua_pop(co, 1);
     return 1;
 }
 
@@ -414,9 +464,19 @@ static int l_resolve_url(lua_State *L)
 int luaopen_luafetch_http(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
-        { "request", l_request }, { "stats", l_stats }, { "configure", l_configure },
-        { "parse_url", l_parse_url }, { "resolve_url", l_resolve_url }, { NULL, NULL },
+        { "request", l_request },
+        { "stats", l_stats },
+        { "configure", l_configure },
+        { "parse_url", l_parse_url },
+        { "resolve_url", l_resolve_url },
+        { "set_response_class", l_set_response_class },
+        { "details_headers", l_details_headers },
+        { "details_timings", l_details_timings },
+        { "details_tls", l_details_tls },
+        { NULL, NULL },
     };
+    luaL_newmetatable(L, DETAILS);
+    lua_pop(L, 1);
     luaL_newlib(L, funcs);
     return 1;
 }

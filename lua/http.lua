@@ -15,9 +15,32 @@ local DEFAULT_MAX_REDIRECTS = 5
 ---@field url string final URL after redirects
 ---@field reused boolean served over a pooled connection
 ---@field timings table seconds: dns, connect, tls, ttfb, total
----@field tls table|nil version, cipher, verified, expires (https only)
+---@field tls table|nil version, cipher, verified, expires, resumed (https only)
+---@field redirects integer hops followed
 local Response = {}
-Response.__index = Response
+
+-- Built on first read from the response's details block (most scripts never read them).
+local LAZY = {
+  headers = C.details_headers,
+  timings = C.details_timings,
+  tls = C.details_tls,
+}
+
+Response.__index = function(res, k)
+  local method = Response[k]
+  if method ~= nil then
+    return method
+  end
+  local build = LAZY[k]
+  if build then
+    local v = build(rawget(res, "_details"))
+    rawset(res, k, v)
+    return v
+  end
+  if k == "redirects" then
+    return 0
+  end
+end
 
 ---Decodes the body as JSON.
 ---@return any|nil value
@@ -216,17 +239,18 @@ local function exchange(req, max_redirects)
       return nil, err, kind
     end
     res.url = req.url
-    elapsed = elapsed + res.timings.total
-    local location = res.headers.location
-    if not REDIRECT[res.status] or not location or max_redirects == 0 then
-      res.redirects = hops
-      res.timings.total = elapsed -- the whole exchange, all hops
-      return setmetatable(res, Response)
+    if not REDIRECT[res.status] or max_redirects == 0 or not res.headers.location then
+      if hops > 0 then
+        res.redirects = hops
+        res.timings.total = elapsed + res.timings.total -- the whole exchange, all hops
+      end
+      return res
     end
+    elapsed = elapsed + res.timings.total
     if hops >= max_redirects then
       return nil, "too many redirects (more than " .. max_redirects .. ")", "redirect"
     end
-    local ok, why = follow(req, res, location)
+    local ok, why = follow(req, res, res.headers.location)
     if not ok then
       return nil, why, "redirect"
     end
@@ -312,6 +336,8 @@ M.stats = C.stats
 ---Pool and limit settings: max_connecting, max_idle_per_host, idle_timeout, dns_ttl,
 ---max_header_bytes, max_header_count.
 M.configure = C.configure
+
+C.set_response_class(Response)
 
 M.parse_url = C.parse_url
 M.resolve_url = C.resolve_url
