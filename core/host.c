@@ -68,6 +68,28 @@ static void register_modules(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* SIGINT/SIGTERM: with a handler from task.on_signal, run it as a task (a graceful stop: the
+ * handler stops schedules, lets requests finish, flushes sinks); without one, or on a second
+ * signal, end at once with the shell's status for the signal. */
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct host *h = sig->data;
+    lua_State *L = h->L;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (h->signals_seen++ == 0 && L && lua_rawgetp(L, LUA_REGISTRYINDEX, &h->sigint) == LUA_TFUNCTION) {
+        lua_pushstring(L, name);
+        task_spawn(L, 1);
+        lua_pop(L, 1); /* the handle */
+        return;
+    }
+    if (L)
+        lua_settop(L, 0);
+    fprintf(stderr, "%s: %s, stopping now\n", h->progname, name);
+    fflush(stdout);
+    signal(signum, SIG_DFL);
+    raise(signum);
+}
+
 static int on_panic(lua_State *L)
 {
     fprintf(stderr, "luafetch: unprotected Lua error: %s\n", lua_tostring(L, -1));
@@ -91,6 +113,13 @@ int host_init(struct host *h, int argc, char **argv)
         return rc;
     uv_timer_init(&h->loop, &h->ready_timer);
     h->ready_timer.data = h;
+    uv_signal_init(&h->loop, &h->sigint);
+    uv_signal_init(&h->loop, &h->sigterm);
+    h->sigint.data = h->sigterm.data = h;
+    uv_signal_start(&h->sigint, on_signal, SIGINT);
+    uv_signal_start(&h->sigterm, on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&h->sigint);
+    uv_unref((uv_handle_t *)&h->sigterm);
 
     h->lua_alloc.max_cached_bytes = LUA_ALLOC_CACHE_BYTES;
     h->L = lua_newstate(lua_alloc_fn, &h->lua_alloc);
@@ -137,6 +166,8 @@ int host_close(struct host *h)
     }
     net_close(&h->net);
     uv_close((uv_handle_t *)&h->ready_timer, NULL);
+    uv_close((uv_handle_t *)&h->sigint, NULL);
+    uv_close((uv_handle_t *)&h->sigterm, NULL);
     uv_run(&h->loop, UV_RUN_DEFAULT);
     /* Anything still open now is a handle nobody closed: close it so the loop can end. */
     int left = 0;

@@ -25,6 +25,8 @@ struct host {
     long long tasks_alive;
     struct task *ready_head, *ready_tail;   /* woken tasks to resume next turn */
     uv_timer_t ready_timer;
+    uv_signal_t sigint, sigterm;    /* unref'd: they never keep the program alive */
+    int signals_seen;
     int exit_code;
     int closing;
     const char *progname;

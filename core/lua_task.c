@@ -170,6 +170,16 @@ static int l_current(lua_State *L)
     return 1;
 }
 
+/* _task.on_signal(fn | nil): fn(signame) runs as a task on the first SIGINT/SIGTERM. */
+static int l_on_signal(lua_State *L)
+{
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &host_of(L)->sigint);
+    return 0;
+}
+
 static int l_count(lua_State *L)
 {
     lua_pushinteger(L, host_of(L)->tasks_alive);
@@ -186,7 +196,8 @@ int luaopen_luafetch_task(lua_State *L)
     };
     static const luaL_Reg funcs[] = {
         { "spawn", l_spawn }, { "sleep", l_sleep }, { "now", l_now }, { "suspend", l_suspend },
-        { "wake", l_wake }, { "current", l_current }, { "count", l_count }, { NULL, NULL },
+        { "wake", l_wake }, { "current", l_current }, { "count", l_count },
+        { "on_signal", l_on_signal }, { NULL, NULL },
     };
     if (luaL_newmetatable(L, TASK_HANDLE)) {
         luaL_setfuncs(L, meta, 0);

@@ -20,6 +20,11 @@ M.now = C.now
 ---The running task's handle, or nil outside a task.
 M.current = C.current
 
+---Runs fn(signame) as a task on the first SIGINT or SIGTERM ("SIGINT"/"SIGTERM"), for a graceful
+---stop; a second signal, or one with no handler, ends the program at once. nil removes it.
+---@param fn function|nil
+M.on_signal = C.on_signal
+
 ---Number of unfinished tasks.
 ---@return integer
 M.count = C.count
