@@ -9,7 +9,7 @@ LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
 DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
-              node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev
+              node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time
 
@@ -17,7 +17,7 @@ CPPFLAGS  += -Icore -I$(BUILD)/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC) \
              -DLUAFETCH_VERSION='"$(VERSION)"' -DLUAFETCH_SHAREDIR='"$(PREFIX)/share/luafetch"'
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -std=gnu11
-LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lz -lm -ldl -lpthread
+LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lgumbo -lz -lm -ldl -lpthread
 
 CORE_SRC  := $(filter-out core/main.c,$(wildcard core/*.c))
 LUA_MODS  := $(wildcard lua/*.lua)

@@ -53,6 +53,10 @@ static void register_modules(lua_State *L)
     lua_setfield(L, -2, "_task");
     lua_pushcfunction(L, luaopen_luafetch_http);
     lua_setfield(L, -2, "_http");
+    lua_pushcfunction(L, luaopen_luafetch_server);
+    lua_setfield(L, -2, "_server");
+    lua_pushcfunction(L, luaopen_luafetch_html);
+    lua_setfield(L, -2, "_html");
     lua_newtable(L); /* embedded plugins */
     for (const struct embedded_module *m = embedded_modules; m->name; m++) {
         lua_pushlightuserdata(L, (void *)m);

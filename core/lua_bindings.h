@@ -8,6 +8,8 @@
 
 int luaopen_luafetch_task(lua_State *L);
 int luaopen_luafetch_http(lua_State *L);
+int luaopen_luafetch_server(lua_State *L);
+int luaopen_luafetch_html(lua_State *L);
 
 struct embedded_module {
     const char *name;       /* module name for require, e.g. "http" or "plugins.timer" */
