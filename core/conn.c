@@ -144,9 +144,7 @@ int conn_write(struct conn *c, const char *data, size_t len)
 static void fail(struct conn *c, enum net_kind kind, const char *msg)
 {
     const struct conn_handler *h = c->handler;
-    void *owner = c->owner;
     int handshaking = c->tls && !c->tls_done;
-    (void)owner;
     if (!h) {
         conn_close(c);
         return;
@@ -250,6 +248,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 static void on_connect(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
+    free(req); /* needed only while connecting */
     release_connect_slot(c);
     if (c->closing)
         return;
@@ -304,9 +303,15 @@ int conn_open(struct conn **out, struct net *net, const struct sockaddr *addr,
             return UV_EINVAL;
         }
     }
-    c->connect_req.data = c;
-    rc = uv_tcp_connect(&c->connect_req, &c->tcp, addr, on_connect);
+    uv_connect_t *req = malloc(sizeof *req);
+    if (!req) {
+        conn_close(c);
+        return UV_ENOMEM;
+    }
+    req->data = c;
+    rc = uv_tcp_connect(req, &c->tcp, addr, on_connect);
     if (rc < 0) {
+        free(req);
         conn_close(c);
         return rc;
     }

@@ -28,7 +28,6 @@ struct conn {
     char *pool_key;                 /* owned */
     struct tls_conn *tls;           /* NULL for plain http */
     int tls_done;
-    uv_connect_t connect_req;
     struct buf out_flight;          /* bytes handed to uv_write */
     struct buf out_pending;         /* bytes queued behind them */
     int writing;

@@ -100,12 +100,10 @@ static int on_panic(lua_State *L)
     return 0; /* then abort() */
 }
 
-int host_init(struct host *h, int argc, char **argv)
+int host_init(struct host *h)
 {
-    (void)argc;
     memset(h, 0, sizeof *h);
     h->progname = "luafetch";
-    (void)argv;
     /* DNS lookups run on libuv's pool: give them room before the pool starts. */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);

@@ -32,7 +32,7 @@ struct host {
     const char *progname;
 };
 
-int host_init(struct host *h, int argc, char **argv);
+int host_init(struct host *h);
 /* Runs the loop until every task has ended. */
 void host_run(struct host *h);
 /* Closes Lua, then every handle; returns uv_loop_close's result (0 when nothing leaked). */

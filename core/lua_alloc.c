@@ -1,7 +1,7 @@
 /* lua_alloc.c — the Lua state's allocator: per-size-class free lists in front of malloc.
  * Lua makes and drops many small tables, strings and coroutines per request; recycling their
  * blocks by size class skips malloc's bin searches. Blocks of 512 bytes or less always have
- * their class's full size, so any block of a class can serve any request of that class. Cached
+ * their class's full capacity, so any block of a class can serve any request of that class. Cached
  * blocks belong to the struct lua_alloc until lua_alloc_release. */
 #include "lua_alloc.h"
 
@@ -12,9 +12,16 @@ struct free_block {
     struct free_block *next;
 };
 
+/* Class c holds blocks of (c+1)*16 - 8 bytes: with malloc's 8-byte header that is exactly one of
+ * glibc's chunk sizes, so rounding up to a class wastes nothing over a plain malloc. */
 static size_t class_of(size_t size)
 {
-    return (size - 1) / LUA_ALLOC_CLASS_SIZE; /* size in 1..512 → 0..31 */
+    return (size + 7) / LUA_ALLOC_CLASS_SIZE; /* size in 1..512 → 0..32 */
+}
+
+static size_t class_bytes(size_t c)
+{
+    return (c + 1) * LUA_ALLOC_CLASS_SIZE - 8;
 }
 
 static void *take(struct lua_alloc *a, size_t size)
@@ -23,16 +30,16 @@ static void *take(struct lua_alloc *a, size_t size)
     struct free_block *b = a->free_list[c];
     if (b) {
         a->free_list[c] = b->next;
-        a->cached_bytes -= (c + 1) * LUA_ALLOC_CLASS_SIZE;
+        a->cached_bytes -= class_bytes(c);
         return b;
     }
-    return malloc((c + 1) * LUA_ALLOC_CLASS_SIZE);
+    return malloc(class_bytes(c));
 }
 
 static void give_back(struct lua_alloc *a, void *ptr, size_t size)
 {
     size_t c = class_of(size);
-    size_t bytes = (c + 1) * LUA_ALLOC_CLASS_SIZE;
+    size_t bytes = class_bytes(c);
     if (a->cached_bytes + bytes > a->max_cached_bytes) {
         free(ptr);
         return;

@@ -58,7 +58,7 @@ static int l_cancel(lua_State *L)
     }
     if (t->state == TASK_RUNNING)
         return luaL_error(L, "a task cannot cancel itself (return or raise an error instead)");
-    task_cancel(t, "canceled");
+    task_cancel(t);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     }
 
     struct host host;
-    if (host_init(&host, argc, argv)) {
+    if (host_init(&host)) {
         fprintf(stderr, "luafetch: cannot start the host\n");
         return LUAFETCH_EXIT_ERROR;
     }

@@ -279,7 +279,7 @@ void task_on_ready_timer(uv_timer_t *timer)
         uv_timer_start(&h->ready_timer, task_on_ready_timer, 0, 0);
 }
 
-void task_cancel(struct task *t, const char *why)
+void task_cancel(struct task *t)
 {
     struct host *h = t->host;
     if (t->state == TASK_DONE || t->state == TASK_RUNNING)
@@ -291,7 +291,6 @@ void task_cancel(struct task *t, const char *why)
         ready_remove(h, t);
     lua_State *co = t->co;
     lua_resetthread(co); /* runs pending __close handlers, empties the stack */
-    (void)why;
     finish(t, 0, 0, 1);
 }
 
@@ -301,6 +300,6 @@ void task_cancel_all(struct host *h)
         struct task *t = h->alive;
         if (t->state == TASK_RUNNING)
             break; /* cannot happen from the loop; guard against spinning */
-        task_cancel(t, "shutdown");
+        task_cancel(t);
     }
 }

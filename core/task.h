@@ -35,7 +35,6 @@ struct task {
     struct task *join_next;
     struct task *joining;           /* the task this one waits for in join */
     uv_timer_t *timer;              /* task.sleep; made on the first sleep */
-    char name[32];
 };
 
 /* Makes a task of the function and nargs arguments on top of L (popped) and pushes its handle.
@@ -50,7 +49,7 @@ void task_resume(struct task *t, int nargs);
 /* Schedules a waiting task for the next loop turn with nargs values already on t->co. */
 void task_wake(struct task *t, int nargs);
 /* Cancels a task: its wait is cancelled, its to-be-closed variables closed, joiners get an error. */
-void task_cancel(struct task *t, const char *why);
+void task_cancel(struct task *t);
 /* Pushes `ok, results...` of a finished task onto L; returns how many. */
 int task_push_results(struct task *t, lua_State *L);
 /* Handle userdata → task, and the Lua-side release of the handle. */

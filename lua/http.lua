@@ -107,6 +107,8 @@ local OPTIONS = {
   key_file = true, decompress = true,
 }
 
+local PASSED_THROUGH = { "max_body", "verify", "ca_file", "cert_file", "key_file", "decompress" }
+
 -- Builds the table the C core takes; nil, message on bad options. url, method, body and json,
 -- when given (http.get, http.post ...), take the place of the fields of opts: opts is never copied
 -- nor changed.
@@ -124,17 +126,15 @@ local function normalise(opts, url, method, body, json)
   if body == nil and json == nil then
     body, json = opts.body, opts.json
   end
-  local req = {
-    url = url,
-    method = method and tostring(method):upper() or "GET",
-    body = body,
-    max_body = opts.max_body,
-    verify = opts.verify,
-    ca_file = opts.ca_file,
-    cert_file = opts.cert_file,
-    key_file = opts.key_file,
-    decompress = opts.decompress,
-  }
+  -- Only the fields given: a constructor listing every option would size each request's table
+  -- for all of them, and thousands of requests wait at once.
+  local req = { url = url, method = method and tostring(method):upper() or "GET", body = body }
+  for _, k in ipairs(PASSED_THROUGH) do
+    local v = opts[k]
+    if v ~= nil then
+      req[k] = v
+    end
+  end
   if opts.headers ~= nil and type(opts.headers) ~= "table" then
     return nil, "headers must be a table"
   end
