@@ -342,4 +342,7 @@ C.set_response_class(Response)
 M.parse_url = C.parse_url
 M.resolve_url = C.resolve_url
 
+---Starts the embedded HTTP server (docs/server.md): http.serve{host=, port=, handler=, ...}
+M.serve = require("server").serve
+
 return M
