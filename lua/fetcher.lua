@@ -21,7 +21,7 @@ M.DEFAULTS = {
   jitter = 0.1,
 }
 
-M.HOOKS = { "on_request", "on_response", "on_error", "on_result", "on_finish" }
+M.HOOKS = { "on_start", "on_request", "on_response", "on_error", "on_result", "on_finish" }
 
 --- Fields of a request entry handed on to `http.request`.
 local HTTP_FIELDS = { "url", "method", "headers", "body", "json", "timeout",
@@ -779,6 +779,7 @@ function Fetcher:fetch_urls(urls)
     entries[i] = entry
   end
   local run = self:begin_run()
+  self:call_hooks(run, "on_start", { total = #entries })
   local list = {}
   local chunk = self.chunk_size or math.max(#entries, 1)
   for first = 1, #entries, chunk do
@@ -826,6 +827,7 @@ end
 function Fetcher:each(source, on_result)
   local produce = iterator_of(source)
   local run = self:begin_run()
+  self:call_hooks(run, "on_start", { total = nil })
   local index = 0
   local function next_entry()
     local raw = produce()
