@@ -341,8 +341,9 @@ describe("fetcher hooks", function()
     assert.are.equal(1, count_matching(lines, "plugin 'exploder' failed in on_response"))
     assert.are.equal(1, count_matching(lines, "plugin 'exploder' failed in on_result"))
     assert.are.equal(1, count_matching(lines, "plugin 'exploder' failed in on_finish"))
+    assert.are.equal(1, count_matching(lines, "plugin 'exploder' failed in on_start"))
     assert.are.equal(0, count_matching(lines, "plugin 'good'"))
-    assert.are.equal(10, stats.hook_errors) -- 3 URLs x 3 hooks + on_finish
+    assert.are.equal(11, stats.hook_errors) -- on_start + 3 URLs x 3 hooks + on_finish
   end)
 
   it("lets on_request add headers", function()
