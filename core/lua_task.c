@@ -170,14 +170,18 @@ static int l_current(lua_State *L)
     return 1;
 }
 
-/* _task.on_signal(fn | nil): fn(signame) runs as a task on the first SIGINT/SIGTERM. */
+/* _task.on_signal(fn | nil) → the previous handler: fn(signame) runs as a task on the first
+ * SIGINT/SIGTERM. Returning the old one lets modules chain handlers. */
 static int l_on_signal(lua_State *L)
 {
     if (!lua_isnil(L, 1))
         luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &host_of(L)->sigint);
-    return 0;
+    void *key = &host_of(L)->sigint;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+    return 1;
 }
 
 static int l_count(lua_State *L)

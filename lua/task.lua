@@ -22,7 +22,9 @@ M.current = C.current
 
 ---Runs fn(signame) as a task on the first SIGINT or SIGTERM ("SIGINT"/"SIGTERM"), for a graceful
 ---stop; a second signal, or one with no handler, ends the program at once. nil removes it.
+---Returns the previous handler, so a module can chain to a script's own.
 ---@param fn function|nil
+---@return function|nil previous
 M.on_signal = C.on_signal
 
 ---Number of unfinished tasks.
