@@ -45,6 +45,12 @@ void conn_set_owner(struct conn *c, const struct conn_handler *h, void *owner)
     c->owner = owner;
 }
 
+int conn_reusable(struct conn *c)
+{
+    return !c->closing && !c->writing && c->out_pending.len == 0 && c->out_flight.len == 0 &&
+           !c->handshake_write_failed && !(c->tls && tls_conn_input_pending(c->tls));
+}
+
 /* --- writing ------------------------------------------------------------- */
 
 static void start_write(struct conn *c);
@@ -205,8 +211,11 @@ static void tls_input(struct conn *c, const char *data, size_t len)
             conn_close(c);
             return;
         }
+        void *owner = c->owner;
         c->handler->data(c, (const char *)c->net->plain_buf, (size_t)n);
-        if (c->closing)
+        /* A finished response hands the conn on (pool, next request): later records are not
+         * the old owner's, and conn_reusable kept it out of the pool if any were waiting. */
+        if (c->closing || c->owner != owner)
             return;
     }
 }

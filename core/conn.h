@@ -49,5 +49,7 @@ int conn_write(struct conn *c, const char *data, size_t len);
 /* Closes (idempotent); no more events. Freed in the close callback. */
 void conn_close(struct conn *c);
 void conn_set_owner(struct conn *c, const struct conn_handler *h, void *owner);
+/* 1 if c can serve another request: nothing left to write, no received bytes unread. */
+int conn_reusable(struct conn *c);
 
 #endif

@@ -124,6 +124,9 @@ static void entry_free(struct dns_entry *e)
     free(e);
 }
 
+/* Holds the waiters being called back, so dns_cancel can unlink one of them meanwhile. */
+static struct dns_entry detached;
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct dns_entry *e = req->data;
@@ -141,15 +144,22 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     dns_addrs_unref(e->addrs);
     e->addrs = addrs;
     e->expires_ms = uv_now(e->cache->loop) + e->cache->ttl_ms;
-    /* Waiters may start new lookups or cancel others from their callbacks: pop one at a time. */
-    while (e->waiters) {
-        struct dns_waiter *w = e->waiters;
-        e->waiters = w->next;
-        if (e->waiters)
-            e->waiters->prev = NULL;
+    /* Waiters may start new lookups (of this name too: they join a fresh wait list) or cancel
+     * others from their callbacks: detach the list, mark each as pending, pop one at a time. */
+    struct dns_waiter *list = e->waiters;
+    e->waiters = NULL;
+    for (struct dns_waiter *w = list; w; w = w->next)
+        w->entry = &detached;
+    while (list) {
+        struct dns_waiter *w = list;
+        list = w->next;
+        if (list)
+            list->prev = NULL;
+        detached.waiters = list;
         w->next = w->prev = NULL;
         w->entry = NULL;
         w->cb(w, status, addrs ? addrs_ref(addrs) : NULL);
+        list = detached.waiters;
     }
 }
 

@@ -88,7 +88,9 @@ static int on_headers_complete(llhttp_t *p)
     if (r->status >= 100 && r->status < 200)
         return 0;
     r->headers_done = 1;
-    int kind = r->decompress ? decoder_kind(http_response_header(r, "content-encoding")) : DECODE_NONE;
+    int no_body = r->head_request || r->status == 204 || r->status == 304;
+    int kind = r->decompress && !no_body ? decoder_kind(http_response_header(r, "content-encoding"))
+                                         : DECODE_NONE;
     if (kind != DECODE_NONE) {
         r->decoder = calloc(1, sizeof *r->decoder);
         if (!r->decoder)
@@ -97,7 +99,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     /* 1 tells llhttp that no body follows: a response to HEAD, a 204 or a 304 (RFC 9110 §6.4.1),
      * whatever Content-Length says. */
-    return r->head_request || r->status == 204 || r->status == 304 ? 1 : 0;
+    return no_body ? 1 : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -130,7 +132,7 @@ static int on_message_complete(llhttp_t *p)
         r->status = 0;
         return 0;
     }
-    if (r->decoder && !r->decoder->finished) {
+    if (r->decoder && r->decoder->started && !r->decoder->finished) {
         r->err_detail = "the compressed stream ended early";
         return fail(r, NET_PROTOCOL, "cannot decode body");
     }

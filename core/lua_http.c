@@ -121,6 +121,10 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
             return -1;
         }
         const char *b = lua_tolstring(L, -1, &len);
+        if (len > INT32_MAX) {
+            snprintf(err, errlen, "body too large (2 GiB at most)");
+            return -1;
+        }
         r->body = malloc(len ? len : 1);
         if (!r->body)
             return -1;
@@ -138,7 +142,7 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
         if (isinf(v) && strcmp(key, "max_body"))
             v = 0; /* an infinite timeout is none */
         if (!strcmp(key, "max_body"))
-            r->max_body = v > (double)SIZE_MAX ? SIZE_MAX : (size_t)v;
+            r->max_body = v >= 0x1p63 ? SIZE_MAX : (size_t)v;
         else if (!strcmp(key, "timeout_connect"))
             r->timeouts.connect = v;
         else if (!strcmp(key, "timeout_tls"))
@@ -399,6 +403,17 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
+static double opt_clamp(double v, double lo, double hi)
+{
+    return v != v ? lo : v < lo ? lo : v > hi ? hi : v; /* NaN → lo */
+}
+
+/* A numeric field of the table at index 1, clamped to [lo, hi] before any integer conversion. */
+static double opt_count(lua_State *L, const char *field, double dflt, double lo, double hi)
+{
+    return opt_clamp(opt_number(L, 1, field, dflt), lo, hi);
+}
+
 /* _http.configure{max_connecting=, max_idle_per_host=, idle_timeout=, dns_ttl=,
  *                 max_header_bytes=, max_header_count=} */
 static int l_configure(lua_State *L)
@@ -406,17 +421,15 @@ static int l_configure(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     struct net *n = &host_of(L)->net;
     struct net_limits *lim = &n->limits;
-    lim->max_connecting = (int)opt_number(L, 1, "max_connecting", lim->max_connecting);
-    lim->max_idle_per_host = (int)opt_number(L, 1, "max_idle_per_host", lim->max_idle_per_host);
-    lim->idle_timeout = opt_number(L, 1, "idle_timeout", lim->idle_timeout);
-    lim->max_header_bytes = (size_t)opt_number(L, 1, "max_header_bytes", (double)lim->max_header_bytes);
-    lim->max_header_count = (int)opt_number(L, 1, "max_header_count", lim->max_header_count);
+    lim->max_connecting = (int)opt_count(L, "max_connecting", lim->max_connecting, 1, 1000000);
+    lim->max_idle_per_host = (int)opt_count(L, "max_idle_per_host", lim->max_idle_per_host, 0, 1000000);
+    lim->idle_timeout = opt_count(L, "idle_timeout", lim->idle_timeout, 0, 1e9);
+    lim->max_header_bytes = (size_t)opt_count(L, "max_header_bytes", (double)lim->max_header_bytes, 1, 1 << 30);
+    lim->max_header_count = (int)opt_count(L, "max_header_count", lim->max_header_count, 1, 1000000);
     lua_getfield(L, 1, "dns_ttl");
     if (lua_isnumber(L, -1))
-        dns_set_ttl(n->dns, lua_tonumber(L, -1));
+        dns_set_ttl(n->dns, opt_clamp(lua_tonumber(L, -1), 0, 1e9));
     lua_pop(L, 1);
-    if (lim->max_connecting < 1)
-        lim->max_connecting = 1;
     return 0;
 }
 

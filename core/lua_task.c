@@ -52,7 +52,7 @@ static int l_join(lua_State *L)
 static int l_cancel(lua_State *L)
 {
     struct task *t = task_from_handle(L, 1);
-    if (!t || t->state == TASK_DONE) {
+    if (!t || t->state == TASK_DONE || t->canceling) {
         lua_pushboolean(L, 0);
         return 1;
     }

@@ -56,6 +56,7 @@ struct net {
     size_t plain_buf_size;
     /* Connect pacing: requests waiting for a connect slot, FIFO. */
     int connecting;
+    int pumping;                /* inside pump_connect_queue */
     struct request *connect_head, *connect_tail;
 };
 

@@ -104,9 +104,15 @@ static void dequeue(struct request *r)
     r->queued = 0;
 }
 
-/* A connect slot may have freed up: start waiting requests in arrival order. */
+/* A connect slot may have freed up: start waiting requests in arrival order. A request started
+ * here counts as "starting", so a connect that fails at once completes on a later loop turn:
+ * no task resumes inside another request's release or cancel. The pumping flag stops the
+ * recursion finish → release → pump when many connects fail in a row. */
 static void pump_connect_queue(struct net *n)
 {
+    if (n->pumping)
+        return;
+    n->pumping = 1;
     while (n->connect_head && n->connecting < n->limits.max_connecting) {
         struct request *r = n->connect_head;
         n->connect_head = r->queue_next;
@@ -114,8 +120,11 @@ static void pump_connect_queue(struct net *n)
             n->connect_tail = NULL;
         r->queue_next = NULL;
         r->queued = 0;
+        r->starting = 1;
         connect_next(r);
+        r->starting = 0;
     }
+    n->pumping = 0;
 }
 
 /* Drops the request's hold on network resources; the conn goes back to the pool if reusable. */
@@ -162,7 +171,8 @@ static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
         va_end(ap);
     }
     r->timings.total = since(r->t0);
-    int reusable = kind == NET_OK && r->resp.complete && r->resp.keep_alive;
+    int reusable = kind == NET_OK && r->resp.complete && r->resp.keep_alive && r->conn &&
+                   conn_reusable(r->conn);
     release(r, reusable);
     if (r->starting) {
         /* Never complete inside the call that started the request. */
@@ -257,8 +267,12 @@ static void send_request(struct request *r)
         r->has_tls_info = 1;
         r->tls_resumed = tls_conn_resumed(c->tls);
     }
-    if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->body_len > INLINE_BODY_MAX)
+    if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->conn == c && r->body_len > INLINE_BODY_MAX)
         conn_write(c, r->body, r->body_len);
+    /* A write can fail at once and start the stale retry (or finish) from inside conn_write:
+     * the bytes are then still needed, or no longer ours to touch. */
+    if (r->finished || r->conn != c)
+        return;
     if (!r->reused || r->stale_retry_done) {
         /* No second send can follow on a fresh connection: the bytes are in the kernel or
          * copied by conn_write, so drop them while the response is awaited. */
@@ -344,6 +358,7 @@ static void on_tcp_connected(struct conn *c)
     r->phase = PH_TLS;
     r->deadline_phase = ms_after(r, r->timeouts.tls);
     arm_timer(r);
+    pump_connect_queue(r->net); /* the connect slot is free already; the handshake needs none */
 }
 
 static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
@@ -468,6 +483,8 @@ void request_start(struct request *r)
 {
     struct net *n = r->net;
     r->starting = 1;
+    /* The loop's clock was read before this turn's Lua work: deadlines count from now. */
+    uv_update_time(n->loop);
     r->t0 = uv_hrtime();
     r->phase_t0 = r->t0;
     r->deadline_total = ms_after(r, r->timeouts.total);

@@ -65,6 +65,11 @@ struct task *task_spawn(lua_State *L, int nargs)
     t->result_ref = LUA_NOREF;
     t->co = lua_newthread(L);
     t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!lua_checkstack(t->co, nargs + 1)) {
+        luaL_unref(L, LUA_REGISTRYINDEX, t->thread_ref);
+        free(t);
+        luaL_error(L, "too many arguments for a task");
+    }
     lua_xmove(L, t->co, nargs + 1);
 
     struct task **box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -176,6 +181,7 @@ static void finish(struct task *t, int ok, int nres, int canceled)
     struct host *h = t->host;
     lua_State *co = t->co;
     lua_State *L = h->L;
+    luaL_checkstack(L, nres + 3, "too many results from a task");
     lua_createtable(L, nres > 0 ? nres : 1, 2);
     if (ok) {
         lua_xmove(co, L, nres);
@@ -282,15 +288,22 @@ void task_on_ready_timer(uv_timer_t *timer)
 void task_cancel(struct task *t)
 {
     struct host *h = t->host;
-    if (t->state == TASK_DONE || t->state == TASK_RUNNING)
+    /* canceling: a __close handler run below may cancel this task again */
+    if (t->state == TASK_DONE || t->state == TASK_RUNNING || t->canceling)
         return;
+    t->canceling = 1;
     if (t->state == TASK_WAITING && t->wait.cancel)
         t->wait.cancel(t);
     t->wait.cancel = NULL;
     if (t->state == TASK_READY || t->state == TASK_NEW)
         ready_remove(h, t);
     lua_State *co = t->co;
-    lua_resetthread(co); /* runs pending __close handlers, empties the stack */
+    /* runs pending __close handlers and empties the stack; an error raised there is reported */
+    if (lua_resetthread(co) != LUA_OK) {
+        fprintf(stderr, "%s: error while closing a canceled task: %s\n", h->progname,
+                lua_isstring(co, -1) ? lua_tostring(co, -1) : "(not a string)");
+        lua_settop(co, 0);
+    }
     finish(t, 0, 0, 1);
 }
 

@@ -29,6 +29,7 @@ struct task {
     int nwake;                      /* values pushed on co for the next resume */
     int handle_alive;               /* the Lua handle has not been collected */
     int error_seen;                 /* the error was delivered to a joiner or logged */
+    int canceling;                  /* inside task_cancel */
     struct task *alive_next, *alive_prev;
     struct task *ready_next;
     struct task *joiners;           /* tasks waiting in join, chained by join_next */

@@ -804,6 +804,11 @@ int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen)
     return TLS_OK;
 }
 
+int tls_conn_input_pending(struct tls_conn *t)
+{
+    return t->in_off < t->in_len || mbedtls_ssl_get_bytes_avail(&t->ssl) > 0;
+}
+
 ssize_t tls_conn_read(struct tls_conn *t, unsigned char *buf, size_t len, char *err, size_t errlen)
 {
     int ret, tries;

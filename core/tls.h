@@ -55,6 +55,8 @@ int tls_conn_write(struct tls_conn *t, const unsigned char *buf, size_t len, cha
 /* Sends close_notify (best effort). */
 void tls_conn_close_notify(struct tls_conn *t);
 void tls_conn_get_info(struct tls_conn *t, struct tls_info *info);
+/* 1 if received bytes wait to be read: buffered ciphertext or decrypted plaintext. */
+int tls_conn_input_pending(struct tls_conn *t);
 /* 1 if the handshake resumed a cached session. */
 int tls_conn_resumed(struct tls_conn *t);
 void tls_conn_free(struct tls_conn *t);
