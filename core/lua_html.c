@@ -390,8 +390,7 @@ static int l_descendants(lua_State *L)
 /* __index: the field `tag`, else a method (the methods table is upvalue 1). */
 static int l_el_index(lua_State *L)
 {
-    const char *key = lua_tostring(L, 2);
-    if (key && strcmp(key, "tag") == 0) {
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "tag") == 0) {
         push_tag(L, check_el(L, 1));
         return 1;
     }

@@ -1,27 +1,84 @@
 #!/usr/bin/env bash
-# demo.sh BIN — `make demo`: starts the local fixture server on a port the OS assigns, runs the
-# example workflow against a mix of healthy, slow, failing and broken endpoints, stops the server.
+# demo.sh BIN — `make demo`: starts the embedded mock services (scripts/mock_services.lua, on a port
+# the OS assigns), runs the three example workflows against them for a few seconds each — monitor,
+# scrape, aggregate — and stops every process it started (by pid). Nothing leaves this machine.
 set -u
-bin=$1
+bin=$(realpath "$1")
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=$(mktemp /tmp/luafetch-demo.XXXXXX)
-python3 "$root/tests/fixtures/server.py" >"$out" 2>/dev/null &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$out"' EXIT
-for _ in $(seq 200); do grep -q '^PORT ' "$out" && break; sleep 0.05; done
-port=$(awk '/^PORT /{print $2; exit}' "$out")
-[ -n "$port" ] || { echo "demo: the local server did not start" >&2; exit 1; }
+tmp=$(mktemp -d /tmp/luafetch-demo.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+cd "$root"
+
+"$bin" run scripts/mock_services.lua >"$tmp/mock.out" 2>/dev/null </dev/null &
+pids+=($!)
+for _ in $(seq 200); do grep -q '^PORT ' "$tmp/mock.out" && break; sleep 0.05; done
+port=$(awk '/^PORT /{print $2; exit}' "$tmp/mock.out")
+[ -n "$port" ] || { echo "demo: the mock services did not start" >&2; exit 1; }
 base="http://127.0.0.1:$port"
 
-echo "luafetch demo: a local server on $base (nothing leaves this machine)"
-echo
-echo "\$ luafetch run scripts/health_check.lua <7 endpoints>"
-"$bin" run "$root/scripts/health_check.lua" \
-  "$base/json" "$base/delay/0.3" "$base/gzip/20000" "$base/redirect/2" \
-  "$base/status/503" "$base/reset" "http://127.0.0.1:1/"
-echo "(exit status $? : 1 because some endpoints are down)"
-echo
-echo "\$ luafetch get --retries 2 --backoff 0.05 <4 URLs>   (the fetcher: retries a flaky endpoint)"
-"$bin" get --retries 2 --backoff 0.05 \
-  "$base/json" "$base/flaky/demo$$?fail=2&status=503" "$base/gzip/5000" "$base/delay/0.2"
+# post PATH: a POST to the mock, to switch a service off and on while the monitor watches
+post() { "$bin" -e "assert(require('http').post('$base$1', ''))"; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$1"; }
+cmd() { printf '\033[2m$ %s\033[0m\n' "$*"; }
+
+echo "luafetch demo: mock services (a shop, JSON APIs, healthy/flaky/slow endpoints) on $base"
+
+step "1. monitor: check endpoints on a schedule, alert when one changes state"
+cmd "luafetch run scripts/monitor.lua scripts/targets.example.lua --base $base --interval 1.5s --for 4s --textfile metrics.prom"
+"$bin" run scripts/monitor.lua scripts/targets.example.lua --base "$base" --interval 1.5s --for 4s \
+  --textfile "$tmp/metrics.prom" </dev/null &
+monitor=$!
+pids+=($monitor)
+sleep 1
+echo "   (demo: switching the checkout service off)"
+post /admin/down/checkout
+sleep 1.5
+echo "   (demo: switching it back on)"
+post /admin/up/checkout
+wait "$monitor"
+echo "(exit status $?; add --metrics-port 9101 to serve /metrics, --webhook URL or --on-change CMD to be told)"
+echo "Prometheus metrics it wrote (a few of them):"
+grep -E '^luafetch_(probe_success|monitor_state_changes_total)' "$tmp/metrics.prom" | sed 's/^/  /' | head -n 8
+
+step "2. scrape: crawl the shop politely (robots.txt, Crawl-delay, retries), stop after 8 pages ..."
+cmd "luafetch run scripts/scrape.lua --out products.jsonl --csv products.csv --max-pages 8 $base/shop/"
+"$bin" run scripts/scrape.lua --out "$tmp/products.jsonl" --csv "$tmp/products.csv" --max-pages 8 "$base/shop/" </dev/null
 echo "(exit status $?)"
+echo
+echo "... then run it again: it resumes from products.jsonl and fetches only the pages not yet there"
+cmd "luafetch run scripts/scrape.lua --out products.jsonl --csv products.csv --max-pages 100 $base/shop/"
+"$bin" run scripts/scrape.lua --out "$tmp/products.jsonl" --csv "$tmp/products.csv" --max-pages 100 "$base/shop/" </dev/null \
+  | grep -v '^    disallowed by robots.txt' | tail -n 6
+echo "(exit status ${PIPESTATUS[0]}; the middle of the list is left out here)"
+echo "products.csv:"
+head -n 4 "$tmp/products.csv" | sed 's/^/  /'
+echo "  ... $(($(wc -l <"$tmp/products.csv") - 1)) products"
+
+step "3. aggregate: three JSON APIs and a slow optional one, merged into one document"
+cmd "luafetch run scripts/aggregate.lua --config scripts/sources.example.lua --base $base --out report.json"
+"$bin" run scripts/aggregate.lua --config scripts/sources.example.lua --base "$base" --out "$tmp/report.json" </dev/null
+rc=$?
+[ $rc -eq 0 ] && echo "(exit status 0: the failed source was optional and every check passed)" || echo "(exit status $rc)"
+echo "report.json, its data:"
+"$bin" -e "
+  local doc = require('cjson').decode(io.open('$tmp/report.json'):read('a'))
+  for _, c in ipairs(doc.data.customers) do
+    print(('  %-6s %d orders, %6.2f spent'):format(c.name, c.orders, c.spent))
+  end
+  print('  sold out: ' .. table.concat(doc.data.sold_out, ', '))
+  print('  failed: ' .. table.concat(doc.failed, ', ') .. ' (' .. doc.sources.forecast.error .. ')')"
+echo
+echo "... and with a broken required source the exit status says so:"
+cmd "luafetch run scripts/aggregate.lua users=$base/api/users orders=$base/api/broken"
+"$bin" run scripts/aggregate.lua "users=$base/api/users" "orders=$base/api/broken" </dev/null >/dev/null
+echo "(exit status $?)"
+
+echo
+echo "Next: copy scripts/targets.example.lua and list your own endpoints, or give scrape.lua your"
+echo "start URL and an extract function; docs/scripts/ has a page per script."

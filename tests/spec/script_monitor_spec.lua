@@ -1,0 +1,332 @@
+-- script_monitor_spec.lua: scripts/monitor.lua run as a child process against
+-- scripts/mock_services.lua (its own process) and the TLS fixture server: --once and its exit
+-- status, every UP/DOWN rule, alerts on state changes only (log line, webhook, command, --state
+-- across runs), the schedule with /metrics and /status served while it runs, a graceful stop on
+-- SIGTERM, bad targets files; and check() itself (the script loaded with "--as-module").
+
+local cjson = require "cjson"
+local http = require "http"
+local task = require "task"
+
+local BIN = assert(os.getenv("LUAFETCH_BIN"), "LUAFETCH_BIN is not set (run tests/run_specs.sh)")
+local ROOT = assert(os.getenv("LUAFETCH_ROOT"), "LUAFETCH_ROOT is not set (run tests/run_specs.sh)")
+local SCRIPT = ROOT .. "/scripts/monitor.lua"
+
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+-- Under the ASan build a child's sanitizer report would stay in its captured stderr: copy it to
+-- ours (where tests/run_all.sh looks for reports) and fail.
+local function assert_clean(text)
+  if text and (text:find("Sanitizer", 1, true) or text:find("runtime error:", 1, true)) then
+    io.stderr:write(text)
+    error("sanitizer report from a child process", 2)
+  end
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function wait_for(what, fn, limit)
+  local deadline = task.now() + (limit or 10)
+  while task.now() < deadline do
+    local v = fn()
+    if v then return v end
+    task.sleep(0.05)
+  end
+  error("timed out waiting for " .. what)
+end
+
+-- The mock runs in a process of its own: a script run below blocks this process's loop.
+local function start_mock()
+  local out, err = os.tmpname(), os.tmpname()
+  local p = assert(io.popen(("%s run %s >%s 2>%s </dev/null & echo $!"):format(
+    q(BIN), q(ROOT .. "/scripts/mock_services.lua"), q(out), q(err))))
+  local pid = p:read("l")
+  p:close()
+  local port = wait_for("the mock services", function() return (read(out) or ""):match("PORT (%d+)") end, 20)
+  os.remove(out)
+  return { pid = pid, url = "http://127.0.0.1:" .. port, err = err }
+end
+
+local function gone(pid)
+  return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+local function stop(pid)
+  os.execute("kill " .. pid .. " 2>/dev/null")
+  pcall(wait_for, "process " .. pid .. " to end", function() return gone(pid) end, 5)
+end
+
+-- Runs monitor.lua to its end from the repository root; returns stdout, stderr, exit code.
+local function monitor(args)
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = q(a) end
+  local errfile = os.tmpname()
+  local f = assert(io.popen(("cd %s && timeout 30 %s run %s %s 2>%s </dev/null"):format(
+    q(ROOT), q(BIN), q(SCRIPT), table.concat(quoted, " "), q(errfile))))
+  local out = f:read("a")
+  local _, _, code = f:close()
+  local err = read(errfile)
+  os.remove(errfile)
+  assert_clean(err)
+  return out, err, code
+end
+
+-- Starts monitor.lua in the background (give it --for: it must end by itself); returns
+-- { pid, out = path, rc = path, pidfile = path }.
+local function monitor_background(args)
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = q(a) end
+  local bg = { out = os.tmpname(), rc = os.tmpname(), pidfile = os.tmpname() }
+  os.remove(bg.rc)
+  os.execute(("cd %s && ( %s run %s %s >%s 2>&1 </dev/null & echo $! >%s; wait $!; echo $? >%s ) >/dev/null 2>&1 &")
+    :format(q(ROOT), q(BIN), q(SCRIPT), table.concat(quoted, " "), q(bg.out), q(bg.pidfile), q(bg.rc)))
+  bg.pid = wait_for("the monitor's pid", function() return (read(bg.pidfile) or ""):match("%d+") end)
+  return bg
+end
+
+local function exit_code(bg, limit)
+  local code = tonumber(wait_for("the monitor to end", function() return (read(bg.rc) or ""):match("%d+") end, limit))
+  assert_clean(read(bg.out))
+  return code
+end
+
+describe("scripts/monitor.lua", function()
+  local mock
+  local files = {}
+  local function tmpfile(text)
+    local path = os.tmpname()
+    if text then write(path, text) end
+    files[#files + 1] = path
+    return path
+  end
+  local function targets(body)
+    return tmpfile(("return { base_url = %q, targets = { %s } }"):format(mock.url, body))
+  end
+
+  setup(function() mock = start_mock() end)
+  teardown(function()
+    stop(mock.pid)
+    assert_clean(read(mock.err))
+    os.remove(mock.err)
+    for _, p in ipairs(files) do os.remove(p) end
+  end)
+  before_each(function()
+    assert(http.get(mock.url .. "/stats/reset"))
+    assert(http.post(mock.url .. "/admin/up/checkout", ""))
+  end)
+
+  it("--once: every target UP prints UP lines and exits 0", function()
+    local file = targets([[
+      { name = "health", url = "/health", body_match = '"status":"ok"', max_latency = 2 },
+      { name = "teapot", url = "/status/418", expect_status = { 200, 418 } },
+      { name = "no-content", url = "/status/204" },
+    ]])
+    local out, err, code = monitor{ file, "--once" }
+    assert.are.equal(0, code, out .. err)
+    assert.truthy(out:find("round 1: 3 up, 0 down", 1, true), out)
+    assert.truthy(out:find("\nUP    health             200 "), out)
+    assert.truthy(out:find("\nUP    teapot             418 "), out)
+    assert.truthy(out:find(" ms", 1, true), out)
+    assert.is_nil(out:find("ALERT", 1, true), out)
+  end)
+
+  it("--once: each DOWN rule, with its reason, alerts and exits 1", function()
+    local file = targets([[
+      { name = "status", url = "/status/503", expect_status = 200 },
+      { name = "match", url = "/health", body_match = "nope" },
+      { name = "not-match", url = "/", body_not_match = "mock" },
+      { name = "latency", url = "/slow?delay=0.3", max_latency = 0.1 },
+      { name = "refused", url = "http://127.0.0.1:1/", timeout = 2 },
+      { name = "fine", url = "/health" },
+    ]])
+    local marker = tmpfile()
+    local out, err, code = monitor{ file, "--once", "--webhook", mock.url .. "/hooks",
+      "--on-change", "echo \"$MONITOR_NAME $MONITOR_PREVIOUS $MONITOR_STATE\" >> " .. marker }
+    assert.are.equal(1, code, out .. err)
+    assert.truthy(out:find("round 1: 1 up, 5 down", 1, true), out)
+    assert.truthy(out:find("DOWN  status             503 .-status 503, expected 200"), out)
+    assert.truthy(out:find("DOWN  match .-body does not match nope"), out)
+    assert.truthy(out:find("DOWN  not%-match .-body matches mock"), out)
+    assert.truthy(out:find("DOWN  latency .-took %d+ ms, more than 100 ms"), out)
+    assert.truthy(out:find("DOWN  refused            %-%-%-        %-%-    connect: "), out)
+    assert.truthy(out:find("ALERT status is DOWN (was UNKNOWN): status 503, expected 200", 1, true), out)
+    assert.is_nil(out:find("ALERT fine", 1, true), out) -- a first UP is not news
+
+    local hooks = assert(http.get(mock.url .. "/hooks")):json()
+    assert.are.equal(5, #hooks)
+    local by_target = {}
+    for _, body in ipairs(hooks) do
+      local h = cjson.decode(body)
+      by_target[h.target] = h
+    end
+    local h = by_target.status
+    assert.are.equal("DOWN", h.state)
+    assert.are.equal("UNKNOWN", h.previous)
+    assert.are.equal(503, h.status)
+    assert.are.equal(mock.url .. "/status/503", h.url)
+    assert.are.equal("status is DOWN (was UNKNOWN): status 503, expected 200", h.text)
+
+    -- the command runs in the background: wait for its five lines
+    local lines = wait_for("the on-change command", function()
+      local text = read(marker) or ""
+      return select(2, text:gsub("\n", "")) == 5 and text
+    end)
+    assert.truthy(lines:find("refused UNKNOWN DOWN\n", 1, true), lines)
+  end)
+
+  it("--state: alerts only when a state changes between runs", function()
+    local file = targets([[ { name = "checkout", url = "/service/checkout" } ]])
+    local state = tmpfile()
+    os.remove(state)
+    local out, _, code = monitor{ file, "--once", "--state", state }
+    assert.are.equal(0, code)
+    assert.is_nil(out:find("ALERT", 1, true), out)
+    assert.are.equal("UP", cjson.decode(read(state)).checkout.state)
+
+    assert(http.post(mock.url .. "/admin/down/checkout", ""))
+    out, _, code = monitor{ file, "--once", "--state", state }
+    assert.are.equal(1, code)
+    assert.truthy(out:find("ALERT checkout is DOWN (was UP): status 503, expected 2xx/3xx", 1, true), out)
+
+    out, _, code = monitor{ file, "--once", "--state", state }
+    assert.are.equal(1, code)
+    assert.is_nil(out:find("ALERT", 1, true), out)
+
+    assert(http.post(mock.url .. "/admin/up/checkout", ""))
+    out, _, code = monitor{ file, "--once", "--state", state, "--quiet" }
+    assert.are.equal(0, code)
+    assert.truthy(out:find("ALERT checkout is UP (was DOWN)", 1, true), out)
+    assert.is_nil(out:find("round", 1, true), out) -- --quiet: state changes only
+  end)
+
+  it("checks the certificate's days left on https targets", function()
+    local tls = assert(os.getenv("FIXTURE_TLS_GOOD"), "FIXTURE_TLS_GOOD is not set")
+    local ca = assert(os.getenv("FIXTURE_CERTS")) .. "/ca.pem"
+    local file = tmpfile(([[return {
+      { name = "fresh", url = %q, ca_file = %q, tls_days = 7 },
+      { name = "expiring", url = %q, ca_file = %q, tls_days = 400 },
+    }]]):format(tls .. "/json", ca, tls .. "/json", ca))
+    local out, err, code = monitor{ file, "--once" }
+    assert.are.equal(1, code, out .. err)
+    assert.truthy(out:find("UP    fresh .- cert %d+d"), out)
+    assert.truthy(out:find("DOWN  expiring .-certificate expires in [%d.]+ days %(less than 400%)"), out)
+  end)
+
+  it("runs on a schedule, serves /metrics and /status, alerts on changes, stops after --for", function()
+    local file = targets([[
+      { name = "health", url = "/health" },
+      { name = "checkout", url = "/service/checkout" },
+    ]])
+    local textfile = tmpfile()
+    local bg = monitor_background{ file, "--interval", "0.2", "--for", "3", "--metrics-port", "0",
+                                   "--textfile", textfile }
+    local metrics_url = wait_for("the metrics line", function()
+      return (read(bg.out) or ""):match("metrics on (http://[%d.:]+)/metrics")
+    end)
+    wait_for("a first round", function() return (read(bg.out) or ""):find("round 1", 1, true) end)
+    local res = assert(http.get(metrics_url .. "/metrics"))
+    assert.are.equal(200, res.status)
+    assert.truthy(res.headers["content-type"]:find("text/plain", 1, true))
+    assert.truthy(res.body:find('luafetch_probe_success{target="health",url="' .. mock.url .. '/health"} 1', 1, true), res.body)
+    local status = assert(http.get(metrics_url .. "/status")):json()
+    assert.are.equal("UP", status.checkout.state)
+    assert.are.equal(404, assert(http.get(metrics_url .. "/nothing")).status)
+
+    assert(http.post(mock.url .. "/admin/down/checkout", ""))
+    wait_for("checkout DOWN", function() return (read(bg.out) or ""):find("ALERT checkout is DOWN", 1, true) end)
+    res = assert(http.get(metrics_url .. "/metrics"))
+    assert.truthy(res.body:find('luafetch_probe_success{target="checkout",url="' .. mock.url .. '/service/checkout"} 0', 1, true), res.body)
+    assert.truthy(res.body:find('luafetch_monitor_state_changes_total{target="checkout"} 1', 1, true), res.body)
+    assert(http.post(mock.url .. "/admin/up/checkout", ""))
+
+    assert.are.equal(0, exit_code(bg))
+    local out = read(bg.out)
+    assert.truthy(out:find("ALERT checkout is DOWN (was UP): status 503", 1, true), out)
+    assert.truthy(out:find("ALERT checkout is UP (was DOWN)", 1, true), out)
+    local rounds = tonumber(out:match("monitor stopped after (%d+) rounds: 2 up, 0 down"))
+    -- 0.2 s apart for 3 s: about 15 (fewer on a loaded machine, where late ticks are skipped)
+    assert.is_true(rounds ~= nil and rounds >= 5 and rounds <= 17, out)
+    assert.truthy((read(textfile) or ""):find("luafetch_probe_success", 1, true))
+    for _, p in ipairs{ bg.out, bg.rc, bg.pidfile } do os.remove(p) end
+  end)
+
+  it("stops gracefully on SIGTERM", function()
+    local file = targets([[ { name = "health", url = "/health" } ]])
+    local bg = monitor_background{ file, "--interval", "0.2", "--for", "20" } -- --for: a safety net
+    wait_for("two rounds", function() return (read(bg.out) or ""):find("round 2", 1, true) end)
+    os.execute("kill -TERM " .. bg.pid)
+    assert.are.equal(0, exit_code(bg))
+    local out = read(bg.out)
+    assert.truthy(out:find("monitor stopped after %d+ rounds: 1 up, 0 down"), out)
+    assert.is_true(gone(bg.pid))
+    for _, p in ipairs{ bg.out, bg.rc, bg.pidfile } do os.remove(p) end
+  end)
+
+  it("refuses a bad targets file or option with exit status 2", function()
+    local cases = {
+      { "{ name = 'a', url = '/x', max_latancy = 1 }", "unknown field 'max_latancy'" },
+      { "{ name = 'a' }", "name and url are required" },
+      { "{ name = 'a', url = '/x' }, { name = 'a', url = '/y' }", "the name 'a' is used twice" },
+      { "{ name = 'a', url = '/x', body_match = '[' }", "not a valid Lua pattern" },
+      { "{ name = 'a', url = '/x', tls_days = 3 }", "tls_days needs an https URL" },
+      { "{ name = 'a', url = '/x', timeout = 'soon' }", "timeout must be a number" },
+    }
+    for _, c in ipairs(cases) do
+      local _, err, code = monitor{ targets(c[1]), "--once" }
+      assert.are.equal(2, code, c[1])
+      assert.truthy(err:find(c[2], 1, true), err)
+    end
+    local _, err, code = monitor{ targets("{ name = 'a', url = '/x' }"), "--nope" }
+    assert.are.equal(2, code)
+    assert.truthy(err:find("unknown option --nope", 1, true), err)
+    _, err, code = monitor{ "/nonexistent/targets.lua", "--once" }
+    assert.are.equal(2, code, err)
+  end)
+end)
+
+describe("monitor.lua check()", function()
+  local mod = assert(loadfile(SCRIPT))("--as-module")
+  local mock
+  setup(function() mock = start_mock() end)
+  teardown(function()
+    stop(mock.pid)
+    assert_clean(read(mock.err))
+    os.remove(mock.err)
+  end)
+
+  it("any 2xx or 3xx is UP by default; expect_status takes a list", function()
+    local r = mod.check({ name = "a", url = mock.url .. "/health" }, 5)
+    assert.is_true(r.up)
+    assert.are.equal("", r.reason)
+    assert.are.equal(200, r.status)
+    assert.is_true(r.latency > 0)
+    r = mod.check({ name = "b", url = mock.url .. "/status/404" }, 5)
+    assert.is_false(r.up)
+    assert.are.equal("status 404, expected 2xx/3xx", r.reason)
+    r = mod.check({ name = "c", url = mock.url .. "/status/404", expect_status = { 404, 410 } }, 5)
+    assert.is_true(r.up)
+    r = mod.check({ name = "d", url = mock.url .. "/status/500", expect_status = 200, body_match = "ok" }, 5)
+    assert.are.equal("status 500, expected 200; body does not match ok", r.reason)
+  end)
+
+  it("a transport failure is DOWN with its kind", function()
+    local r = mod.check({ name = "x", url = mock.url .. "/slow?delay=2" }, 0.2)
+    assert.is_false(r.up)
+    assert.are.equal("timeout", r.kind)
+    assert.truthy(r.reason:find("^timeout: "))
+  end)
+end)
