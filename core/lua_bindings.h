@@ -11,6 +11,10 @@ int luaopen_luafetch_http(lua_State *L);
 int luaopen_luafetch_server(lua_State *L);
 int luaopen_luafetch_html(lua_State *L);
 
+/* Pushes a table of the name\0value\0 pairs in block (names already lower-case); repeated
+ * names are joined with ", ". Shared by client responses and server requests. */
+void luafetch_push_headers(lua_State *L, const char *block, size_t len, int count);
+
 struct embedded_module {
     const char *name;       /* module name for require, e.g. "http" or "plugins.timer" */
     const char *source;

@@ -232,13 +232,11 @@ static struct details *check_details(lua_State *L)
     return luaL_checkudata(L, 1, DETAILS);
 }
 
-/* _http.details_headers(d) → table: lower-case names, repeated ones joined with ", " */
-static int l_details_headers(lua_State *L)
+void luafetch_push_headers(lua_State *L, const char *block, size_t len, int count)
 {
-    const struct details *d = check_details(L);
-    lua_createtable(L, 0, d->header_count);
-    const char *p = d->headers, *end = p + d->headers_len;
-    while (p < end) {
+    lua_createtable(L, 0, count);
+    const char *p = block, *end = block + len;
+    while (len && p < end) {
         size_t nlen = strlen(p);
         const char *v = p + nlen + 1;
         if (v >= end)
@@ -258,6 +256,13 @@ static int l_details_headers(lua_State *L)
         lua_rawset(L, -3);
         p = v + vlen + 1;
     }
+}
+
+/* _http.details_headers(d) → table: lower-case names, repeated ones joined with ", " */
+static int l_details_headers(lua_State *L)
+{
+    const struct details *d = check_details(L);
+    luafetch_push_headers(L, d->headers, d->headers_len, d->header_count);
     return 1;
 }
 

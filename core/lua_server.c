@@ -40,28 +40,7 @@ static void cb_freed(void *data)
 /* Lower-case names; repeated headers joined with ", " (as for client responses). */
 static void push_headers(lua_State *L, const struct server_request *req)
 {
-    lua_createtable(L, 0, req->header_count);
-    const char *p = req->headers, *end = p + req->headers_len;
-    while (p < end) {
-        size_t nlen = strlen(p);
-        const char *v = p + nlen + 1;
-        if (v >= end)
-            break;
-        size_t vlen = strlen(v);
-        lua_pushlstring(L, p, nlen);
-        if (lua_rawget(L, -2) == LUA_TSTRING) {
-            lua_pushliteral(L, ", ");
-            lua_pushlstring(L, v, vlen);
-            lua_concat(L, 3);
-        } else {
-            lua_pop(L, 1);
-            lua_pushlstring(L, v, vlen);
-        }
-        lua_pushlstring(L, p, nlen);
-        lua_insert(L, -2);
-        lua_rawset(L, -3);
-        p = v + vlen + 1;
-    }
+    luafetch_push_headers(L, req->headers, req->headers_len, req->header_count);
 }
 
 static void set_string(lua_State *L, const char *k, const char *s, size_t len)

@@ -8,81 +8,15 @@ local cjson = require "cjson"
 local http = require "http"
 local task = require "task"
 
-local BIN = assert(os.getenv("LUAFETCH_BIN"), "LUAFETCH_BIN is not set (run tests/run_specs.sh)")
-local ROOT = assert(os.getenv("LUAFETCH_ROOT"), "LUAFETCH_ROOT is not set (run tests/run_specs.sh)")
+local child = require "tests.spec.support.child"
+local q, read, write, assert_clean = child.q, child.read, child.write, child.assert_clean
+local wait_for, gone, stop, start_mock = child.wait_for, child.gone, child.stop, child.start_mock
+local BIN, ROOT = child.BIN, child.ROOT
 local SCRIPT = ROOT .. "/scripts/monitor.lua"
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
--- Under the ASan build a child's sanitizer report would stay in its captured stderr: copy it to
--- ours (where tests/run_all.sh looks for reports) and fail.
-local function assert_clean(text)
-  if text and (text:find("Sanitizer", 1, true) or text:find("runtime error:", 1, true)) then
-    io.stderr:write(text)
-    error("sanitizer report from a child process", 2)
-  end
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function wait_for(what, fn, limit)
-  local deadline = task.now() + (limit or 10)
-  while task.now() < deadline do
-    local v = fn()
-    if v then return v end
-    task.sleep(0.05)
-  end
-  error("timed out waiting for " .. what)
-end
-
--- The mock runs in a process of its own: a script run below blocks this process's loop.
-local function start_mock()
-  local out, err = os.tmpname(), os.tmpname()
-  local p = assert(io.popen(("%s run %s >%s 2>%s </dev/null & echo $!"):format(
-    q(BIN), q(ROOT .. "/scripts/mock_services.lua"), q(out), q(err))))
-  local pid = p:read("l")
-  p:close()
-  local port = wait_for("the mock services", function() return (read(out) or ""):match("PORT (%d+)") end, 20)
-  os.remove(out)
-  return { pid = pid, url = "http://127.0.0.1:" .. port, err = err }
-end
-
-local function gone(pid)
-  return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
-end
-
-local function stop(pid)
-  os.execute("kill " .. pid .. " 2>/dev/null")
-  pcall(wait_for, "process " .. pid .. " to end", function() return gone(pid) end, 5)
-end
 
 -- Runs monitor.lua to its end from the repository root; returns stdout, stderr, exit code.
 local function monitor(args)
-  local quoted = {}
-  for i, a in ipairs(args) do quoted[i] = q(a) end
-  local errfile = os.tmpname()
-  local f = assert(io.popen(("cd %s && timeout 30 %s run %s %s 2>%s </dev/null"):format(
-    q(ROOT), q(BIN), q(SCRIPT), table.concat(quoted, " "), q(errfile))))
-  local out = f:read("a")
-  local _, _, code = f:close()
-  local err = read(errfile)
-  os.remove(errfile)
-  assert_clean(err)
-  return out, err, code
+  return child.run_script(SCRIPT, args, 30)
 end
 
 -- Starts monitor.lua in the background (give it --for: it must end by itself); returns

@@ -7,74 +7,14 @@ local cjson = require "cjson"
 local http = require "http"
 local task = require "task"
 
-local BIN = assert(os.getenv("LUAFETCH_BIN"), "LUAFETCH_BIN is not set (run tests/run_specs.sh)")
-local ROOT = assert(os.getenv("LUAFETCH_ROOT"), "LUAFETCH_ROOT is not set (run tests/run_specs.sh)")
+local child = require "tests.spec.support.child"
+local q, read, start_mock, stop_mock = child.q, child.read, child.start_mock, child.stop_mock
+local ROOT = child.ROOT
 local SCRIPT = ROOT .. "/scripts/scrape.lua"
-
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
--- Under the ASan build a child's sanitizer report would stay in its captured stderr: copy it to
--- ours (where tests/run_all.sh looks for reports) and fail.
-local function assert_clean(text)
-  if text and (text:find("Sanitizer", 1, true) or text:find("runtime error:", 1, true)) then
-    io.stderr:write(text)
-    error("sanitizer report from a child process", 2)
-  end
-end
-
--- The mock runs in a process of its own: a script run below blocks this process's loop.
-local function start_mock()
-  local out, err = os.tmpname(), os.tmpname()
-  local p = assert(io.popen(("%s run %s >%s 2>%s </dev/null & echo $!"):format(
-    q(BIN), q(ROOT .. "/scripts/mock_services.lua"), q(out), q(err))))
-  local pid = p:read("l")
-  p:close()
-  for _ = 1, 400 do
-    local port = (read(out) or ""):match("PORT (%d+)")
-    if port then
-      os.remove(out)
-      return { pid = pid, url = "http://127.0.0.1:" .. port, err = err }
-    end
-    task.sleep(0.05)
-  end
-  os.execute("kill " .. pid)
-  error("the mock services did not start")
-end
-
-local function stop_mock(mock)
-  os.execute("kill " .. mock.pid .. " 2>/dev/null")
-  for _ = 1, 100 do -- gone within 5 s: no process left behind
-    if not os.execute("kill -0 " .. mock.pid .. " 2>/dev/null") then break end
-    task.sleep(0.05)
-  end
-  local err = read(mock.err)
-  os.remove(mock.err)
-  assert_clean(err)
-end
 
 -- Runs scrape.lua with args from the repository root; returns stdout, stderr, exit code.
 local function scrape(args)
-  local quoted = {}
-  for i, a in ipairs(args) do quoted[i] = q(a) end
-  local errfile = os.tmpname()
-  local f = assert(io.popen(("cd %s && timeout 60 %s run %s %s 2>%s </dev/null"):format(
-    q(ROOT), q(BIN), q(SCRIPT), table.concat(quoted, " "), q(errfile))))
-  local out = f:read("a")
-  local _, _, code = f:close()
-  local err = read(errfile)
-  os.remove(errfile)
-  assert_clean(err)
-  return out, err, code
+  return child.run_script(SCRIPT, args, 60)
 end
 
 local function records(path)
