@@ -101,10 +101,11 @@ local function set_timeouts(req, timeout)
   return true
 end
 
+-- Every option; "pass" ones go to the C core as they are, the others are handled here.
 local OPTIONS = {
   url = true, method = true, headers = true, body = true, json = true, timeout = true,
-  max_redirects = true, max_body = true, verify = true, ca_file = true, cert_file = true,
-  key_file = true, decompress = true,
+  max_redirects = true, max_body = "pass", verify = "pass", ca_file = "pass", cert_file = "pass",
+  key_file = "pass", decompress = "pass",
 }
 
 -- JSON text with "/" left as is: lua-cjson writes it as "\/", which is valid but noisy. Every
@@ -117,17 +118,10 @@ local function encode_json(value)
   return (encoded:gsub("\\/", "/"))
 end
 
-local PASSED_THROUGH = { "max_body", "verify", "ca_file", "cert_file", "key_file", "decompress" }
-
 -- Builds the table the C core takes; nil, message on bad options. url, method, body and json,
 -- when given (http.get, http.post ...), take the place of the fields of opts: opts is never copied
 -- nor changed.
 local function normalise(opts, url, method, body, json)
-  for k in pairs(opts) do
-    if not OPTIONS[k] then
-      return nil, "unknown option '" .. tostring(k) .. "'"
-    end
-  end
   url = url or opts.url
   if type(url) ~= "string" then
     return nil, "url must be a string"
@@ -137,11 +131,13 @@ local function normalise(opts, url, method, body, json)
     body, json = opts.body, opts.json
   end
   -- Only the fields given: a constructor listing every option would size each request's table
-  -- for all of them, and thousands of requests wait at once.
+  -- for all of them, and thousands of requests wait at once. One pass checks and copies.
   local req = { url = url, method = method and tostring(method):upper() or "GET", body = body }
-  for _, k in ipairs(PASSED_THROUGH) do
-    local v = opts[k]
-    if v ~= nil then
+  for k, v in pairs(opts) do
+    local known = OPTIONS[k]
+    if not known then
+      return nil, "unknown option '" .. tostring(k) .. "'"
+    elseif known == "pass" then
       req[k] = v
     end
   end
