@@ -52,6 +52,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         if (++r->header_count > r->max_header_count)
             return fail(r, NET_LIMIT, "too many response headers");
     }
+    if (r->headers_done)
+        return 0; /* a chunked body's trailer: counted, not merged into the headers */
     if (buf_reserve(&r->headers, len))
         return -1;
     for (size_t i = 0; i < len; i++)
@@ -63,22 +65,22 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_field_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
-    return buf_append(&r->headers, "", 1);
+    return r->headers_done ? 0 : buf_append(&r->headers, "", 1);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct http_response *r = resp_of(p);
-    if (count_header_bytes(r, len) || buf_append(&r->headers, at, len))
+    if (count_header_bytes(r, len))
         return -1;
-    return 0;
+    return r->headers_done ? 0 : buf_append(&r->headers, at, len);
 }
 
 static int on_header_value_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
     r->in_value = 0;
-    return buf_append(&r->headers, "", 1);
+    return r->headers_done ? 0 : buf_append(&r->headers, "", 1);
 }
 
 static int on_headers_complete(llhttp_t *p)

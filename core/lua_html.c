@@ -371,6 +371,7 @@ static int l_el_parent(lua_State *L)
  * order, only those named tag when given */
 static int l_descendants(lua_State *L)
 {
+    lua_settop(L, 2); /* check_scope pushes the document: keep argument 2 where it is */
     const GumboNode *root = check_scope(L, 1);
     int doc = lua_gettop(L);
     size_t len = 0;

@@ -3,6 +3,7 @@
  * registry while listening; each request gets a userdata holding its connection (NULL once answered
  * or closed). Both sides clear those pointers, so Lua's GC and libuv's closes never race. */
 #include <lauxlib.h>
+#include <math.h>
 #include <lua.h>
 #include <stdio.h>
 #include <string.h>
@@ -84,10 +85,10 @@ static int spawn_handler(lua_State *L)
     box->c = NULL;
     luaL_setmetatable(L, REQUEST_MT);
     push_request(L, req);
+    task_spawn(L, 2); /* may raise (out of memory): only then are box and conn tied */
     box->c = c;
     server_conn_set_user(c, box);
     *spawned = 1;
-    task_spawn(L, 2);
     return 0;
 }
 
@@ -141,12 +142,16 @@ static int l_listen(lua_State *L)
     lua_getfield(L, 1, "host");
     const char *host = luaL_optstring(L, -1, "127.0.0.1");
     lua_pop(L, 1); /* the string stays referenced by opts */
-    int port = (int)opt_num(L, 1, "port", 0);
-    o.backlog = (int)opt_num(L, 1, "backlog", o.backlog);
+    /* clamped before any integer conversion: a huge double would be undefined behaviour */
+    double port_n = opt_num(L, 1, "port", 0);
+    if (port_n > 65535)
+        return luaL_error(L, "option port must be 0..65535");
+    int port = (int)port_n;
+    o.backlog = (int)fmin(opt_num(L, 1, "backlog", o.backlog), 65535);
     double max_body = opt_num(L, 1, "max_body", (double)o.max_body);
     o.max_body = max_body >= 1.8e19 ? (size_t)-1 : (size_t)max_body;
-    o.max_header_bytes = (size_t)opt_num(L, 1, "max_header_bytes", (double)o.max_header_bytes);
-    o.max_header_count = (int)opt_num(L, 1, "max_header_count", o.max_header_count);
+    o.max_header_bytes = (size_t)fmin(opt_num(L, 1, "max_header_bytes", (double)o.max_header_bytes), 1 << 30);
+    o.max_header_count = (int)fmin(opt_num(L, 1, "max_header_count", o.max_header_count), 1000000);
     o.header_timeout = opt_num(L, 1, "header_timeout", o.header_timeout);
     o.body_timeout = opt_num(L, 1, "body_timeout", o.body_timeout);
     o.idle_timeout = opt_num(L, 1, "idle_timeout", o.idle_timeout);
@@ -273,7 +278,7 @@ static int l_respond(lua_State *L)
     }
     if (!isnum || status < 0 || status > 999) {
         lua_pushnil(L);
-        lua_pushfstring(L, "invalid status %s (expected an integer 200..599)", luaL_tolstring(L, 2, NULL));
+        lua_pushfstring(L, "invalid status of type %s (expected an integer 200..599)", luaL_typename(L, 2));
         return 2;
     }
     if (!body) {

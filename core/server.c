@@ -319,6 +319,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         if (++c->header_count > c->srv->opt.max_header_count)
             return refuse(c, 431);
     }
+    if (c->state == SC_BODY)
+        return 0; /* a chunked body's trailer: counted, never merged into req.headers */
     if (buf_reserve(&c->headers, len))
         return refuse(c, 500);
     for (size_t i = 0; i < len; i++) {
@@ -334,6 +336,8 @@ static int on_header_field_complete(llhttp_t *p)
     struct server_conn *c = conn_of(p);
     if (count_head(c, 2)) /* ": " */
         return -1;
+    if (c->state == SC_BODY)
+        return 0;
     return buf_append(&c->headers, "", 1) ? refuse(c, 500) : 0;
 }
 
@@ -342,6 +346,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     struct server_conn *c = conn_of(p);
     if (count_head(c, len))
         return -1;
+    if (c->state == SC_BODY)
+        return 0;
     return buf_append(&c->headers, at, len) ? refuse(c, 500) : 0;
 }
 
@@ -351,6 +357,8 @@ static int on_header_value_complete(llhttp_t *p)
     c->in_value = 0;
     if (count_head(c, 2)) /* CRLF */
         return -1;
+    if (c->state == SC_BODY)
+        return 0;
     return buf_append(&c->headers, "", 1) ? refuse(c, 500) : 0;
 }
 

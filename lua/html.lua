@@ -65,7 +65,15 @@ local function parse_compound(selector, pos)
       if ch == "#" then c.id = name else c.classes[#c.classes + 1] = name end
       pos = pos + 1 + #name
     elseif ch == "[" then
-      local close = selector:find("]", pos, true)
+      -- the closing ']' comes after a quoted value, which may itself contain ']'
+      local quote_at, quote = selector:match("^[^%]]-=%s*()([\"'])", pos)
+      local close
+      if quote_at then
+        local quote_end = selector:find(quote, quote_at + 1, true)
+        close = quote_end and selector:find("]", quote_end + 1, true)
+      else
+        close = selector:find("]", pos, true)
+      end
       if not close then parse_error(selector, pos, "unclosed '['") end
       local name, rest = selector:sub(pos + 1, close - 1):match("^%s*([%w_%-:]+)%s*(.-)%s*$")
       if not name then parse_error(selector, pos + 1, "an attribute name must follow '['") end
@@ -243,8 +251,9 @@ end
 function Document:meta(name)
   local wanted = name:lower()
   for _, m in ipairs(self:descendants("meta")) do
-    local n = m:attr("name") or m:attr("property")
-    if n and n:lower() == wanted then
+    -- a tag may carry both (name="x" property="og:title"): either one may be the one asked for
+    local n, p = m:attr("name"), m:attr("property")
+    if (n and n:lower() == wanted) or (p and p:lower() == wanted) then
       return m:attr("content")
     end
   end

@@ -78,10 +78,11 @@ local Request = {
 local TEXT = { ["Content-Type"] = "text/plain; charset=utf-8" }
 local JSON = { ["Content-Type"] = "application/json" }
 
--- A handler that never answers (its task was cancelled) still gets its connection answered.
+-- A request that was not answered (the task was cancelled, or something raised on the way to
+-- the answer) still gets its connection answered: the C side knows whether it is pending.
 local Guard = {
   __close = function(g)
-    if not g.done then
+    if C.pending(g.conn) then
       C.respond(g.conn, 500, TEXT, "handler canceled\n")
     end
   end,
@@ -151,19 +152,25 @@ local function make_dispatch(handler, report)
   return function(conn, req)
     setmetatable(req, Request)
     local guard <close> = setmetatable({ conn = conn }, Guard)
+    local label = tostring(req.method) .. " " .. tostring(req.target) -- before the handler may change req
     local ok, res = xpcall(handler, traceback, req)
     if not ok then
-      guard.done = true
-      return fail(conn, req, req.method .. " " .. req.target .. ": " .. tostring(res))
+      return fail(conn, req, label .. ": " .. tostring(res))
     end
-    local status, headers, body = normalise(res)
-    guard.done = true
+    -- What the handler returned is user data too: metamethods in it may raise.
+    local done, status, headers, body = pcall(normalise, res)
+    if not done then
+      return fail(conn, req, label .. ": bad response: " .. tostring(status))
+    end
     if not status then
-      return fail(conn, req, req.method .. " " .. req.target .. ": " .. headers)
+      return fail(conn, req, label .. ": " .. headers)
     end
-    local sent, err = C.respond(conn, status, headers, body)
+    local called, sent, err = pcall(C.respond, conn, status, headers, body)
+    if not called then
+      return fail(conn, req, label .. ": bad response: " .. tostring(sent))
+    end
     if sent == nil then
-      return fail(conn, req, req.method .. " " .. req.target .. ": " .. err)
+      return fail(conn, req, label .. ": " .. err)
     end
   end
 end

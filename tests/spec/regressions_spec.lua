@@ -71,3 +71,45 @@ describe("regressions", function()
     assert.are.equal(before + 2, http.stats().dns_lookups)
   end)
 end)
+
+describe("regressions (second review)", function()
+  it("keeps a response's chunked trailer out of res.headers", function()
+    local res = assert(http.get(BASE .. "/chunked/10?trailer=1"))
+    assert.are.equal(200, res.status)
+    assert.are.equal(10, #res.body)
+    assert.are.equal("X-Trailer, X-Body-Length", res.headers.trailer) -- the announcement is a header
+    assert.is_nil(res.headers["x-trailer"])
+    assert.is_nil(res.headers["x-body-length"])
+  end)
+
+  it("answers 500 when what a handler returned raises on the way out", function()
+    local srv = http.serve{ port = 0, on_error = function() end, handler = function(req)
+      if req.path == "/status" then
+        return { status = setmetatable({}, { __tostring = function() error("no") end }) }
+      elseif req.path == "/index" then
+        return setmetatable({}, { __index = function() error("no") end })
+      end
+      req.target = nil
+      error("handler failed after changing req")
+    end }
+    for _, path in ipairs{ "/status", "/index", "/mutated" } do
+      local res, err, kind = http.get(srv.url .. path, { timeout = 3 })
+      assert(res, path .. ": " .. tostring(kind) .. ": " .. tostring(err))
+      assert.are.equal(500, res.status)
+    end
+    srv:close()
+  end)
+
+  it("finds elements and meta tags the way the docs say", function()
+    local html = require "html"
+    local doc = html.parse([[<html><head><meta name="x" property="og:title" content="OG"></head>
+      <body><p data-x="a]b">hi</p><div><span>s</span></div></body></html>]])
+    assert.are.equal("OG", doc:meta("og:title"))
+    assert.are.equal("OG", doc:meta("x"))
+    local found = doc:select('[data-x="a]b"]')
+    assert.are.equal(1, #found)
+    assert.are.equal("hi", found[1]:text())
+    assert.is_true(#doc:descendants() >= 5)
+    assert.are.equal(1, #doc:descendants("span"))
+  end)
+end)
