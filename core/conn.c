@@ -1,8 +1,9 @@
 /* conn.c — one TCP connection (optionally TLS) to one address: connect, handshake, read, write, close.
  * The conn struct and its buffers and tls_conn are freed in on_close, after uv_close. Reads go
- * through the loop's shared buffer; writes try uv_try_write first and queue only the remainder. */
+ * through the loop's shared buffer; writes go through a writeq (try at once, queue the rest). */
 #include "conn.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,7 @@ static void on_close(uv_handle_t *h)
     struct conn *c = h->data;
     if (c->tls)
         tls_conn_free(c->tls);
-    buf_free(&c->out_flight);
-    buf_free(&c->out_pending);
+    writeq_free(&c->out);
     free(c->pool_key);
     free(c);
 }
@@ -47,51 +47,18 @@ void conn_set_owner(struct conn *c, const struct conn_handler *h, void *owner)
 
 int conn_reusable(struct conn *c)
 {
-    return !c->closing && !c->writing && c->out_pending.len == 0 && c->out_flight.len == 0 &&
+    return !c->closing && !writeq_busy(&c->out) &&
            !c->handshake_write_failed && !(c->tls && tls_conn_input_pending(c->tls));
 }
 
 /* --- writing ------------------------------------------------------------- */
 
-static void start_write(struct conn *c);
-
-static void on_write(uv_write_t *req, int status)
+/* The write queue drained (status 0) or failed. */
+static void on_written(struct writeq *q, int status)
 {
-    struct conn *c = req->data;
-    free(req);
-    c->writing = 0;
-    if (c->closing)
-        return;
-    if (status < 0) {
+    struct conn *c = (struct conn *)((char *)q - offsetof(struct conn, out));
+    if (status < 0 && !c->closing)
         fail(c, NET_CLOSED, uv_strerror(status));
-        return;
-    }
-    buf_reset(&c->out_flight);
-    if (c->out_pending.len) {
-        struct buf t = c->out_flight;
-        c->out_flight = c->out_pending;
-        c->out_pending = t;
-        start_write(c);
-    }
-}
-
-static void start_write(struct conn *c)
-{
-    /* Allocated only when the kernel did not take a write at once: the rare path. */
-    uv_write_t *req = malloc(sizeof *req);
-    if (!req) {
-        fail(c, NET_CLOSED, "out of memory");
-        return;
-    }
-    uv_buf_t b = uv_buf_init(c->out_flight.data, (unsigned)c->out_flight.len);
-    req->data = c;
-    int rc = uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (rc < 0) {
-        free(req);
-        fail(c, NET_CLOSED, uv_strerror(rc));
-        return;
-    }
-    c->writing = 1;
 }
 
 /* Ciphertext or plaintext onto the socket: try at once, queue what the kernel did not take. */
@@ -101,29 +68,17 @@ static int raw_write(struct conn *c, const char *data, size_t len)
         return -1;
     if (c->handshake_write_failed)
         return 0;
-    if (!c->writing && c->out_pending.len == 0) {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (n == (int)len)
-            return 0;
-        if (n < 0 && n != UV_EAGAIN && c->tls && !c->tls_done) {
-            /* The server refused the handshake and closed: its alert, still to be read, says
-             * why (e.g. a client certificate is required), so let the read side report it. */
-            c->handshake_write_failed = 1;
-            return 0;
-        }
-        if (n < 0 && n != UV_EAGAIN)
-            return -1;
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-        }
-        if (buf_append(&c->out_flight, data, len))
-            return -1;
-        start_write(c);
-        return c->closing ? -1 : 0;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int rc = writeq_write(&c->out, &b, 1);
+    if (rc == 0)
+        return 0;
+    if (c->tls && !c->tls_done && rc != UV_ENOMEM) {
+        /* The server refused the handshake and closed: its alert, still to be read, says
+         * why (e.g. a client certificate is required), so let the read side report it. */
+        c->handshake_write_failed = 1;
+        return 0;
     }
-    return buf_append(c->writing ? &c->out_pending : &c->out_flight, data, len);
+    return -1; /* the read side sees the reset or EOF that caused this */
 }
 
 static int tls_send(void *ud, const unsigned char *buf, size_t len)
@@ -305,6 +260,7 @@ int conn_open(struct conn **out, struct net *net, const struct sockaddr *addr,
         return rc;
     }
     c->tcp.data = c;
+    writeq_init(&c->out, (uv_stream_t *)&c->tcp, on_written);
     if (tls) {
         if (tls_conn_new(&c->tls, tls, tls_send, c, err, errlen) != 0) {
             c->tls = NULL;

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "net.h"
 #include "tls.h"
+#include "writeq.h"
 
 struct conn;
 
@@ -28,9 +29,7 @@ struct conn {
     char *pool_key;                 /* owned */
     struct tls_conn *tls;           /* NULL for plain http */
     int tls_done;
-    struct buf out_flight;          /* bytes handed to uv_write */
-    struct buf out_pending;         /* bytes queued behind them */
-    int writing;
+    struct writeq out;              /* bytes the kernel has not taken yet */
     int handshake_write_failed;     /* peer closed mid-handshake: drop output, read its alert */
     int closing;
     int counted_connecting;         /* holds a connect-pacing slot */

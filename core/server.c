@@ -5,6 +5,7 @@
 #include "server.h"
 
 #include <llhttp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include "headers.h"
+#include "writeq.h"
 
 #define LINGER_MS 2000          /* after a final response: wait this long at most for the peer's EOF */
 #define KEEP_BUF_BYTES 65536    /* a request buffer larger than this is freed, not kept, afterwards */
@@ -52,7 +54,6 @@ struct server_conn {
     int handles;            /* handles still to close before the free */
     int closing;
     int reading;
-    int writing;
     int keep_alive;         /* of the request being answered */
     int head_request;
     int http_minor;
@@ -67,8 +68,7 @@ struct server_conn {
     struct buf body;
     struct buf pending;     /* pipelined bytes read past the request being handled */
     struct buf scratch;     /* response head being built */
-    struct buf out_flight;  /* bytes handed to uv_write */
-    struct buf out_pending; /* bytes queued behind them */
+    struct writeq out;      /* response bytes the kernel has not taken yet */
     void *user;
     char remote_addr[64];
     int remote_port;
@@ -154,46 +154,17 @@ static void arm(struct server_conn *c, double seconds)
 /* --- writing ------------------------------------------------------------- */
 
 static void write_drained(struct server_conn *c);
-static void start_write(struct server_conn *c);
 
-static void on_write(uv_write_t *req, int status)
+/* The write queue drained (status 0: the response is out) or failed. */
+static void on_written(struct writeq *q, int status)
 {
-    struct server_conn *c = req->data;
-    free(req);
-    c->writing = 0;
+    struct server_conn *c = (struct server_conn *)((char *)q - offsetof(struct server_conn, out));
     if (c->closing)
         return;
-    if (status < 0) {
+    if (status < 0)
         conn_close(c);
-        return;
-    }
-    buf_reset(&c->out_flight);
-    if (c->out_pending.len) {
-        struct buf t = c->out_flight;
-        c->out_flight = c->out_pending;
-        c->out_pending = t;
-        start_write(c);
-        return;
-    }
-    write_drained(c);
-}
-
-static void start_write(struct server_conn *c)
-{
-    uv_write_t *req = malloc(sizeof *req);
-    if (!req) {
-        conn_close(c);
-        return;
-    }
-    uv_buf_t b = uv_buf_init(c->out_flight.data, (unsigned)c->out_flight.len);
-    req->data = c;
-    int rc = uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (rc < 0) {
-        free(req);
-        conn_close(c);
-        return;
-    }
-    c->writing = 1;
+    else
+        write_drained(c);
 }
 
 /* Sends the buffers: what the kernel takes at once is not copied; the rest is queued.
@@ -202,40 +173,17 @@ static int send_bufs(struct server_conn *c, uv_buf_t *b, int n)
 {
     if (c->closing)
         return UV_ECANCELED;
-    size_t done = 0;
-    if (!c->writing && c->out_flight.len == 0) {
-        size_t total = 0;
-        for (int i = 0; i < n; i++)
-            total += b[i].len;
-        int w = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)n);
-        if (w < 0 && w != UV_EAGAIN) {
-            conn_close(c);
-            return w;
-        }
-        done = w > 0 ? (size_t)w : 0;
-        if (done == total)
-            return 0;
+    int rc = writeq_write(&c->out, b, (unsigned)n);
+    if (rc < 0) {
+        conn_close(c);
+        return rc;
     }
-    struct buf *q = c->writing ? &c->out_pending : &c->out_flight;
-    for (int i = 0; i < n; i++) {
-        if (done >= b[i].len) {
-            done -= b[i].len;
-            continue;
-        }
-        if (buf_append(q, b[i].base + done, b[i].len - done)) {
-            conn_close(c);
-            return UV_ENOMEM;
-        }
-        done = 0;
-    }
-    if (!c->writing)
-        start_write(c);
-    return c->closing ? UV_ECANCELED : 0;
+    return 0;
 }
 
 static int pending_output(const struct server_conn *c)
 {
-    return c->writing || c->out_flight.len || c->out_pending.len;
+    return writeq_busy(&c->out);
 }
 
 /* --- reading ------------------------------------------------------------- */
@@ -657,8 +605,7 @@ static void on_conn_closed(uv_handle_t *h)
     buf_free(&c->body);
     buf_free(&c->pending);
     buf_free(&c->scratch);
-    buf_free(&c->out_flight);
-    buf_free(&c->out_pending);
+    writeq_free(&c->out);
     free(c);
     s->live--;
     maybe_free_server(s);
@@ -717,6 +664,7 @@ static void on_connection(uv_stream_t *ls, int status)
     uv_tcp_init(loop, &c->tcp);
     uv_timer_init(loop, &c->timer);
     c->tcp.data = c->timer.data = c;
+    writeq_init(&c->out, (uv_stream_t *)&c->tcp, on_written);
     c->handles = 2;
     c->srv = s;
     s->live++;
