@@ -80,6 +80,12 @@ $(BUILD)/obj/llhttp_http.o: $(LLHTTP_SRC)/http.c
 	@mkdir -p $(dir $@)
 	$(CC) -I$(LLHTTP_INC) $(CFLAGS) -w -c -o $@ $<
 
+# host.c has the install's share directory built in: rebuild it when PREFIX changes.
+$(BUILD)/prefix.stamp: FORCE
+	@mkdir -p $(BUILD); echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
+$(BUILD)/obj/host.o $(BUILD)/asan/host.o: $(BUILD)/prefix.stamp
+FORCE:
+
 $(BUILD)/luafetch: $(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/main.o
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
