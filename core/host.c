@@ -177,5 +177,6 @@ int host_close(struct host *h)
     if (left)
         fprintf(stderr, "%s: warning: %d handle(s) left open at exit\n", h->progname, left);
     uv_run(&h->loop, UV_RUN_DEFAULT);
+    net_free(&h->net); /* every connection is closed and freed now: TLS configs can go */
     return uv_loop_close(&h->loop);
 }

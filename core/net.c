@@ -1,5 +1,6 @@
 /* net.c — set-up and tear-down of the network layer's shared context.
- * struct net is owned by the host; its buffers, DNS cache and pool are freed by net_close. */
+ * struct net is owned by the host. net_close closes the pool and DNS cache (their handles finish
+ * closing in the loop); net_free, once the loop has run dry, frees the buffers and TLS configs. */
 #include "net.h"
 
 #include <stdlib.h>
@@ -43,11 +44,16 @@ void net_close(struct net *n)
         pool_free(n->pool);
     if (n->dns)
         dns_cache_free(n->dns);
-    free(n->read_buf);
-    free(n->plain_buf);
     n->pool = NULL;
     n->dns = NULL;
+}
+
+void net_free(struct net *n)
+{
+    free(n->read_buf);
+    free(n->plain_buf);
     n->read_buf = NULL;
     n->plain_buf = NULL;
+    /* Last: a closing TLS connection frees its mbedTLS context, which reads its config. */
     tls_global_cleanup();
 }

@@ -63,5 +63,7 @@ struct net {
 int net_init(struct net *n, uv_loop_t *loop);
 /* Closes idle connections and frees caches; handles finish closing in the loop. */
 void net_close(struct net *n);
+/* After the loop has closed every handle: frees the shared buffers and TLS configs. */
+void net_free(struct net *n);
 
 #endif

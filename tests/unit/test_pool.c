@@ -131,6 +131,7 @@ static void test_empty_pool(void)
     CHECK((uv_hrtime() - t0) < 500000000ull);
     net_close(&n);
     uv_run(&loop, UV_RUN_DEFAULT);
+    net_free(&n);
     CHECK_INT(uv_loop_close(&loop), 0);
 }
 
