@@ -3,10 +3,12 @@
  * through the loop's shared buffer; writes go through a writeq (try at once, queue the rest). */
 #include "conn.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static void fail(struct conn *c, enum net_kind kind, const char *msg);
 
@@ -49,6 +51,22 @@ int conn_reusable(struct conn *c)
 {
     return !c->closing && !writeq_busy(&c->out) &&
            !c->handshake_write_failed && !(c->tls && tls_conn_input_pending(c->tls));
+}
+
+int conn_alive(struct conn *c)
+{
+    uv_os_fd_t fd;
+    if (c->closing || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    /* The loop has not polled since the connection was parked, or it has but the FIN came
+     * after: ask the kernel. EOF, an error or any byte (a response nobody asked for; over TLS
+     * an alert or close_notify) all mean the connection is unfit for a request. */
+    char b;
+    ssize_t n;
+    do
+        n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* --- writing ------------------------------------------------------------- */

@@ -34,7 +34,8 @@ struct conn {
     int closing;
     int counted_connecting;         /* holds a connect-pacing slot */
     uint64_t idle_since;            /* ms, while pooled */
-    struct conn *idle_next, *idle_prev;
+    struct conn *idle_next, *idle_prev;   /* the bucket's list, while pooled */
+    struct conn *lru_next, *lru_prev;     /* the pool's list across all keys, while pooled */
     struct pool_bucket *bucket;     /* set while idle in the pool */
 };
 
@@ -50,5 +51,7 @@ void conn_close(struct conn *c);
 void conn_set_owner(struct conn *c, const struct conn_handler *h, void *owner);
 /* 1 if c can serve another request: nothing left to write, no received bytes unread. */
 int conn_reusable(struct conn *c);
+/* 1 if an idle c still looks usable to the kernel: no EOF, no error, no unread byte waiting. */
+int conn_alive(struct conn *c);
 
 #endif

@@ -1,4 +1,4 @@
-/* dns.h — name resolution through uv_getaddrinfo behind a TTL cache; concurrent lookups merged.
+/* dns.h — name resolution through uv_getaddrinfo behind a bounded TTL cache; lookups merged.
  * The cache owns its entries; callers hold counted references to address lists (dns_addrs_unref). */
 #ifndef LUAFETCH_DNS_H
 #define LUAFETCH_DNS_H
@@ -39,5 +39,15 @@ void dns_cancel(struct dns_waiter *w);
 void dns_addrs_unref(struct dns_addrs *a);
 const struct dns_stats *dns_get_stats(const struct dns_cache *c);
 void dns_set_ttl(struct dns_cache *c, double ttl_seconds);
+/* At most max names cached (least recently used dropped first; lookups in progress stay). */
+void dns_set_max_entries(struct dns_cache *c, int max);
+int dns_cache_size(const struct dns_cache *c);
+/* Fixed addresses for a name, used before DNS (takes the reference); NULL addrs removes it.
+ * 0 or UV_ENOMEM. */
+int dns_set_fixed(struct dns_cache *c, const char *host, struct dns_addrs *addrs);
+/* n IP literals ("1.2.3.4", "::1" or "[::1]") → a new list (one reference), NULL if one is bad. */
+struct dns_addrs *dns_addrs_parse(const char *const *list, int n);
+/* Reorders in place: the first family, then alternating families (RFC 8305 §4). */
+void dns_addrs_interleave(struct dns_addrs *a);
 
 #endif

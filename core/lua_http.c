@@ -404,6 +404,8 @@ static int l_stats(lua_State *L)
     set_count(L, "dns_hits", (long long)ds->hits);
     set_count(L, "in_flight", n->stats.in_flight);
     set_count(L, "idle_connections", pool_idle_count(n->pool));
+    set_count(L, "idle_hosts", pool_bucket_count(n->pool));
+    set_count(L, "dns_cache_entries", dns_cache_size(n->dns));
     set_count(L, "connecting", n->connecting);
     return 1;
 }
@@ -419,8 +421,50 @@ static double opt_count(lua_State *L, const char *field, double dflt, double lo,
     return opt_clamp(opt_number(L, 1, field, dflt), lo, hi);
 }
 
-/* _http.configure{max_connecting=, max_idle_per_host=, idle_timeout=, dns_ttl=,
- *                 max_header_bytes=, max_header_count=} */
+/* hosts = { name = { "addr", ... } | false }: fixed addresses per name (false removes one).
+ * Raises on a bad entry: configure is set-up code, a mistake there is a usage error. */
+static void configure_hosts(lua_State *L, struct dns_cache *dns)
+{
+    lua_getfield(L, 1, "hosts");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    luaL_argexpected(L, lua_istable(L, -1), 1, "hosts as a table of name = { address, ... }");
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "configure: hosts: names must be strings");
+        const char *name = lua_tostring(L, -2);
+        struct dns_addrs *addrs = NULL;
+        if (lua_istable(L, -1)) {
+            const char *list[64];
+            int n = (int)lua_rawlen(L, -1);
+            if (n < 1 || n > 64)
+                luaL_error(L, "configure: hosts[%s]: give 1 to 64 addresses", name);
+            for (int i = 0; i < n; i++) {
+                lua_rawgeti(L, -1 - i, i + 1);
+                list[i] = lua_tostring(L, -1);
+                if (!list[i] || lua_type(L, -1) != LUA_TSTRING)
+                    luaL_error(L, "configure: hosts[%s]: addresses must be strings", name);
+            }
+            addrs = dns_addrs_parse(list, n);
+            lua_pop(L, n);
+            if (!addrs)
+                luaL_error(L, "configure: hosts[%s]: each address must be an IPv4 or IPv6 literal", name);
+        } else if (!(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+            luaL_error(L, "configure: hosts[%s] must be a list of addresses or false", name);
+        }
+        if (dns_set_fixed(dns, name, addrs))
+            luaL_error(L, "not enough memory");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* _http.configure{max_connecting=, max_idle_per_host=, max_idle_total=, idle_timeout=, dns_ttl=,
+ *                 dns_cache_size=, max_header_bytes=, max_header_count=, hosts=} */
 static int l_configure(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -428,6 +472,7 @@ static int l_configure(lua_State *L)
     struct net_limits *lim = &n->limits;
     lim->max_connecting = (int)opt_count(L, "max_connecting", lim->max_connecting, 1, 1000000);
     lim->max_idle_per_host = (int)opt_count(L, "max_idle_per_host", lim->max_idle_per_host, 0, 1000000);
+    lim->max_idle_total = (int)opt_count(L, "max_idle_total", lim->max_idle_total, 0, 1000000);
     lim->idle_timeout = opt_count(L, "idle_timeout", lim->idle_timeout, 0, 1e9);
     lim->max_header_bytes = (size_t)opt_count(L, "max_header_bytes", (double)lim->max_header_bytes, 1, 1 << 30);
     lim->max_header_count = (int)opt_count(L, "max_header_count", lim->max_header_count, 1, 1000000);
@@ -435,6 +480,11 @@ static int l_configure(lua_State *L)
     if (lua_isnumber(L, -1))
         dns_set_ttl(n->dns, opt_clamp(lua_tonumber(L, -1), 0, 1e9));
     lua_pop(L, 1);
+    lua_getfield(L, 1, "dns_cache_size");
+    if (lua_isnumber(L, -1))
+        dns_set_max_entries(n->dns, (int)opt_clamp(lua_tonumber(L, -1), 1, 10000000));
+    lua_pop(L, 1);
+    configure_hosts(L, n->dns);
     return 0;
 }
 

@@ -24,6 +24,7 @@ int net_init(struct net *n, uv_loop_t *loop)
     n->loop = loop;
     n->limits.max_connecting = 128;
     n->limits.max_idle_per_host = 256;
+    n->limits.max_idle_total = 512;
     n->limits.idle_timeout = 30.0;
     n->limits.max_header_bytes = 64 * 1024;
     n->limits.max_header_count = 256;

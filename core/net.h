@@ -37,6 +37,7 @@ struct dns_cache;
 struct net_limits {
     int max_connecting;         /* simultaneous TCP connects in progress */
     int max_idle_per_host;      /* idle keep-alive connections kept per pool key */
+    int max_idle_total;         /* idle keep-alive connections kept across all keys */
     double idle_timeout;        /* seconds an idle connection is kept */
     size_t max_header_bytes;    /* response head size cap */
     int max_header_count;

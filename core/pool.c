@@ -1,6 +1,6 @@
 /* pool.c — idle keep-alive connections keyed by scheme/host/port and every TLS option of trust.
- * Buckets and idle conns are owned here; a sweep timer (unref'd, so an idle pool never keeps
- * the program alive) closes connections idle longer than the limit. */
+ * Buckets and idle conns are owned here (a bucket lives while it holds a conn); a sweep timer
+ * (unref'd, so an idle pool never keeps the program alive) closes connections idle too long. */
 #include "pool.h"
 
 #include <stdio.h>
@@ -11,8 +11,10 @@
 
 #define POOL_BUCKETS 1024
 
+/* The idle connections of one key; freed as soon as it holds none. */
 struct pool_bucket {
     struct pool_bucket *next;   /* hash chain */
+    unsigned slot;              /* index in pool->bucket */
     char *key;
     struct conn *head;          /* most recently parked first */
     struct conn *tail;
@@ -23,6 +25,10 @@ struct pool {
     struct net *net;
     uv_timer_t sweep;
     int idle;
+    int buckets;
+    /* Every idle conn across all keys, most recently parked first: the LRU end is the oldest,
+     * which both the idle timeout and the max_idle_total cap close first. */
+    struct conn *lru_head, *lru_tail;
     struct pool_bucket *bucket[POOL_BUCKETS];
 };
 
@@ -36,6 +42,17 @@ static unsigned hash(const char *s)
     return h % POOL_BUCKETS;
 }
 
+static void free_bucket(struct pool *p, struct pool_bucket *b)
+{
+    struct pool_bucket **pp = &p->bucket[b->slot];
+    while (*pp != b)
+        pp = &(*pp)->next;
+    *pp = b->next;
+    free(b->key);
+    free(b);
+    p->buckets--;
+}
+
 static void unlink_conn(struct pool *p, struct conn *c)
 {
     struct pool_bucket *b = c->bucket;
@@ -47,10 +64,25 @@ static void unlink_conn(struct pool *p, struct conn *c)
         c->idle_next->idle_prev = c->idle_prev;
     else
         b->tail = c->idle_prev;
-    c->idle_next = c->idle_prev = NULL;
+    if (c->lru_prev)
+        c->lru_prev->lru_next = c->lru_next;
+    else
+        p->lru_head = c->lru_next;
+    if (c->lru_next)
+        c->lru_next->lru_prev = c->lru_prev;
+    else
+        p->lru_tail = c->lru_prev;
+    c->idle_next = c->idle_prev = c->lru_next = c->lru_prev = NULL;
     c->bucket = NULL;
-    b->count--;
     p->idle--;
+    if (--b->count == 0)
+        free_bucket(p, b);
+}
+
+static void close_idle(struct pool *p, struct conn *c)
+{
+    unlink_conn(p, c);
+    conn_close(c);
 }
 
 /* An idle connection spoke or closed: it can no longer be trusted with a request. */
@@ -58,9 +90,7 @@ static void idle_closed(struct conn *c, enum net_kind kind, const char *msg)
 {
     (void)kind;
     (void)msg;
-    struct pool *p = c->owner;
-    unlink_conn(p, c);
-    conn_close(c);
+    close_idle(c->owner, c);
 }
 
 static void idle_data(struct conn *c, const char *buf, size_t len)
@@ -77,21 +107,14 @@ static void idle_ready(struct conn *c, enum net_kind kind, const char *msg)
 
 static const struct conn_handler idle_handler = { NULL, idle_ready, idle_data, idle_closed };
 
+/* Walks only the expired end of the LRU list: its cost follows what expires, not the keys seen. */
 static void on_sweep(uv_timer_t *t)
 {
     struct pool *p = t->data;
     uint64_t now = uv_now(p->net->loop);
     uint64_t max_idle = (uint64_t)(p->net->limits.idle_timeout * 1000);
-    for (int i = 0; i < POOL_BUCKETS; i++) {
-        for (struct pool_bucket *b = p->bucket[i]; b; b = b->next) {
-            /* The tail is the oldest. */
-            while (b->tail && now - b->tail->idle_since >= max_idle) {
-                struct conn *c = b->tail;
-                unlink_conn(p, c);
-                conn_close(c);
-            }
-        }
-    }
+    while (p->lru_tail && now - p->lru_tail->idle_since >= max_idle)
+        close_idle(p, p->lru_tail);
 }
 
 struct pool *pool_new(struct net *net)
@@ -114,20 +137,8 @@ static void free_pool(uv_handle_t *h)
 
 void pool_free(struct pool *p)
 {
-    for (int i = 0; i < POOL_BUCKETS; i++) {
-        struct pool_bucket *b = p->bucket[i];
-        while (b) {
-            while (b->head) {
-                struct conn *c = b->head;
-                unlink_conn(p, c);
-                conn_close(c);
-            }
-            struct pool_bucket *next = b->next;
-            free(b->key);
-            free(b);
-            b = next;
-        }
-    }
+    while (p->lru_head)
+        close_idle(p, p->lru_head);  /* the last conn of a key frees its bucket */
     uv_close((uv_handle_t *)&p->sweep, free_pool);
 }
 
@@ -144,27 +155,44 @@ static struct pool_bucket *find(struct pool *p, const char *key, int create)
         free(b);
         return NULL;
     }
+    b->slot = h;
     b->next = p->bucket[h];
     p->bucket[h] = b;
+    p->buckets++;
     return b;
 }
 
 struct conn *pool_take(struct pool *p, const char *key)
 {
     struct pool_bucket *b = find(p, key, 0);
-    if (!b || !b->head)
-        return NULL;
-    struct conn *c = b->head;
-    unlink_conn(p, c);
-    conn_set_owner(c, NULL, NULL);
-    uv_ref((uv_handle_t *)&c->tcp);
-    return c;
+    while (b) {
+        struct conn *c = b->head;
+        int last = b->count == 1;
+        unlink_conn(p, c);  /* frees b with its last conn */
+        if (conn_alive(c)) {
+            conn_set_owner(c, NULL, NULL);
+            uv_ref((uv_handle_t *)&c->tcp);
+            return c;
+        }
+        /* closed by the server while the loop was busy elsewhere: try the next one */
+        conn_close(c);
+        if (last)
+            break;
+    }
+    return NULL;
 }
 
 void pool_put(struct pool *p, struct conn *c)
 {
+    const struct net_limits *lim = &p->net->limits;
+    if (c->closing) {
+        conn_close(c);
+        return;
+    }
     struct pool_bucket *b = find(p, c->pool_key, 1);
-    if (!b || b->count >= p->net->limits.max_idle_per_host || c->closing) {
+    if (!b || b->count >= lim->max_idle_per_host) {
+        if (b && b->count == 0)
+            free_bucket(p, b);
         conn_close(c);
         return;
     }
@@ -177,10 +205,25 @@ void pool_put(struct pool *p, struct conn *c)
         b->tail = c;
     b->head = c;
     b->count++;
+    c->lru_prev = NULL;
+    c->lru_next = p->lru_head;
+    if (p->lru_head)
+        p->lru_head->lru_prev = c;
+    else
+        p->lru_tail = c;
+    p->lru_head = c;
     p->idle++;
     c->idle_since = uv_now(p->net->loop);
     conn_set_owner(c, &idle_handler, p);
     uv_unref((uv_handle_t *)&c->tcp);
+    /* Across all hosts: a crawl over many hosts keeps the recently used ones, not every one. */
+    while (p->idle > lim->max_idle_total)
+        close_idle(p, p->lru_tail);
+}
+
+int pool_bucket_count(const struct pool *p)
+{
+    return p->buckets;
 }
 
 int pool_idle_count(const struct pool *p)

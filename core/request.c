@@ -23,6 +23,7 @@ static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void resolve(struct request *r);
 static void connect_next(struct request *r);
+static void start_attempt(struct request *r);
 static void arm_timer(struct request *r);
 static const struct conn_handler handler;
 
@@ -77,6 +78,7 @@ static void free_request(uv_handle_t *h)
     buf_free(&r->wire);
     buf_free(&r->key);
     dns_addrs_unref(r->addrs);
+    free(r->last_connect_err);
     free(r);
 }
 
@@ -128,11 +130,21 @@ static void pump_connect_queue(struct net *n)
 }
 
 /* Drops the request's hold on network resources; the conn goes back to the pool if reusable. */
+static void drop_attempts(struct request *r, struct conn *keep)
+{
+    for (int i = 0; i < r->attempts_n; i++)
+        if (r->attempts[i] != keep)
+            conn_close(r->attempts[i]);
+    r->attempts_n = 0;
+    r->next_attempt_at = 0;
+}
+
 static void release(struct request *r, int reusable)
 {
     uv_timer_stop(&r->timer);
     dns_cancel(&r->dns);
     dequeue(r);
+    drop_attempts(r, NULL);
     if (r->conn) {
         if (reusable)
             pool_put(r->net->pool, r->conn);
@@ -214,6 +226,12 @@ static void on_timer(uv_timer_t *t)
         finish(r, NET_TIMEOUT, "timed out after %gs (total timeout)", r->timeouts.total);
         return;
     }
+    if (r->next_attempt_at && now >= r->next_attempt_at) {
+        r->next_attempt_at = 0;
+        start_attempt(r);
+        if (r->finished)
+            return;
+    }
     if (r->deadline_phase && now >= r->deadline_phase) {
         if (r->phase == PH_TLS)
             finish(r, NET_TIMEOUT, "TLS handshake timed out after %gs", r->timeouts.tls);
@@ -236,6 +254,8 @@ static void arm_timer(struct request *r)
     uint64_t next = r->deadline_total;
     if (r->deadline_phase && (!next || r->deadline_phase < next))
         next = r->deadline_phase;
+    if (r->next_attempt_at && (!next || r->next_attempt_at < next))
+        next = r->next_attempt_at;
     if (r->phase == PH_WAIT && read_idle_ms(r)) {
         uint64_t idle = r->last_activity + read_idle_ms(r);
         if (!next || idle < next)
@@ -350,15 +370,68 @@ static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
 
 /* --- connecting ---------------------------------------------------------- */
 
+static int attempt_index(struct request *r, struct conn *c)
+{
+    for (int i = 0; i < r->attempts_n; i++)
+        if (r->attempts[i] == c)
+            return i;
+    return -1;
+}
+
+/* The first attempt to connect wins; the others are closed. */
+static void won(struct request *r, struct conn *c)
+{
+    drop_attempts(r, c);
+    r->conn = c;
+    r->timings.connect = since(r->phase_t0);
+    r->phase_t0 = uv_hrtime();
+}
+
 static void on_tcp_connected(struct conn *c)
 {
     struct request *r = c->owner;
-    r->timings.connect = since(r->phase_t0);
-    r->phase_t0 = uv_hrtime();
+    won(r, c);
     r->phase = PH_TLS;
     r->deadline_phase = ms_after(r, r->timeouts.tls);
     arm_timer(r);
     pump_connect_queue(r->net); /* the connect slot is free already; the handshake needs none */
+}
+
+static void connect_failed(struct request *r)
+{
+    const char *why = r->last_connect_err ? r->last_connect_err : "no address";
+    if (r->addrs && r->addrs->count > 1)
+        finish(r, NET_CONNECT, "cannot connect to %s port %d (%d addresses tried): %s", r->url.host,
+               r->url.port, r->addrs->count, why);
+    else
+        finish(r, NET_CONNECT, "cannot connect to %s port %d: %s", r->url.host, r->url.port, why);
+}
+
+static void note_connect_err(struct request *r, const char *msg)
+{
+    free(r->last_connect_err);
+    r->last_connect_err = strdup(msg);
+}
+
+/* One racing attempt failed: start the next address now, or give up when none is left. */
+static void attempt_failed(struct request *r, int i, enum net_kind kind, const char *msg)
+{
+    struct conn *c = r->attempts[i];
+    r->attempts[i] = r->attempts[--r->attempts_n];
+    conn_close(c);
+    if (kind == NET_CANCELED) {
+        finish(r, kind, "%s", msg);
+        return;
+    }
+    note_connect_err(r, msg);
+    if (r->addr_index < r->addrs->count) {
+        r->next_attempt_at = 0;
+        start_attempt(r);
+        if (!r->finished)
+            arm_timer(r);
+    } else if (r->attempts_n == 0) {
+        connect_failed(r);
+    }
 }
 
 static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
@@ -367,29 +440,57 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
     pump_connect_queue(r->net);
     if (r->finished)
         return;
+    int i = r->phase == PH_CONNECT ? attempt_index(r, c) : -1;
     if (kind != NET_OK) {
-        if (r->phase == PH_TLS || kind == NET_TLS) {
+        if (i >= 0)
+            attempt_failed(r, i, kind, msg);
+        else
             finish(r, NET_TLS, "%s", msg);
-            return;
-        }
-        conn_close(c);
-        r->conn = NULL;
-        r->addr_index++;
-        if (r->addr_index < r->addrs->count) {
-            connect_next(r);
-            return;
-        }
-        finish(r, kind, "cannot connect to %s port %d: %s", r->url.host, r->url.port, msg);
         return;
     }
-    if (r->phase == PH_TLS)
-        r->timings.tls = since(r->phase_t0);
+    if (i >= 0)
+        won(r, c);  /* plain http: connected */
     else
-        r->timings.connect = since(r->phase_t0);
+        r->timings.tls = since(r->phase_t0);
     send_request(r);
 }
 
 static const struct conn_handler handler = { on_tcp_connected, on_ready, on_data, on_closed };
+
+/* Starts a connect to the next address that can be tried, and schedules the one after it.
+ * Without a free connect slot (max_connecting) the stagger simply tries again later. */
+static void start_attempt(struct request *r)
+{
+    struct net *n = r->net;
+    while (r->addr_index < r->addrs->count) {
+        if (r->attempts_n >= REQUEST_MAX_ATTEMPTS || (r->attempts_n > 0 && n->connecting >= n->limits.max_connecting)) {
+            r->next_attempt_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
+            return;
+        }
+        struct sockaddr_storage *ss = &r->addrs->addr[r->addr_index++];
+        if (ss->ss_family == AF_INET)
+            ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)r->url.port);
+        else
+            ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)r->url.port);
+        char err[256] = "";
+        struct conn *c = NULL;
+        int rc = conn_open(&c, n, (struct sockaddr *)ss, r->url.https ? &r->tls : NULL,
+                           r->key.data, &handler, r, err, sizeof err);
+        if (rc == 0) {
+            r->attempts[r->attempts_n++] = c;
+            if (r->addr_index < r->addrs->count)
+                r->next_attempt_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
+            return;
+        }
+        if (rc == UV_EINVAL && r->url.https) {
+            finish(r, NET_TLS, "%s", err);
+            return;
+        }
+        note_connect_err(r, uv_strerror(rc));
+    }
+    if (r->attempts_n == 0)
+        connect_failed(r);
+}
 
 static void connect_next(struct request *r)
 {
@@ -404,29 +505,11 @@ static void connect_next(struct request *r)
         n->connect_tail = r;
         return;
     }
-    int rc = 0;
-    char err[256] = "";
-    while (r->addr_index < r->addrs->count) {
-        struct sockaddr_storage *ss = &r->addrs->addr[r->addr_index];
-        if (ss->ss_family == AF_INET)
-            ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)r->url.port);
-        else
-            ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)r->url.port);
-        r->phase = PH_CONNECT;
-        r->phase_t0 = uv_hrtime();
-        rc = conn_open(&r->conn, n, (struct sockaddr *)ss, r->url.https ? &r->tls : NULL,
-                       r->key.data, &handler, r, err, sizeof err);
-        if (rc == 0)
-            return;
-        r->conn = NULL;
-        if (rc == UV_EINVAL && r->url.https) {
-            finish(r, NET_TLS, "%s", err);
-            return;
-        }
-        r->addr_index++;
-    }
-    finish(r, NET_CONNECT, "cannot connect to %s port %d: %s", r->url.host, r->url.port,
-           uv_strerror(rc));
+    r->phase = PH_CONNECT;
+    r->phase_t0 = uv_hrtime();
+    start_attempt(r);
+    if (!r->finished)
+        arm_timer(r);
 }
 
 static void on_resolved(struct dns_waiter *w, int status, struct dns_addrs *addrs)

@@ -27,6 +27,11 @@ struct request_timings {
 struct request;
 typedef void (*request_done_fn)(struct request *r);
 
+/* Connection attempts of one request in flight at once; the next address starts this long after
+ * the last one without an answer (RFC 8305's recommended Connection Attempt Delay). */
+#define REQUEST_MAX_ATTEMPTS 8
+#define REQUEST_ATTEMPT_DELAY_MS 250
+
 struct request {
     struct net *net;
     /* what to send (filled by the caller before request_start) */
@@ -58,8 +63,13 @@ struct request {
     struct buf key;             /* pool key */
     struct dns_waiter dns;
     struct dns_addrs *addrs;
-    int addr_index;
-    struct conn *conn;
+    int addr_index;             /* the next address to try */
+    struct conn *conn;          /* the connection in use, once one has connected */
+    /* Happy Eyeballs (RFC 8305): connects racing to the addresses; the first to connect wins. */
+    struct conn *attempts[REQUEST_MAX_ATTEMPTS];
+    int attempts_n;
+    uint64_t next_attempt_at;   /* uv_now ms to start the next address, 0 = none */
+    char *last_connect_err;     /* the latest attempt's failure, for the final message */
     uv_timer_t timer;
     int phase;
     int starting;               /* inside request_start: defer completion */

@@ -307,6 +307,69 @@ static void test_free_while_resolving(uv_loop_t *loop)
     CHECK_INT(a.calls, 0);
 }
 
+static void test_bounded(uv_loop_t *loop)
+{
+    TEST("the cache holds at most dns_cache_size names, least recently used dropped first");
+    struct dns_cache *c = dns_cache_new(loop, 60);
+    dns_set_max_entries(c, 3);
+    struct got g;
+    got_init(&g);
+    int err;
+    char name[32];
+    for (int i = 1; i <= 10; i++) {
+        snprintf(name, sizeof name, "192.0.2.%d", i);
+        dns_addrs_unref(dns_resolve(c, name, &g.w, &err));
+        CHECK(dns_cache_size(c) <= 3);
+    }
+    CHECK_INT(dns_cache_size(c), 3);
+    /* 192.0.2.8 is the coldest of the three kept; touching it keeps it past two more names */
+    dns_addrs_unref(dns_resolve(c, "192.0.2.8", &g.w, &err));
+    dns_addrs_unref(dns_resolve(c, "192.0.2.11", &g.w, &err));
+    dns_addrs_unref(dns_resolve(c, "192.0.2.12", &g.w, &err));
+    CHECK_INT(dns_cache_size(c), 3);
+    dns_cache_free(c);
+}
+
+static void test_fixed(uv_loop_t *loop)
+{
+    TEST("fixed addresses answer before DNS, in the order given");
+    struct dns_cache *c = dns_cache_new(loop, 60);
+    const char *list[] = { "127.0.0.2", "[::1]", "127.0.0.1" };
+    struct dns_addrs *fixed = dns_addrs_parse(list, 3);
+    CHECK(fixed && fixed->count == 3);
+    CHECK_INT(dns_set_fixed(c, "api.example.test", fixed), 0);
+    struct got g;
+    got_init(&g);
+    int err = -1;
+    struct dns_addrs *a = dns_resolve(c, "API.example.test", &g.w, &err);
+    CHECK(a != NULL && a->count == 3);
+    CHECK(a && a->addr[0].ss_family == AF_INET && a->addr[1].ss_family == AF_INET6);
+    dns_addrs_unref(a);
+    CHECK_INT(dns_get_stats(c)->lookups, 0);
+    const char *bad[] = { "127.0.0.1", "localhost" };
+    CHECK(dns_addrs_parse(bad, 2) == NULL);
+    CHECK_INT(dns_set_fixed(c, "api.example.test", NULL), 0); /* removed: DNS again */
+    CHECK(dns_resolve(c, "api.example.test", &g.w, &err) == NULL);
+    dns_cancel(&g.w);
+    dns_cache_free(c);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
+static void test_interleave(void)
+{
+    TEST("addresses alternate families, the first family first (RFC 8305)");
+    const char *list[] = { "::1", "::2", "::3", "10.0.0.1", "10.0.0.2" };
+    struct dns_addrs *a = dns_addrs_parse(list, 5);
+    dns_addrs_interleave(a);
+    int want[] = { AF_INET6, AF_INET, AF_INET6, AF_INET, AF_INET6 };
+    for (int i = 0; i < 5; i++)
+        CHECK_MSG(a->addr[i].ss_family == want[i], "position %d", i);
+    /* each family keeps its order */
+    CHECK(((struct sockaddr_in *)&a->addr[1])->sin_addr.s_addr == inet_addr("10.0.0.1"));
+    CHECK(((struct sockaddr_in *)&a->addr[3])->sin_addr.s_addr == inet_addr("10.0.0.2"));
+    dns_addrs_unref(a);
+}
+
 int main(void)
 {
     uv_loop_t loop;
@@ -319,6 +382,9 @@ int main(void)
     test_waiter_restarts(&loop);
     test_ttl(&loop);
     test_free_while_resolving(&loop);
+    test_bounded(&loop);
+    test_fixed(&loop);
+    test_interleave();
     TEST("loop closes cleanly");
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_INT(uv_loop_close(&loop), 0);
