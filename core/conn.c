@@ -1,6 +1,7 @@
-/* conn.c — one TCP connection (optionally TLS) to one address: connect, handshake, read, write, close.
- * The conn struct and its buffers and tls_conn are freed in on_close, after uv_close. Reads go
- * through the loop's shared buffer; writes go through a writeq (try at once, queue the rest). */
+/* conn.c — one connection: TCP connect, read and write, and the stack of layers above it (a proxy
+ * tunnel, TLS) through which bytes pass up and down. The conn struct, its layers and buffers are
+ * freed in on_close, after uv_close. Reads go through the loop's shared buffer; writes go through
+ * a writeq (try at once, queue the rest). */
 #include "conn.h"
 
 #include <errno.h>
@@ -9,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include "tls_layer.h"
 
 static void fail(struct conn *c, enum net_kind kind, const char *msg);
 
@@ -23,8 +26,8 @@ static void release_connect_slot(struct conn *c)
 static void on_close(uv_handle_t *h)
 {
     struct conn *c = h->data;
-    if (c->tls)
-        tls_conn_free(c->tls);
+    for (int i = 0; i < c->nlayers; i++)
+        c->layer[i]->ops->free(c->layer[i]);
     writeq_free(&c->out);
     free(c->pool_key);
     free(c);
@@ -47,10 +50,19 @@ void conn_set_owner(struct conn *c, const struct conn_handler *h, void *owner)
     c->owner = owner;
 }
 
+static int handshaking(const struct conn *c)
+{
+    return c->layers_ready < c->nlayers;
+}
+
 int conn_reusable(struct conn *c)
 {
-    return !c->closing && !writeq_busy(&c->out) &&
-           !c->handshake_write_failed && !(c->tls && tls_conn_input_pending(c->tls));
+    if (c->closing || writeq_busy(&c->out) || c->handshake_write_failed)
+        return 0;
+    for (int i = 0; i < c->nlayers; i++)
+        if (c->layer[i]->ops->input_pending && c->layer[i]->ops->input_pending(c->layer[i]))
+            return 0;
+    return 1;
 }
 
 int conn_alive(struct conn *c)
@@ -69,6 +81,14 @@ int conn_alive(struct conn *c)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+int conn_tls_info(struct conn *c, struct tls_info *info, int *resumed)
+{
+    for (int i = 0; i < c->nlayers; i++)
+        if (c->layer[i]->is_tls)
+            return tls_layer_info(c->layer[i], info, resumed);
+    return 0;
+}
+
 /* --- writing ------------------------------------------------------------- */
 
 /* The write queue drained (status 0) or failed. */
@@ -79,7 +99,7 @@ static void on_written(struct writeq *q, int status)
         fail(c, NET_CLOSED, uv_strerror(status));
 }
 
-/* Ciphertext or plaintext onto the socket: try at once, queue what the kernel did not take. */
+/* Bytes onto the socket: try at once, queue what the kernel did not take. */
 static int raw_write(struct conn *c, const char *data, size_t len)
 {
     if (c->closing)
@@ -90,32 +110,103 @@ static int raw_write(struct conn *c, const char *data, size_t len)
     int rc = writeq_write(&c->out, &b, 1);
     if (rc == 0)
         return 0;
-    if (c->tls && !c->tls_done && rc != UV_ENOMEM) {
-        /* The server refused the handshake and closed: its alert, still to be read, says
-         * why (e.g. a client certificate is required), so let the read side report it. */
+    if (handshaking(c) && rc != UV_ENOMEM) {
+        /* The peer refused the handshake and closed: what it sent before closing (a TLS alert,
+         * a proxy's refusal), still to be read, says why, so let the read side report it. */
         c->handshake_write_failed = 1;
         return 0;
     }
     return -1; /* the read side sees the reset or EOF that caused this */
 }
 
-static int tls_send(void *ud, const unsigned char *buf, size_t len)
-{
-    return raw_write(ud, (const char *)buf, len);
-}
-
 int conn_write(struct conn *c, const char *data, size_t len)
 {
     if (c->closing)
         return -1;
-    if (!c->tls)
+    if (c->nlayers == 0)
         return raw_write(c, data, len);
-    char err[256];
-    if (tls_conn_write(c->tls, (const unsigned char *)data, len, err, sizeof err) != TLS_OK) {
-        fail(c, NET_TLS, err);
-        return -1;
+    struct layer *top = c->layer[c->nlayers - 1];
+    return top->ops->write(top, data, len);
+}
+
+/* --- the layer stack ----------------------------------------------------- */
+
+int layer_send(struct layer *l, const char *data, size_t len)
+{
+    struct conn *c = l->conn;
+    if (l->index == 0)
+        return raw_write(c, data, len);
+    struct layer *below = c->layer[l->index - 1];
+    return below->ops->write(below, data, len);
+}
+
+void layer_deliver(struct layer *l, const char *data, size_t len)
+{
+    struct conn *c = l->conn;
+    if (c->closing)
+        return;
+    if (l->index + 1 < c->nlayers) {
+        struct layer *above = c->layer[l->index + 1];
+        above->ops->input(above, data, len);
+    } else if (c->handler) {
+        c->handler->data(c, data, len);
+    } else {
+        conn_close(c); /* bytes on an idle connection: it is out of step, drop it */
     }
-    return 0;
+}
+
+const void *layer_owner(struct layer *l)
+{
+    return l->conn->owner;
+}
+
+int layer_owner_unchanged(struct layer *l, const void *owner_before)
+{
+    return !l->conn->closing && l->conn->owner == owner_before;
+}
+
+unsigned char *layer_scratch(struct layer *l, size_t *size)
+{
+    *size = l->conn->net->plain_buf_size;
+    return l->conn->net->plain_buf;
+}
+
+/* Opens layer i, or reports the conn ready when every layer is. */
+static void open_layer(struct conn *c, int i)
+{
+    if (i >= c->nlayers) {
+        if (c->handler)
+            c->handler->ready(c, NET_OK, NULL);
+        return;
+    }
+    struct layer *l = c->layer[i];
+    if (l->is_tls && c->handler && c->handler->tls_started) {
+        c->handler->tls_started(c);
+        if (c->closing)
+            return;
+    }
+    l->ops->open(l);
+}
+
+void layer_ready(struct layer *l)
+{
+    struct conn *c = l->conn;
+    c->layers_ready = l->index + 1;
+    open_layer(c, l->index + 1);
+}
+
+void layer_fail(struct layer *l, enum net_kind kind, const char *msg)
+{
+    fail(l->conn, kind, msg);
+}
+
+void layer_eof(struct layer *l)
+{
+    struct conn *c = l->conn;
+    if (c->handler)
+        c->handler->closed(c, NET_OK, "close_notify");
+    else
+        conn_close(c);
 }
 
 /* --- reading ------------------------------------------------------------- */
@@ -123,12 +214,11 @@ int conn_write(struct conn *c, const char *data, size_t len)
 static void fail(struct conn *c, enum net_kind kind, const char *msg)
 {
     const struct conn_handler *h = c->handler;
-    int handshaking = c->tls && !c->tls_done;
     if (!h) {
         conn_close(c);
         return;
     }
-    if (handshaking || c->counted_connecting)
+    if (handshaking(c) || c->counted_connecting)
         h->ready(c, kind, msg);
     else
         h->closed(c, kind, msg);
@@ -141,88 +231,47 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     *b = uv_buf_init(c->net->read_buf, (unsigned)c->net->read_buf_size);
 }
 
-static void handshake_step(struct conn *c)
+static void on_eof(struct conn *c)
 {
-    char err[256];
-    int rc = tls_conn_handshake(c->tls, err, sizeof err);
-    if (rc == TLS_WANT_INPUT || c->closing)
+    if (handshaking(c)) {
+        struct layer *l = c->layer[c->layers_ready];
+        char msg[96];
+        snprintf(msg, sizeof msg, "connection closed during the %s handshake", l->ops->name);
+        fail(c, l->is_tls ? NET_TLS : NET_PROXY, msg);
         return;
-    if (rc != TLS_OK) {
-        fail(c, NET_TLS, err);
+    }
+    if (!c->handler) {
+        conn_close(c);
         return;
     }
-    c->tls_done = 1;
-    if (c->handler)
-        c->handler->ready(c, NET_OK, NULL);
-}
-
-static void tls_input(struct conn *c, const char *data, size_t len)
-{
-    tls_conn_feed(c->tls, (const unsigned char *)data, len);
-    if (!c->tls_done) {
-        handshake_step(c);
-        if (!c->tls_done || c->closing)
-            return;
-    }
-    char err[256];
-    for (;;) {
-        ssize_t n = tls_conn_read(c->tls, c->net->plain_buf, c->net->plain_buf_size, err, sizeof err);
-        if (n == TLS_WANT_INPUT)
-            return;
-        if (n == TLS_EOF) {
-            if (c->handler)
-                c->handler->closed(c, NET_OK, "close_notify");
-            else
-                conn_close(c);
-            return;
-        }
-        if (n < 0) {
-            fail(c, NET_TLS, err);
-            return;
-        }
-        if (!c->handler) {
-            conn_close(c);
-            return;
-        }
-        void *owner = c->owner;
-        c->handler->data(c, (const char *)c->net->plain_buf, (size_t)n);
-        /* A finished response hands the conn on (pool, next request): later records are not
-         * the old owner's, and conn_reusable kept it out of the pool if any were waiting. */
-        if (c->closing || c->owner != owner)
-            return;
-    }
+    /* Without close_notify a TLS EOF may be a truncation attack: say so. */
+    int tls = 0;
+    for (int i = 0; i < c->nlayers; i++)
+        tls |= c->layer[i]->is_tls;
+    c->handler->closed(c, tls ? NET_CLOSED : NET_OK,
+                       tls ? "connection closed without TLS close_notify" : "EOF");
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     struct conn *c = s->data;
-    if (c->closing)
-        return;
-    if (nread == 0)
+    if (c->closing || nread == 0)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF) {
-            if (c->tls && !c->tls_done) {
-                fail(c, NET_TLS, "connection closed during the TLS handshake");
-            } else if (c->handler) {
-                /* Without close_notify a TLS EOF may be a truncation attack: say so. */
-                c->handler->closed(c, c->tls ? NET_CLOSED : NET_OK,
-                                   c->tls ? "connection closed without TLS close_notify" : "EOF");
-            } else {
-                conn_close(c);
-            }
-        } else {
+        if (nread == UV_EOF)
+            on_eof(c);
+        else
             fail(c, NET_CLOSED, uv_strerror((int)nread));
-        }
         return;
     }
-    if (c->tls) {
-        tls_input(c, b->base, (size_t)nread);
-    } else if (c->handler) {
-        c->handler->data(c, b->base, (size_t)nread);
-    } else {
-        conn_close(c);  /* bytes on an idle connection: it is out of step, drop it */
+    if (c->nlayers == 0) {
+        if (c->handler)
+            c->handler->data(c, b->base, (size_t)nread);
+        else
+            conn_close(c); /* bytes on an idle connection: it is out of step, drop it */
+        return;
     }
+    c->layer[0]->ops->input(c->layer[0], b->base, (size_t)nread);
 }
 
 /* --- connecting ---------------------------------------------------------- */
@@ -239,6 +288,7 @@ static void on_connect(uv_connect_t *req, int status)
             c->handler->ready(c, status == UV_ECANCELED ? NET_CANCELED : NET_CONNECT, uv_strerror(status));
         return;
     }
+    c->tcp_up = 1;
     c->net->stats.connections_opened++;
     uv_tcp_nodelay(&c->tcp, 1);
     int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
@@ -246,18 +296,26 @@ static void on_connect(uv_connect_t *req, int status)
         c->handler->ready(c, NET_CONNECT, uv_strerror(rc));
         return;
     }
-    if (c->tls) {
-        if (c->handler->tcp_connected)
-            c->handler->tcp_connected(c);
-        if (!c->closing && c->handler)
-            handshake_step(c);
-        return;
+    if (c->handler->tcp_connected) {
+        c->handler->tcp_connected(c);
+        if (c->closing || !c->handler)
+            return;
     }
-    c->handler->ready(c, NET_OK, NULL);
+    open_layer(c, 0);
+}
+
+static int add_layer(struct conn *c, struct layer *l)
+{
+    if (!l)
+        return -1;
+    l->conn = c;
+    l->index = c->nlayers;
+    c->layer[c->nlayers++] = l;
+    return 0;
 }
 
 int conn_open(struct conn **out, struct net *net, const struct sockaddr *addr,
-              const struct tls_options *tls, const char *pool_key,
+              const struct conn_stack *stack, const char *pool_key,
               const struct conn_handler *h, void *owner, char *err, size_t errlen)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -279,12 +337,11 @@ int conn_open(struct conn **out, struct net *net, const struct sockaddr *addr,
     }
     c->tcp.data = c;
     writeq_init(&c->out, (uv_stream_t *)&c->tcp, on_written);
-    if (tls) {
-        if (tls_conn_new(&c->tls, tls, tls_send, c, err, errlen) != 0) {
-            c->tls = NULL;
-            conn_close(c);
-            return UV_EINVAL;
-        }
+    /* Layers are built now, so a bad CA file or proxy setting fails before any packet is sent. */
+    if ((stack && stack->tunnel && add_layer(c, tunnel_layer_new(stack->tunnel, err, errlen))) ||
+        (stack && stack->tls && add_layer(c, tls_layer_new(stack->tls, err, errlen)))) {
+        conn_close(c);
+        return UV_EINVAL;
     }
     uv_connect_t *req = malloc(sizeof *req);
     if (!req) {

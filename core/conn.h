@@ -1,24 +1,36 @@
-/* conn.h — one TCP connection (optionally TLS) to one address: connect, handshake, read, write, close.
- * A conn is owned by a request while in use and by the pool while idle; memory is freed in the
- * handle's close callback only, after conn_close. */
+/* conn.h — one connection to one address: TCP at the bottom, then the layers of its stack (a
+ * proxy tunnel, TLS), each with the same small interface (layer.h). A conn is owned by a request
+ * while in use and by the pool while idle; it and its layers are freed in the handle's close
+ * callback only, after conn_close. */
 #ifndef LUAFETCH_CONN_H
 #define LUAFETCH_CONN_H
 
 #include <uv.h>
 
 #include "buf.h"
+#include "layer.h"
 #include "net.h"
 #include "tls.h"
+#include "tunnel.h"
 #include "writeq.h"
+
+#define CONN_MAX_LAYERS 2
 
 struct conn;
 
 /* Events for the current owner. kind is NET_OK or a failure kind with a message. */
 struct conn_handler {
-    void (*tcp_connected)(struct conn *c);                                /* before TLS; may be NULL */
-    void (*ready)(struct conn *c, enum net_kind kind, const char *msg);   /* connected (+TLS) */
-    void (*data)(struct conn *c, const char *buf, size_t len);            /* plaintext */
+    void (*tcp_connected)(struct conn *c);                                /* TCP is up; may be NULL */
+    void (*tls_started)(struct conn *c);                                  /* all below TLS is up; may be NULL */
+    void (*ready)(struct conn *c, enum net_kind kind, const char *msg);   /* every layer is ready */
+    void (*data)(struct conn *c, const char *buf, size_t len);            /* application bytes */
     void (*closed)(struct conn *c, enum net_kind kind, const char *msg);  /* EOF or error */
+};
+
+/* What to build on top of TCP, bottom first. Strings are copied by conn_open. */
+struct conn_stack {
+    const struct tunnel_options *tunnel;   /* NULL: no proxy tunnel */
+    const struct tls_options *tls;         /* NULL: no TLS */
 };
 
 struct conn {
@@ -27,10 +39,12 @@ struct conn {
     const struct conn_handler *handler;
     void *owner;
     char *pool_key;                 /* owned */
-    struct tls_conn *tls;           /* NULL for plain http */
-    int tls_done;
+    struct layer *layer[CONN_MAX_LAYERS];
+    int nlayers;
+    int layers_ready;               /* how many layers, from the bottom, finished their handshake */
     struct writeq out;              /* bytes the kernel has not taken yet */
-    int handshake_write_failed;     /* peer closed mid-handshake: drop output, read its alert */
+    int handshake_write_failed;     /* peer closed mid-handshake: drop output, read its reason */
+    int tcp_up;
     int closing;
     int counted_connecting;         /* holds a connect-pacing slot */
     uint64_t idle_since;            /* ms, while pooled */
@@ -40,11 +54,11 @@ struct conn {
 };
 
 /* Starts a connection to addr (port set). Returns 0 and later calls handler->ready, or a uv error
- * (nothing left allocated; UV_EINVAL means the TLS set-up failed, reason in err). tls may be NULL. */
+ * (nothing left allocated; UV_EINVAL means a layer could not be set up, reason in err). */
 int conn_open(struct conn **out, struct net *net, const struct sockaddr *addr,
-              const struct tls_options *tls, const char *pool_key,
+              const struct conn_stack *stack, const char *pool_key,
               const struct conn_handler *h, void *owner, char *err, size_t errlen);
-/* Queues plaintext for sending (through TLS when on). 0 or -1. */
+/* Queues application bytes for sending (through the layers). 0 or -1. */
 int conn_write(struct conn *c, const char *data, size_t len);
 /* Closes (idempotent); no more events. Freed in the close callback. */
 void conn_close(struct conn *c);
@@ -53,5 +67,7 @@ void conn_set_owner(struct conn *c, const struct conn_handler *h, void *owner);
 int conn_reusable(struct conn *c);
 /* 1 if an idle c still looks usable to the kernel: no EOF, no error, no unread byte waiting. */
 int conn_alive(struct conn *c);
+/* The TLS layer's session details: 1 when c has TLS (info and *resumed filled), else 0. */
+int conn_tls_info(struct conn *c, struct tls_info *info, int *resumed);
 
 #endif

@@ -11,7 +11,7 @@
 
 static const char *const kind_names[] = {
     "ok", "dns", "connect", "tls", "timeout", "closed",
-    "protocol", "limit", "redirect", "canceled", "invalid",
+    "protocol", "limit", "redirect", "canceled", "invalid", "replay", "proxy",
 };
 
 const char *net_kind_name(enum net_kind k)

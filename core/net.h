@@ -19,6 +19,8 @@ enum net_kind {
     NET_REDIRECT,
     NET_CANCELED,
     NET_INVALID,
+    NET_REPLAY,
+    NET_PROXY,
 };
 
 const char *net_kind_name(enum net_kind k);

@@ -105,7 +105,7 @@ static void idle_ready(struct conn *c, enum net_kind kind, const char *msg)
     idle_closed(c, kind, msg);
 }
 
-static const struct conn_handler idle_handler = { NULL, idle_ready, idle_data, idle_closed };
+static const struct conn_handler idle_handler = { NULL, NULL, idle_ready, idle_data, idle_closed };
 
 /* Walks only the expired end of the LRU list: its cost follows what expires, not the keys seen. */
 static void on_sweep(uv_timer_t *t)

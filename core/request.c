@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "pool.h"
+#include "tunnel.h"
 
 enum phase { PH_NEW, PH_DNS, PH_QUEUED, PH_CONNECT, PH_TLS, PH_WAIT, PH_DONE };
 
@@ -73,6 +74,12 @@ static void free_request(uv_handle_t *h)
     free((char *)r->tls.ca_file);
     free((char *)r->tls.cert_file);
     free((char *)r->tls.key_file);
+    free(r->proxy.host);
+    free(r->proxy.user);
+    if (r->proxy.pass) {
+        memset(r->proxy.pass, 0, strlen(r->proxy.pass));
+        free(r->proxy.pass);
+    }
     if (r->resp_ready)
         http_response_free(&r->resp);
     buf_free(&r->wire);
@@ -282,11 +289,7 @@ static void send_request(struct request *r)
                        r->net->limits.max_header_count, r->decompress, !strcmp(r->method, "HEAD"));
     r->resp_ready = 1;
     struct conn *c = r->conn;
-    if (c->tls) {
-        tls_conn_get_info(c->tls, &r->tls_info);
-        r->has_tls_info = 1;
-        r->tls_resumed = tls_conn_resumed(c->tls);
-    }
+    r->has_tls_info = conn_tls_info(c, &r->tls_info, &r->tls_resumed);
     if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->conn == c && r->body_len > INLINE_BODY_MAX)
         conn_write(c, r->body, r->body_len);
     /* A write can fail at once and start the stale retry (or finish) from inside conn_write:
@@ -340,6 +343,8 @@ static int retry_stale(struct request *r)
     r->reused = 0;
     conn_close(r->conn);
     r->conn = NULL;
+    r->phase = PH_NEW;
+    r->origin_resolved = 0;
     resolve(r);
     return 1;
 }
@@ -378,33 +383,47 @@ static int attempt_index(struct request *r, struct conn *c)
     return -1;
 }
 
-/* The first attempt to connect wins; the others are closed. */
-static void won(struct request *r, struct conn *c)
-{
-    drop_attempts(r, c);
-    r->conn = c;
-    r->timings.connect = since(r->phase_t0);
-    r->phase_t0 = uv_hrtime();
-}
-
+/* The first attempt to connect (TCP) wins; the others are closed. */
 static void on_tcp_connected(struct conn *c)
 {
     struct request *r = c->owner;
-    won(r, c);
+    drop_attempts(r, c);
+    r->conn = c;
+    pump_connect_queue(r->net); /* the connect slot is free already; later layers need none */
+}
+
+/* Everything below TLS (TCP, a proxy tunnel) is up: the rest is the TLS phase. */
+static void on_tls_started(struct conn *c)
+{
+    struct request *r = c->owner;
+    r->timings.connect = since(r->phase_t0);
+    r->phase_t0 = uv_hrtime();
     r->phase = PH_TLS;
     r->deadline_phase = ms_after(r, r->timeouts.tls);
     arm_timer(r);
-    pump_connect_queue(r->net); /* the connect slot is free already; the handshake needs none */
+}
+
+/* The host connected to: the proxy when there is one. */
+static const char *connect_host(const struct request *r)
+{
+    return r->proxy.kind != PROXY_NONE ? r->proxy.host : r->url.host;
+}
+
+static int connect_port(const struct request *r)
+{
+    return r->proxy.kind != PROXY_NONE ? r->proxy.port : r->url.port;
 }
 
 static void connect_failed(struct request *r)
 {
     const char *why = r->last_connect_err ? r->last_connect_err : "no address";
+    const char *what = r->proxy.kind != PROXY_NONE ? "proxy " : "";
     if (r->addrs && r->addrs->count > 1)
-        finish(r, NET_CONNECT, "cannot connect to %s port %d (%d addresses tried): %s", r->url.host,
-               r->url.port, r->addrs->count, why);
+        finish(r, NET_CONNECT, "cannot connect to %s%s port %d (%d addresses tried): %s", what,
+               connect_host(r), connect_port(r), r->addrs->count, why);
     else
-        finish(r, NET_CONNECT, "cannot connect to %s port %d: %s", r->url.host, r->url.port, why);
+        finish(r, NET_CONNECT, "cannot connect to %s%s port %d: %s", what, connect_host(r),
+               connect_port(r), why);
 }
 
 static void note_connect_err(struct request *r, const char *msg)
@@ -440,22 +459,57 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
     pump_connect_queue(r->net);
     if (r->finished)
         return;
-    int i = r->phase == PH_CONNECT ? attempt_index(r, c) : -1;
     if (kind != NET_OK) {
+        int i = attempt_index(r, c);
         if (i >= 0)
-            attempt_failed(r, i, kind, msg);
+            attempt_failed(r, i, kind, msg);    /* no TCP connection: try the next address */
+        else if (r->phase == PH_TLS)
+            finish(r, NET_TLS, "%s", msg);      /* any failure while TLS is set up is TLS's */
+        else if (kind == NET_PROXY || kind == NET_CANCELED)
+            finish(r, kind, "%s", msg);
         else
-            finish(r, NET_TLS, "%s", msg);
+            finish(r, NET_PROXY, "proxy %s port %d failed during the tunnel set-up: %s",
+                   r->proxy.host, r->proxy.port, msg);
         return;
     }
-    if (i >= 0)
-        won(r, c);  /* plain http: connected */
-    else
+    if (r->phase == PH_TLS)
         r->timings.tls = since(r->phase_t0);
+    else
+        r->timings.connect = since(r->phase_t0);
     send_request(r);
 }
 
-static const struct conn_handler handler = { on_tcp_connected, on_ready, on_data, on_closed };
+static const struct conn_handler handler = { on_tcp_connected, on_tls_started, on_ready, on_data,
+                                             on_closed };
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+/* The tunnel through the proxy, if the route needs one: https through an HTTP proxy (CONNECT) and
+ * everything through SOCKS5. Plain http through an HTTP proxy needs none (absolute-form). */
+static const struct tunnel_options *tunnel_for(struct request *r, struct tunnel_options *t)
+{
+    enum request_proxy_kind k = r->proxy.kind;
+    if (k == PROXY_NONE || (k == PROXY_HTTP && !r->url.https))
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->kind = k == PROXY_HTTP ? TUNNEL_HTTP_CONNECT : TUNNEL_SOCKS5;
+    t->host = r->url.host;
+    t->port = r->url.port;
+    t->user = r->proxy.user;
+    t->pass = r->proxy.pass;
+    t->proxy = r->proxy.host;
+    if (k == PROXY_SOCKS5 && r->origin_resolved) {
+        set_port(&r->origin_addr, r->url.port);
+        t->addr = (const struct sockaddr *)&r->origin_addr;
+    }
+    return t;
+}
 
 /* Starts a connect to the next address that can be tried, and schedules the one after it.
  * Without a free connect slot (max_connecting) the stagger simply tries again later. */
@@ -468,22 +522,21 @@ static void start_attempt(struct request *r)
             return;
         }
         struct sockaddr_storage *ss = &r->addrs->addr[r->addr_index++];
-        if (ss->ss_family == AF_INET)
-            ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)r->url.port);
-        else
-            ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)r->url.port);
+        set_port(ss, connect_port(r));
         char err[256] = "";
         struct conn *c = NULL;
-        int rc = conn_open(&c, n, (struct sockaddr *)ss, r->url.https ? &r->tls : NULL,
-                           r->key.data, &handler, r, err, sizeof err);
+        struct tunnel_options tunnel;
+        struct conn_stack stack = { tunnel_for(r, &tunnel), r->url.https ? &r->tls : NULL };
+        int rc = conn_open(&c, n, (struct sockaddr *)ss, &stack, r->key.data, &handler, r, err,
+                           sizeof err);
         if (rc == 0) {
             r->attempts[r->attempts_n++] = c;
             if (r->addr_index < r->addrs->count)
                 r->next_attempt_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
             return;
         }
-        if (rc == UV_EINVAL && r->url.https) {
-            finish(r, NET_TLS, "%s", err);
+        if (rc == UV_EINVAL) {
+            finish(r, stack.tls && !stack.tunnel ? NET_TLS : NET_INVALID, "%s", err);
             return;
         }
         note_connect_err(r, uv_strerror(rc));
@@ -512,11 +565,23 @@ static void connect_next(struct request *r)
         arm_timer(r);
 }
 
+static void resolve(struct request *r);
+
 static void on_resolved(struct dns_waiter *w, int status, struct dns_addrs *addrs)
 {
     struct request *r = (struct request *)((char *)w - offsetof(struct request, dns));
+    const char *host = r->origin_resolved || r->proxy.kind != PROXY_SOCKS5 ? connect_host(r) : r->url.host;
     if (status < 0) {
-        finish(r, NET_DNS, "cannot resolve %s: %s", r->url.host, uv_strerror(status));
+        finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
+               uv_strerror(status));
+        return;
+    }
+    if (r->proxy.kind == PROXY_SOCKS5 && !r->origin_resolved) {
+        /* socks5 (not socks5h): the origin's name is resolved here, then the proxy's. */
+        r->origin_addr = addrs->addr[0];
+        r->origin_resolved = 1;
+        dns_addrs_unref(addrs);
+        resolve(r);
         return;
     }
     r->timings.dns = since(r->phase_t0);
@@ -527,16 +592,20 @@ static void on_resolved(struct dns_waiter *w, int status, struct dns_addrs *addr
 
 static void resolve(struct request *r)
 {
-    r->phase = PH_DNS;
-    r->phase_t0 = uv_hrtime();
-    r->deadline_phase = ms_after(r, r->timeouts.connect);
+    if (r->phase != PH_DNS) {
+        r->phase = PH_DNS;
+        r->phase_t0 = uv_hrtime();
+        r->deadline_phase = ms_after(r, r->timeouts.connect);
+    }
     dns_addrs_unref(r->addrs);
     r->addrs = NULL;
     r->dns.cb = on_resolved;
     int err = 0;
-    struct dns_addrs *a = dns_resolve(r->net->dns, r->url.host, &r->dns, &err);
+    const char *host = r->proxy.kind == PROXY_SOCKS5 && !r->origin_resolved ? r->url.host : connect_host(r);
+    struct dns_addrs *a = dns_resolve(r->net->dns, host, &r->dns, &err);
     if (err) {
-        finish(r, NET_DNS, "cannot resolve %s: %s", r->url.host, uv_strerror(err));
+        finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
+               uv_strerror(err));
         return;
     }
     if (a)
@@ -547,15 +616,54 @@ static void resolve(struct request *r)
 
 /* --- start --------------------------------------------------------------- */
 
+/* The pool key: the proxy's part first (kind, credentials, address), then the origin's. */
+static int build_key(struct request *r)
+{
+    static const char *const scheme[] = { "", "http", "socks5", "socks5h" };
+    struct buf *k = &r->key;
+    if (r->proxy.kind != PROXY_NONE &&
+        (buf_puts(k, "proxy=") || buf_puts(k, scheme[r->proxy.kind]) || buf_puts(k, "://") ||
+         buf_puts(k, r->proxy.user ? r->proxy.user : "") || buf_puts(k, r->proxy.user ? ":" : "") ||
+         buf_puts(k, r->proxy.pass ? r->proxy.pass : "") || buf_puts(k, "@") ||
+         buf_puts(k, r->proxy.host) || buf_append(k, ":", 1) || buf_put_uint(k, (unsigned)r->proxy.port) ||
+         buf_puts(k, " ")))
+        return -1;
+    return pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls);
+}
+
+/* Plain http through an HTTP proxy: the absolute URL as target, credentials for the proxy. */
+static int proxy_form(struct request *r, const char *authority, struct buf *target)
+{
+    char err[128];
+    if (r->proxy.user) {
+        struct buf cred = {0};
+        int rc = proxy_basic_credentials(&cred, r->proxy.user, r->proxy.pass) ||
+                 http_head_add(&r->head, "Proxy-Authorization", 19, cred.data, cred.len, err, sizeof err);
+        if (cred.data)
+            memset(cred.data, 0, cred.len);
+        buf_free(&cred);
+        if (rc)
+            return -1;
+    }
+    return buf_puts(target, "http://") || buf_puts(target, authority) || buf_puts(target, r->url.target) ||
+           buf_append(target, "", 1);
+}
+
 static int build_wire(struct request *r)
 {
-    struct buf authority = {0};
+    struct buf authority = {0}, absolute = {0};
     if (buf_reserve(&r->wire, 160 + r->head.bytes.len + (r->body_len <= INLINE_BODY_MAX ? r->body_len : 0)))
         return -1;
     int rc = url_authority(&r->url, &authority, 0);
-    rc = rc || pool_key(&r->key, r->url.https, r->url.host, r->url.port, &r->tls);
-    rc = rc || http_head_finish(&r->head, &r->wire, r->method, r->url.target, authority.data,
+    rc = rc || build_key(r);
+    const char *target = r->url.target;
+    if (!rc && r->proxy.kind == PROXY_HTTP && !r->url.https) {
+        rc = proxy_form(r, authority.data, &absolute);
+        target = absolute.data;
+    }
+    rc = rc || http_head_finish(&r->head, &r->wire, r->method, target, authority.data,
                                 r->body_len, r->has_body, r->decompress);
+    buf_free(&absolute);
     if (!rc && r->has_body && r->body_len <= INLINE_BODY_MAX)
         rc = buf_append(&r->wire, r->body, r->body_len);
     buf_free(&authority);

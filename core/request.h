@@ -27,6 +27,16 @@ struct request_timings {
 struct request;
 typedef void (*request_done_fn)(struct request *r);
 
+enum request_proxy_kind { PROXY_NONE, PROXY_HTTP, PROXY_SOCKS5, PROXY_SOCKS5H };
+
+/* The proxy a request goes through (chosen by lua/http.lua). Strings owned by the request. */
+struct request_proxy {
+    enum request_proxy_kind kind;
+    char *host;
+    int port;
+    char *user, *pass;          /* NULL when the proxy URL had none */
+};
+
 /* Connection attempts of one request in flight at once; the next address starts this long after
  * the last one without an answer (RFC 8305's recommended Connection Attempt Delay). */
 #define REQUEST_MAX_ATTEMPTS 8
@@ -45,6 +55,7 @@ struct request {
     size_t max_body;
     int decompress;
     struct tls_options tls;     /* strings owned by the request */
+    struct request_proxy proxy;
     request_done_fn done;
     void *data;
 
@@ -70,6 +81,8 @@ struct request {
     int attempts_n;
     uint64_t next_attempt_at;   /* uv_now ms to start the next address, 0 = none */
     char *last_connect_err;     /* the latest attempt's failure, for the final message */
+    struct sockaddr_storage origin_addr;  /* socks5 (not socks5h): the origin, resolved here */
+    int origin_resolved;
     uv_timer_t timer;
     int phase;
     int starting;               /* inside request_start: defer completion */
