@@ -3,23 +3,24 @@
  * chains, the RNG and the session cache are process-wide, built lazily, freed only by tls_global_cleanup. */
 #define _DEFAULT_SOURCE /* timegm */
 #include "tls.h"
+#include "tls_cert.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#include <mbedtls/asn1.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h> /* MBEDTLS_ERR_NET_SEND_FAILED only */
-#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/version.h>
@@ -28,6 +29,15 @@
 static const mbedtls_ecp_group_id preferred_curves[] = {
     MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
     MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE,
+};
+
+/* Mozilla's "intermediate" TLS 1.2 suites without the DHE ones: forward secrecy and AEAD only (no CBC, no
+ * RSA key exchange, no CCM). mbedTLS's own order: ChaCha20 first (faster than 2.28's AES-GCM), then AES. */
+static const int allowed_suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,       MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,       MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    0,
 };
 
 #if MBEDTLS_VERSION_MAJOR != 2
@@ -94,7 +104,8 @@ struct tls_conn {
     int vr_untrusted_depth;     /* -1 = none */
     int vr_untrusted_self;      /* that certificate is self-signed */
     char vr_issuer[160];
-    char vr_names[160];         /* names the leaf is valid for (on a mismatch) */
+    char vr_names[160];         /* names the leaf is valid for (on a mismatch), or its subject */
+    int vr_no_san;              /* the leaf has no subjectAltName: valid for no name */
     char vr_time[64];           /* validity bound of the leaf (on expired / not yet valid) */
 };
 
@@ -157,21 +168,36 @@ static int rng_init(char *err, size_t errlen)
 
 /* ---------- CA chains ---------- */
 
+/* A critical extension that mbedTLS 2.28 has no parser for makes it refuse the whole certificate with
+ * "extension tag or value is invalid": nameConstraints, in practice (RFC 5280 requires it critical). */
+#define X509_EXT_INVALID(ret) ((ret) < 0 && ((-(ret)) & 0xFF80) == -MBEDTLS_ERR_X509_INVALID_EXTENSIONS)
+#define EXT_HINT "a certificate has an extension mbedTLS 2.28 cannot parse (a critical nameConstraints?)"
+
 static const char *system_bundle(void)
 {
     const char *p = getenv("SSL_CERT_FILE");
     return p && *p ? p : SYSTEM_CA_BUNDLE;
 }
 
-/* mbedTLS says only "file I/O error": check first, to report errno. */
+/* mbedTLS says only "file I/O error": check first, to report errno. A directory opens and then reads as
+ * a huge file (mbedTLS reported "memory allocation failed"), and a FIFO would block the loop: regular
+ * files only, opened without blocking. */
 static int readable(const char *path, const char *what, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    struct stat st = {0};
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         set_err(err, errlen, 0, "cannot read %s %s: %s", what, path, strerror(errno));
         return 0;
     }
-    fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        set_err(err, errlen, 0, "cannot read %s %s: %s", what, path,
+                st.st_mode == 0 ? strerror(e) : S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+        close(fd);
+        return 0;
+    }
+    close(fd);
     return 1;
 }
 
@@ -194,7 +220,10 @@ static struct tls_ca *ca_get(const char *path, char *err, size_t errlen)
     /* >0 means some certificates were skipped; accept the bundle if any parsed */
     ret = mbedtls_x509_crt_parse_file(&ca->chain, path);
     if (ret < 0 || ca->chain.version == 0) {
-        set_err(err, errlen, ret < 0 ? ret : 0, "no usable certificate in CA file %s", path);
+        if (X509_EXT_INVALID(ret))
+            set_err(err, errlen, 0, "no usable certificate in CA file %s: " EXT_HINT, path);
+        else
+            set_err(err, errlen, ret < 0 ? ret : 0, "no usable certificate in CA file %s", path);
         mbedtls_x509_crt_free(&ca->chain);
         free(ca->path);
         free(ca);
@@ -233,7 +262,10 @@ static int load_own_cert(struct tls_cfg *c, char *err, size_t errlen)
         return -1;
     ret = mbedtls_x509_crt_parse_file(&c->own_cert, c->cert_file);
     if (ret != 0) {
-        set_err(err, errlen, ret < 0 ? ret : 0, "cannot load client certificate %s", c->cert_file);
+        if (X509_EXT_INVALID(ret))
+            set_err(err, errlen, 0, "cannot load client certificate %s: " EXT_HINT, c->cert_file);
+        else
+            set_err(err, errlen, ret < 0 ? ret : 0, "cannot load client certificate %s", c->cert_file);
         return -1;
     }
     ret = mbedtls_pk_parse_keyfile(&c->own_key, keyf, NULL);
@@ -292,6 +324,7 @@ static struct tls_cfg *cfg_get(const struct tls_options *o, char *err, size_t er
     /* mbedTLS offers secp521r1 first by default and servers take the client's first choice:
      * X25519 and P-256 are several times cheaper for the same security. */
     mbedtls_ssl_conf_curves(&c->conf, preferred_curves);
+    mbedtls_ssl_conf_ciphersuites(&c->conf, allowed_suites);
     mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
     if (verify) {
         struct tls_ca *ca = ca_get(o->ca_file ? o->ca_file : system_bundle(), err, errlen);
@@ -358,138 +391,6 @@ static void sess_save(const struct tls_conn *t)
     s->used = ++G.tick;
 }
 
-/* ---------- certificate names ---------- */
-
-/* Calls fn for each GeneralName of the subjectAltName extension, walked from the raw DER so that we see
- * every entry with its tag, whatever mbedTLS keeps in subject_alt_names.
- * Returns 1 if the certificate has the extension, 0 if not, -1 if it is malformed. */
-typedef void (*san_fn)(void *ud, int tag, const unsigned char *p, size_t len);
-
-static int san_walk(const mbedtls_x509_crt *crt, san_fn fn, void *ud)
-{
-    static const unsigned char oid_san[] = {0x55, 0x1d, 0x11}; /* 2.5.29.17 */
-    unsigned char *p = crt->v3_ext.p, *end, *ext_end, *q, *q_end;
-    size_t len;
-    int crit, found = 0;
-    if (!p || crt->v3_ext.len == 0)
-        return 0;
-    end = p + crt->v3_ext.len;
-    if (*p == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 3)) {
-        if (mbedtls_asn1_get_tag(&p, end, &len, *p) != 0)
-            return -1;
-        end = p + len;
-    }
-    if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
-        return -1;
-    end = p + len;
-    while (p < end) {
-        if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
-            return -1;
-        ext_end = p + len;
-        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OID) != 0)
-            return -1;
-        if (len != sizeof oid_san || memcmp(p, oid_san, len) != 0) {
-            p = ext_end;
-            continue;
-        }
-        p += len;
-        if (p < ext_end && *p == MBEDTLS_ASN1_BOOLEAN && mbedtls_asn1_get_bool(&p, ext_end, &crit) != 0)
-            return -1;
-        if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0)
-            return -1;
-        q = p;
-        q_end = p + len;
-        if (mbedtls_asn1_get_tag(&q, q_end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
-            return -1;
-        q_end = q + len;
-        while (q < q_end) {
-            int tag = *q++;
-            if (mbedtls_asn1_get_len(&q, q_end, &len) != 0)
-                return -1;
-            if (fn)
-                fn(ud, tag, q, len);
-            q += len;
-        }
-        found = 1;
-        p = ext_end;
-    }
-    return found;
-}
-
-#define SAN_DNS (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 2)
-#define SAN_IP (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7)
-
-struct name_match {
-    const struct tls_conn *t;
-    int matched;
-};
-
-/* RFC 6125: case-insensitive; "*." matches exactly one left-most label. */
-static int dns_match(const char *host, const unsigned char *name, size_t len)
-{
-    size_t hlen = strlen(host);
-    const char *dot;
-    if (len == hlen && strncasecmp(host, (const char *)name, len) == 0)
-        return memchr(name, 0, len) == NULL;
-    if (len > 2 && name[0] == '*' && name[1] == '.' && (dot = strchr(host, '.')) != NULL && dot != host) {
-        size_t rest = hlen - (size_t)(dot - host);
-        return rest == len - 1 && strncasecmp(dot, (const char *)name + 1, rest) == 0 &&
-               memchr(name, 0, len) == NULL;
-    }
-    return 0;
-}
-
-static void match_cb(void *ud, int tag, const unsigned char *p, size_t len)
-{
-    struct name_match *m = ud;
-    if (m->t->ip_len) {
-        if (tag == SAN_IP && len == (size_t)m->t->ip_len && memcmp(p, m->t->ip, len) == 0)
-            m->matched = 1;
-    } else if (tag == SAN_DNS && dns_match(m->t->host, p, len)) {
-        m->matched = 1;
-    }
-}
-
-/* 1 if the leaf is valid for t->host: iPAddress SANs for IP literals, dNSName SANs (or the CN when the
- * certificate has no subjectAltName at all) for names. */
-static int name_ok(const struct tls_conn *t, const mbedtls_x509_crt *crt)
-{
-    struct name_match m = {t, 0};
-    int has_san = san_walk(crt, match_cb, &m);
-    const mbedtls_x509_name *n;
-    if (has_san < 0)
-        return 0;
-    if (has_san || t->ip_len)
-        return m.matched;
-    for (n = &crt->subject; n; n = n->next)
-        if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0 && dns_match(t->host, n->val.p, n->val.len))
-            return 1;
-    return 0;
-}
-
-static void names_cb(void *ud, int tag, const unsigned char *p, size_t len)
-{
-    char *buf = ud, name[INET6_ADDRSTRLEN + 1];
-    size_t used = strlen(buf);
-    if (tag == SAN_DNS && len < sizeof name) {
-        memcpy(name, p, len);
-        name[len] = 0;
-    } else if (tag == SAN_IP && (len == 4 || len == 16)) {
-        if (!inet_ntop(len == 4 ? AF_INET : AF_INET6, p, name, sizeof name))
-            return;
-    } else {
-        return;
-    }
-    if (used + strlen(name) + 6 >= 160) {
-        if (used + 4 < 160 && !strstr(buf, "..."))
-            strcat(buf, ", ...");
-        return;
-    }
-    if (used)
-        strcat(buf, ", ");
-    strcat(buf, name);
-}
-
 static void fmt_time(char *buf, size_t len, const char *what, const mbedtls_x509_time *tm)
 {
     snprintf(buf, len, "%s %04d-%02d-%02d %02d:%02d:%02d UTC", what, tm->year, tm->mon, tm->day, tm->hour,
@@ -502,15 +403,16 @@ static int verify_cb(void *ud, mbedtls_x509_crt *crt, int depth, uint32_t *flags
     struct tls_conn *t = ud;
     if (depth == 0) {
         /* mbedTLS 2.28 matches the host against dNSName entries (or the CN) only. For IP literals its
-         * verdict is meaningless and ours (iPAddress entries) replaces it; for names we check again,
-         * which can only add a failure (defence in depth). */
+         * verdict is meaningless and ours (iPAddress entries) replaces it; for names we check again, which
+         * can only add a failure: ours refuses the CN fallback and wildcards mbedTLS accepts. */
         if (t->ip_len)
             *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
-        if (!name_ok(t, crt))
+        if (!tls_cert_name_ok(crt, t->host, t->ip, t->ip_len))
             *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
         if (*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
-            t->vr_names[0] = 0;
-            san_walk(crt, names_cb, t->vr_names);
+            t->vr_no_san = tls_cert_san_names(crt, t->vr_names, sizeof t->vr_names) == 0;
+            if (t->vr_no_san && mbedtls_x509_dn_gets(t->vr_names, sizeof t->vr_names, &crt->subject) < 0)
+                t->vr_names[0] = 0;
         }
         if (*flags & MBEDTLS_X509_BADCERT_EXPIRED)
             fmt_time(t->vr_time, sizeof t->vr_time, "valid until", &crt->valid_to);
@@ -718,6 +620,10 @@ static void verify_reason(struct tls_conn *t, uint32_t flags, char *err, size_t 
     } else if (flags & MBEDTLS_X509_BADCERT_FUTURE) {
         snprintf(err, errlen, "certificate is not yet valid%s%s%s", t->vr_time[0] ? " (" : "", t->vr_time,
                  t->vr_time[0] ? ")" : "");
+    } else if ((flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) && t->vr_no_san) {
+        snprintf(err, errlen,
+                 "certificate has no subjectAltName (subject %s): a name only in the CN is not accepted, "
+                 "as in browsers", t->vr_names[0] ? t->vr_names : "empty");
     } else if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
         snprintf(err, errlen, "certificate name mismatch (host %s)%s%s", t->host,
                  t->vr_names[0] ? "; certificate is for " : "", t->vr_names);
@@ -754,8 +660,31 @@ static void handshake_error(struct tls_conn *t, int ret, char *err, size_t errle
     }
     if (got_alert(t, ret)) {
         int a = t->ssl.in_msg[1];
-        snprintf(err, errlen, "handshake failed: server sent fatal alert %s (%d)%s", alert_name(a), a,
-                 (a == 40 || a == 116) && !t->cfg->has_own ? "; does it require a client certificate?" : "");
+        const char *hint = "";
+        /* client_auth: the server sent a CertificateRequest (set by mbedTLS when it reads one). Before the
+         * ServerHello, a handshake_failure means the server found nothing acceptable in the ClientHello. */
+        if (a == 116 || (a == 40 && t->ssl.client_auth))
+            hint = t->cfg->has_own ? "" : "; does it require a client certificate?";
+        else if (a == 40 && t->ssl.state <= MBEDTLS_SSL_SERVER_HELLO)
+            hint = "; does the server accept none of the offered cipher suites (ECDHE with AES-GCM or "
+                   "ChaCha20-Poly1305)?";
+        snprintf(err, errlen, "handshake failed: server sent fatal alert %s (%d)%s", alert_name(a), a, hint);
+        return;
+    }
+    if (X509_EXT_INVALID(ret)) {
+        /* The server's Certificate message is still in in_msg when parsing one of its certificates failed,
+         * whole: mbedTLS 2.28 refuses a TLS handshake message split across records (in_hslen <= in_msglen). */
+        char ext[48], cn[64];
+        int pos = 0;
+        if (t->ssl.state == MBEDTLS_SSL_SERVER_CERTIFICATE && t->ssl.in_msg &&
+            t->ssl.in_msgtype == MBEDTLS_SSL_MSG_HANDSHAKE && t->ssl.in_hslen <= t->ssl.in_msglen)
+            pos = tls_cert_find_unparsed_ext(t->ssl.in_msg, t->ssl.in_hslen, ext, sizeof ext, cn, sizeof cn);
+        if (pos > 0)
+            snprintf(err, errlen,
+                     "handshake failed: certificate %d of the server's chain%s%s%s has a critical %s extension, "
+                     "which mbedTLS 2.28 cannot parse", pos, cn[0] ? " (" : "", cn, cn[0] ? ")" : "", ext);
+        else
+            snprintf(err, errlen, "handshake failed: in the server's chain, " EXT_HINT);
         return;
     }
     if (ret == MBEDTLS_ERR_NET_SEND_FAILED) {

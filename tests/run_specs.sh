@@ -24,6 +24,12 @@ launch() {
   "$py" "$here/fixtures/server.py" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pids+=($!)
 }
+# launch_echo NAME ARGS... the same for tests/fixtures/tls_echo.py --http (TLS policy reports).
+launch_echo() {
+  local name=$1; shift
+  "$py" "$here/fixtures/tls_echo.py" --http --lifetime 3600 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  pids+=($!)
+}
 port_of() {
   local i
   for i in $(seq 600); do
@@ -39,7 +45,7 @@ export LUAFETCH_BIN="$bin"
 export LUAFETCH_ROOT="$(cd "$here/.." && pwd)"
 
 # TLS fixtures: certificates generated now, one server per certificate case.
-tls_cases="good expired notyet wronghost selfsigned untrusted incomplete noip intermediate_full"
+tls_cases="good expired notyet wronghost selfsigned untrusted incomplete noip intermediate_full cnonly nc_full wildlocal"
 certs="$tmp/certs"
 if ! bash "$here/fixtures/certs.sh" "$certs" >"$tmp/certs.log" 2>&1; then
   echo "certs.sh failed:" >&2; cat "$tmp/certs.log" >&2; exit 1
@@ -52,6 +58,11 @@ done
 launch tls_mtls --tls "$certs/good.pem" "$certs/good.key" --client-ca "$certs/client_ca.pem"
 launch tls_stall --tls "$certs/good.pem" "$certs/good.key" --mode tls-stall
 launch tls_hello --tls "$certs/good.pem" "$certs/good.key" --mode tls-close-hello
+# cipher policy (tests/fixtures/tls_echo.py --http): a server that accepts only CBC suites, and one that
+# reports the suites of the client's ClientHello
+launch_echo tls_cbc --cert "$certs/good.pem" --key "$certs/good.key" \
+  --ciphers "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"
+launch_echo tls_offer --cert "$certs/good.pem" --key "$certs/good.key"
 
 port_of plain
 export FIXTURE_URL="http://127.0.0.1:$port"
@@ -65,6 +76,10 @@ port_of tls_stall
 export FIXTURE_TLS_STALL="https://127.0.0.1:$port"
 port_of tls_hello
 export FIXTURE_TLS_CLOSE_HELLO="https://127.0.0.1:$port"
+port_of tls_cbc
+export FIXTURE_TLS_CBC="https://127.0.0.1:$port"
+port_of tls_offer
+export FIXTURE_TLS_OFFER="https://127.0.0.1:$port"
 
 cd "$LUAFETCH_ROOT"
 "$bin" test -o plainTerminal "$@"

@@ -31,6 +31,11 @@ local STALL = env("FIXTURE_TLS_STALL")
 local CLOSE_HELLO = env("FIXTURE_TLS_CLOSE_HELLO")
 -- the intermediate_full server is started by the TLS block of run_specs.sh
 local FULL_CHAIN = os.getenv("FIXTURE_TLS_INTERMEDIATE_FULL")
+local CNONLY = env("FIXTURE_TLS_CNONLY")
+local NC_FULL = env("FIXTURE_TLS_NC_FULL")
+local WILDLOCAL = env("FIXTURE_TLS_WILDLOCAL")  -- *.localhost, *.0.0.1, f*.example.test, *.sub.localhost
+local CBC_ONLY = env("FIXTURE_TLS_CBC")     -- tls_echo.py --http accepting only CBC suites
+local OFFER = env("FIXTURE_TLS_OFFER")      -- tls_echo.py --http reporting the suites the client offered
 
 local DAY = 24 * 3600
 
@@ -465,6 +470,82 @@ describe("handshake failures and timeouts", function()
   end)
 end)
 
+describe("TLS policy", function()
+  it("rejects a leaf that names the host only in its CN (no subjectAltName), as browsers do", function()
+    -- cnonly.pem: CN=localhost, no subjectAltName extension; chain trusted and valid
+    for _, url in ipairs{ by_name(CNONLY), CNONLY } do
+      local res, err, kind = http.get(url .. "/json", { ca_file = CA, timeout = 10 })
+      assert_fails("tls", res, err, kind, "certificate has no subjectAltName")
+    end
+    -- verify = false still connects (the server itself is fine)
+    local res, err, kind = http.get(CNONLY .. "/json", { verify = false, timeout = 10 })
+    assert(res, tostring(kind) .. ": " .. tostring(err))
+    assert.are.equal(200, res.status)
+  end)
+
+  it("matches wildcards as browsers do: *.localhost does not cover a.localhost", function()
+    -- a.localhost does not resolve everywhere: http.configure{hosts} maps the names to the server, and
+    -- the URL's name is still the one sent as SNI and checked against the certificate
+    local port = WILDLOCAL:match(":(%d+)$")
+    local names = { "a.localhost", "x.sub.localhost", "foo.example.test", "0x7f.0.0.1" }
+    local map = {}
+    for _, n in ipairs(names) do map[n] = { "127.0.0.1" } end
+    http.configure{ hosts = map }
+    finally(function()
+      for _, n in ipairs(names) do map[n] = false end
+      http.configure{ hosts = map }
+    end)
+    local function get(name, path)
+      return http.get("https://" .. name .. ":" .. port .. path, { ca_file = CA, timeout = 10 })
+    end
+    -- one label after the star: too wide, matches nothing (mbedTLS 2.28 alone would accept it)
+    local res, err, kind = get("a.localhost", "/json")
+    assert_fails("tls", res, err, kind, "name mismatch", "host a%.localhost", "%*%.localhost")
+    -- a partial-label wildcard matches nothing
+    res, err, kind = get("foo.example.test", "/json")
+    assert_fails("tls", res, err, kind, "name mismatch", "host foo%.example%.test")
+    -- a name that resolvers read as an IPv4 address (0x7f.0.0.1) never matches a wildcard (*.0.0.1)
+    res, err, kind = get("0x7f.0.0.1", "/json")
+    assert_fails("tls", res, err, kind, "name mismatch", "host 0x7f%.0%.0%.1")
+    -- a valid wildcard with two labels after it matches one label
+    res, err, kind = get("x.sub.localhost", "/echo")
+    assert(res, tostring(kind) .. ": " .. tostring(err))
+    assert.are.equal(200, res.status)
+    assert.is_true(res.tls.verified)
+    assert.are.equal("x.sub.localhost", assert(res:json()).tls.sni)
+  end)
+
+  it("explains a name-constrained intermediate that mbedTLS 2.28 cannot parse", function()
+    -- nc_full.pem: leaf + intermediate with a critical nameConstraints extension (valid for localhost;
+    -- OpenSSL accepts the chain). mbedTLS 2.28 fails to parse the certificate itself.
+    local res, err, kind = http.get(by_name(NC_FULL) .. "/json", { ca_file = CA, timeout = 10 })
+    assert_fails("tls", res, err, kind, "nameConstraints", "mbedTLS 2%.28 cannot parse", "certificate 2 ")
+    assert.is_nil(err:find("%-0x%x%x%x%x"), "raw mbedTLS code in '" .. err .. "'")
+  end)
+
+  it("offers only ECDHE suites with AES-GCM or ChaCha20-Poly1305 (reported by the server)", function()
+    local res, err, kind = http.get(OFFER .. "/", { ca_file = CA, timeout = 10 })
+    assert(res, tostring(kind) .. ": " .. tostring(err))
+    local rep = assert(res:json())
+    assert.is_true(#rep.offered >= 2, "offered: " .. table.concat(rep.offered, " "))
+    local allowed = { ["AES128-GCM-SHA256"] = true, ["AES256-GCM-SHA384"] = true, ["CHACHA20-POLY1305"] = true }
+    for _, name in ipairs(rep.offered) do
+      if name == "0x00ff" then goto continue end   -- TLS_EMPTY_RENEGOTIATION_INFO_SCSV, a signal
+      local kx, bulk = name:match("^(ECDHE%-%u+)%-(.+)$")
+      assert.is_truthy(kx and allowed[bulk], "offered " .. name .. " (all: " .. table.concat(rep.offered, " ") .. ")")
+      ::continue::
+    end
+    assert.is_truthy(res.tls.cipher:find("GCM") or res.tls.cipher:find("CHACHA20"), res.tls.cipher)
+  end)
+
+  it("fails the handshake with a server that accepts only CBC suites, without a client-certificate hint", function()
+    local res, err, kind = http.get(CBC_ONLY .. "/", { ca_file = CA, timeout = 10 })
+    assert_fails("tls", res, err, kind, "handshake failed", "handshake_failure", "cipher suite")
+    -- the server never sent a CertificateRequest: no hint about client certificates
+    assert.is_nil(err:find("client certificate", 1, true), err)
+  end)
+end)
+
 describe("TLS options", function()
   it("reports a missing ca_file with its path", function()
     local path = "/nonexistent/luafetch-" .. os.time() .. "/ca.pem"
@@ -481,6 +562,13 @@ describe("TLS options", function()
     assert.is_truthy(kind == "tls" or kind == "invalid", kind)
     assert.is_truthy(err:find(path, 1, true), err)
     assert.is_truthy(err:find("no usable certificate", 1, true), err)
+  end)
+
+  it("reports a ca_file that names a directory as such (kind tls, like other bad ca_file values)", function()
+    local res, err, kind = http.get(GOOD .. "/json", { ca_file = CERTS })
+    assert_fails("tls", res, err, kind, "cannot read CA file", "is a directory")
+    assert.is_truthy(err:find(CERTS, 1, true), err)
+    assert.is_nil(err:find("allocation", 1, true), err)
   end)
 
   it("reports a missing cert_file with its path", function()

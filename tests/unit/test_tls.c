@@ -4,6 +4,7 @@
  * (or pass it as argv[1]). Prints "N passed, M failed" last; exits 1 on any failure. */
 #define _DEFAULT_SOURCE
 #include "tls.h"
+#include "tls_cert.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,7 +52,8 @@ struct server {
     int port;
 };
 
-static int server_start(struct server *s, const char *leaf, const char *client_ca)
+/* CIPHERS (OpenSSL syntax) restricts the server's TLS 1.2 suites; NULL = Python's defaults. */
+static int server_start_ciphers(struct server *s, const char *leaf, const char *client_ca, const char *ciphers)
 {
     int in[2], out[2];
     char script[600], pem[64], key[64], buf[32];
@@ -71,11 +73,24 @@ static int server_start(struct server *s, const char *leaf, const char *client_c
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
-        if (client_ca)
-            execlp(py, py, script, "--cert", cert(pem), "--key", cert(key), "--client-ca", cert(client_ca),
-                   (char *)NULL);
-        else
-            execlp(py, py, script, "--cert", cert(pem), "--key", cert(key), (char *)NULL);
+        const char *argv[12];
+        int n = 0;
+        argv[n++] = py;
+        argv[n++] = script;
+        argv[n++] = "--cert";
+        argv[n++] = cert(pem);
+        argv[n++] = "--key";
+        argv[n++] = cert(key);
+        if (client_ca) {
+            argv[n++] = "--client-ca";
+            argv[n++] = cert(client_ca);
+        }
+        if (ciphers) {
+            argv[n++] = "--ciphers";
+            argv[n++] = ciphers;
+        }
+        argv[n] = NULL;
+        execvp(py, (char *const *)argv);
         _exit(127);
     }
     close(in[0]);
@@ -86,6 +101,11 @@ static int server_start(struct server *s, const char *leaf, const char *client_c
     if (f)
         fclose(f);
     return s->port > 0 ? 0 : -1;
+}
+
+static int server_start(struct server *s, const char *leaf, const char *client_ca)
+{
+    return server_start_ciphers(s, leaf, client_ca, NULL);
 }
 
 static void server_stop(struct server *s)
@@ -134,6 +154,18 @@ static int count_cb(void *ud, const unsigned char *buf, size_t len)
     (void)ud;
     (void)buf;
     sent_bytes += len;
+    return 0;
+}
+
+static unsigned char captured[4096];
+static size_t captured_len;
+static int capture_cb(void *ud, const unsigned char *buf, size_t len)
+{
+    (void)ud;
+    if (captured_len + len <= sizeof captured) {
+        memcpy(captured + captured_len, buf, len);
+        captured_len += len;
+    }
     return 0;
 }
 
@@ -399,6 +431,8 @@ static void test_client_cert(void)
     exchange(s.port, &o, &r);
     CHECK(r.rc == TLS_ERROR, "no client cert: refused");
     CHECK(strstr(r.err, "handshake failed") || strstr(r.err, "closed"), "no client cert: '%s'", r.err);
+    /* the server sent a CertificateRequest: the alert carries the hint */
+    CHECK(strstr(r.err, "does it require a client certificate?") != NULL, "no client cert hint: '%s'", r.err);
     if (getenv("TEST_TLS_VERBOSE"))
         fprintf(stderr, "  no client cert -> %s\n", r.err);
     server_stop(&s);
@@ -437,6 +471,29 @@ static void test_bad_options(void)
     o = opts("", 1);
     CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "empty host refused");
 
+    /* a directory, or anything but a regular file, is refused by name (a directory read as a huge file:
+     * "memory allocation failed"; a FIFO would block) */
+    o = opts("localhost", 1);
+    o.ca_file = certs;
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0 && t == NULL, "ca_file directory refused");
+    CHECK(strstr(err, "cannot read CA file") && strstr(err, "is a directory") && strstr(err, certs),
+          "ca_file directory: '%s'", err);
+    o.ca_file = "/dev/null";
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "ca_file /dev/null refused");
+    CHECK(strstr(err, "not a regular file") != NULL, "ca_file /dev/null: '%s'", err);
+    o = opts("localhost", 1);
+    o.cert_file = certs;
+    o.key_file = cert("client.key");
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "cert_file directory refused");
+    CHECK(strstr(err, "cannot read client certificate") && strstr(err, "is a directory"), "cert_file dir: '%s'",
+          err);
+
+    /* a CA file whose only certificate has a critical nameConstraints extension */
+    o = opts("localhost", 1);
+    o.ca_file = cert("nc_int.pem");
+    CHECK(tls_conn_new(&t, &o, send_cb, &fd, err, sizeof err) != 0, "name-constrained CA refused");
+    CHECK(strstr(err, "mbedTLS 2.28 cannot parse") && strstr(err, "nameConstraints"), "nc CA file: '%s'", err);
+
     /* in memory, no server: the ClientHello goes out, then a plain-HTTP answer is refused */
     o = opts("localhost", 1);
     CHECK(tls_conn_new(&t, &o, count_cb, NULL, err, sizeof err) == 0, "valid options: %s", err);
@@ -450,6 +507,134 @@ static void test_bad_options(void)
         CHECK(tls_conn_handshake(t, err, sizeof err) == TLS_ERROR, "a failed connection stays failed");
         tls_conn_free(t);
         t = NULL;
+    }
+}
+
+/* tls_cert_dns_match: the wildcard rules, table-driven (the fixtures below check them end to end). */
+static void test_dns_match(void)
+{
+    static const struct {
+        const char *host, *name;
+        int want;
+    } cases[] = {
+        {"localhost", "localhost", 1},
+        {"LocalHost", "localHOST", 1},
+        {"a.example.com", "*.example.com", 1},
+        {"A.Example.COM", "*.example.com", 1},
+        {"x.sub.localhost", "*.sub.localhost", 1},
+        {"a.localhost", "*.localhost", 0},        /* one label after the star: too wide */
+        {"a.com", "*.com", 0},
+        {"localhost", "*.localhost", 0},
+        {"a.b.example.com", "*.example.com", 0},  /* exactly one label */
+        {"example.com", "*.example.com", 0},
+        {".example.com", "*.example.com", 0},     /* empty label */
+        {"foo.example.com", "f*.example.com", 0}, /* partial-label wildcards match nothing */
+        {"foo.example.com", "*o.example.com", 0},
+        {"foo.example.com", "foo.*.com", 0},
+        {"foo.example.com", "*.*.com", 0},
+        {"f*.example.com", "f*.example.com", 0},  /* a '*' is never a literal */
+        {"a.example.com", "*", 0},
+        {"a.example.com", "*.", 0},
+        {"a.example.com.", "*.example.com.", 0},  /* names ending in a dot */
+        {"a.com.", "*.com.", 0},
+        {"1.0.0.1", "*.0.0.1", 0},                /* IPv4 spellings never match a wildcard */
+        {"0x7f.0.0.1", "*.0.0.1", 0},
+        {"a.b.0x1F", "*.b.0x1F", 0},
+        {"a.b.c1", "*.b.c1", 1},                  /* a label with digits is still a name */
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = tls_cert_dns_match(cases[i].host, (const unsigned char *)cases[i].name, strlen(cases[i].name));
+        CHECK(got == cases[i].want, "dns_match(%s, %s) = %d, want %d", cases[i].host, cases[i].name, got,
+              cases[i].want);
+    }
+    CHECK(tls_cert_dns_match("a.example.com", (const unsigned char *)"*.example.com\0x", 15) == 0,
+          "dns_match: a NUL inside the name never matches");
+}
+
+/* The ClientHello offers only ECDHE with AES-GCM or ChaCha20-Poly1305 (read from the bytes sent). */
+static void test_offered_suites(void)
+{
+    static const unsigned allowed[] = {0xC02B, 0xC02C, 0xC02F, 0xC030, 0xCCA8, 0xCCA9,
+                                       0x00FF /* TLS_EMPTY_RENEGOTIATION_INFO_SCSV, a signal */};
+    struct tls_conn *t = NULL;
+    struct tls_options o = opts("localhost", 1);
+    char err[256];
+    size_t p, n, i, k;
+    int gcm = 0, chacha = 0, bad = 0;
+    captured_len = 0;
+    CHECK(tls_conn_new(&t, &o, capture_cb, NULL, err, sizeof err) == 0, "new: %s", err);
+    if (!t)
+        return;
+    CHECK(tls_conn_handshake(t, err, sizeof err) == TLS_WANT_INPUT, "ClientHello sent");
+    CHECK(captured_len > 50 && captured[0] == 22 && captured[5] == 1, "a ClientHello record (%zu bytes)",
+          captured_len);
+    p = 5 + 4 + 2 + 32;
+    if (captured_len > p + 3) {
+        p += 1 + captured[p];
+        n = (size_t)captured[p] << 8 | captured[p + 1];
+        p += 2;
+        CHECK(n >= 4 && p + n <= captured_len, "cipher suite list of %zu bytes", n);
+        for (i = 0; i + 1 < n && p + i + 1 < captured_len; i += 2) {
+            unsigned id = (unsigned)captured[p + i] << 8 | captured[p + i + 1];
+            int ok = 0;
+            for (k = 0; k < sizeof allowed / sizeof allowed[0]; k++)
+                ok |= id == allowed[k];
+            if (!ok && bad++ < 5)
+                fprintf(stderr, "  offered suite 0x%04x is not allowed\n", id);
+            gcm |= id == 0xC02B || id == 0xC02C;
+            chacha |= id == 0xCCA9;
+        }
+        CHECK(bad == 0, "%d suites outside ECDHE + AES-GCM/ChaCha20-Poly1305 offered", bad);
+        CHECK(gcm && chacha, "ECDSA AES-GCM and ChaCha20 suites offered (gcm=%d chacha=%d)", gcm, chacha);
+    }
+
+    /* The server refuses the ClientHello (no shared suite): a handshake_failure alert before any
+     * ServerHello, hence before any CertificateRequest. No client-certificate hint. */
+    {
+        static const unsigned char alert[] = {21, 3, 3, 0, 2, 2, 40};
+        tls_conn_feed(t, alert, sizeof alert);
+        CHECK(tls_conn_handshake(t, err, sizeof err) == TLS_ERROR, "alert ends the handshake");
+        CHECK(strstr(err, "server sent fatal alert handshake_failure (40)") != NULL, "alert: '%s'", err);
+        CHECK(strstr(err, "client certificate") == NULL, "no client-certificate hint before a request: '%s'",
+              err);
+        CHECK(strstr(err, "cipher suites") != NULL, "cipher-suite hint: '%s'", err);
+    }
+    tls_conn_free(t);
+}
+
+/* Servers restricted to one kind of suite: CBC only is refused, one AEAD suite is enough. */
+static void test_server_suites(void)
+{
+    static const struct {
+        const char *ciphers;
+        int ok;
+    } cases[] = {
+        {"ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA", 0},
+        {"ECDHE-ECDSA-AES128-CCM:ECDHE-ECDSA-AES256-CCM", 0},
+        {"ECDHE-ECDSA-AES128-GCM-SHA256", 1},
+        {"ECDHE-ECDSA-AES256-GCM-SHA384", 1},
+        {"ECDHE-ECDSA-CHACHA20-POLY1305", 1},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct server s;
+        struct result r;
+        struct tls_options o;
+        if (server_start_ciphers(&s, "good", NULL, cases[i].ciphers) != 0) {
+            CHECK(0, "%s: server did not start", cases[i].ciphers);
+            continue;
+        }
+        o = opts("localhost", s.port);
+        exchange(s.port, &o, &r);
+        if (cases[i].ok) {
+            CHECK(r.rc == TLS_OK && r.reply_matches, "%s: %s", cases[i].ciphers, r.err);
+        } else {
+            CHECK(r.rc == TLS_ERROR, "%s: handshake must fail (got %s)", cases[i].ciphers, r.info.cipher);
+            CHECK(strstr(r.err, "handshake_failure") && !strstr(r.err, "client certificate"), "%s: '%s'",
+                  cases[i].ciphers, r.err);
+        }
+        server_stop(&s);
     }
 }
 
@@ -467,8 +652,11 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    test_dns_match();
     test_bad_options();
+    test_offered_suites();
     test_good();
+    test_server_suites();
 
     expect_fail("expired", "localhost", "certificate has expired");
     expect_fail("notyet", "localhost", "certificate is not yet valid");
@@ -481,6 +669,20 @@ int main(int argc, char **argv)
     expect_fail("wildcard", "example.test", "certificate name mismatch");
     expect_fail("wildcard", "a.b.example.test", "certificate name mismatch");
     expect_fail("wildcard", "t.co", "certificate name mismatch"); /* IP 116.46.99.111 is "t.co" as bytes */
+    /* wildlocal: *.localhost, *.0.0.1, f*.example.test, *.sub.localhost */
+    expect_fail("wildlocal", "a.localhost", "certificate name mismatch (host a.localhost)");
+    expect_fail("wildlocal", "0x7f.0.0.1", "certificate name mismatch");
+    expect_fail("wildlocal", "127.0.0.1", "certificate name mismatch");
+    expect_fail("wildlocal", "foo.example.test", "certificate name mismatch");
+    expect_ok("wildlocal", "x.sub.localhost", cert("ca.pem"), 1);
+    /* CN=localhost and no subjectAltName: valid for no name */
+    expect_fail("cnonly", "localhost", "certificate has no subjectAltName (subject O=luafetch tests, CN=localhost)");
+    expect_fail("cnonly", "127.0.0.1", "certificate has no subjectAltName");
+    expect_ok("cnonly", "localhost", cert("ca.pem"), 0);
+    /* an intermediate with a critical nameConstraints extension, which mbedTLS 2.28 refuses to parse */
+    expect_fail("nc_full", "localhost",
+                "certificate 2 of the server's chain (luafetch Constrained Intermediate) has a critical "
+                "nameConstraints extension, which mbedTLS 2.28 cannot parse");
 
     expect_ok("intermediate_full", "localhost", cert("ca.pem"), 1);
     expect_ok("noip", "localhost", cert("ca.pem"), 1);
