@@ -1,5 +1,7 @@
 # luafetch — build, test, demo, bench and install. `make test` works on a fresh Debian 12 machine:
-# it installs the Debian packages it needs (deps), builds, and runs every suite, also under ASan+UBSan.
+# it installs the Debian packages it needs (deps), builds, and runs every layer of the suite: unit
+# tests and specs (release and ASan+UBSan), specs under valgrind, the allocation-failure torture and
+# short fuzz runs (docs/testing.md). `make torture`, `make fuzz` and `make soak` run longer.
 
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
@@ -9,7 +11,8 @@ LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
 DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
-              node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev
+              node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev \
+              valgrind gdb
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time
 
@@ -33,8 +36,17 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 ASAN_OBJ  := $(patsubst $(BUILD)/obj/%,$(BUILD)/asan/%,$(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/main.o)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+ASAN_UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/asan-tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps deps-bench test test-unit test-specs test-asan demo bench install clean fuzz
+# Fuzz harnesses: every tests/fuzz/fuzz_*.c links the whole core (all but main.c) built with
+# -fsanitize=fuzzer-no-link, so a harness may call anything; seeds in tests/fuzz/corpus/<name>/.
+FUZZ_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_OBJ  := $(patsubst $(BUILD)/obj/%,$(BUILD)/fuzzobj/%,$(OBJ) $(LLHTTP_OBJ))
+FUZZERS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FAILMALLOC := $(BUILD)/torture/failmalloc.so
+
+.PHONY: all deps deps-bench test test-unit test-specs test-asan test-valgrind demo bench install \
+        clean fuzz fuzz-build torture soak
 
 all: deps $(BUILD)/luafetch
 
@@ -114,10 +126,19 @@ $(BUILD)/tests/%: tests/unit/%.c $(OBJ) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $^ $(LDLIBS)
 
-test: all $(UNIT_TESTS) $(BUILD)/asan/luafetch
+# The same unit tests against the sanitizer objects.
+$(BUILD)/asan-tests/%: tests/unit/%.c $(filter-out %/main.o,$(ASAN_OBJ))
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(ASAN_FLAGS) $(WARN) -o $@ $^ $(LDLIBS)
+
+$(FAILMALLOC): tests/torture/failmalloc.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -fPIC -shared $(WARN) -o $@ $< -ldl
+
+test: all $(UNIT_TESTS) $(ASAN_UNIT_TESTS) $(BUILD)/asan/luafetch $(FAILMALLOC) fuzz-build
 	@bash tests/run_all.sh $(BUILD)
 
-test-unit: all $(UNIT_TESTS)
+test-unit: all $(UNIT_TESTS) $(ASAN_UNIT_TESTS)
 	@bash tests/run_all.sh $(BUILD) unit
 
 test-specs: all
@@ -125,6 +146,20 @@ test-specs: all
 
 test-asan: all $(BUILD)/asan/luafetch
 	@bash tests/run_all.sh $(BUILD) asan
+
+test-valgrind: all
+	@bash tests/run_all.sh $(BUILD) valgrind
+
+# Every k in 1..2000 and every 5th beyond, in the three failure modes (tests/torture/run.sh).
+torture: all $(FAILMALLOC)
+	@TORTURE_DENSE=$${TORTURE_DENSE:-2000} TORTURE_STRIDE=$${TORTURE_STRIDE:-5} \
+	  TORTURE_VALGRIND=$${TORTURE_VALGRIND:-40} TORTURE_OUT=$(BUILD)/torture/out \
+	  bash tests/torture/run.sh $(BUILD)/luafetch $(FAILMALLOC)
+
+# 1,000 tasks over the fixture server's fault endpoints for SECONDS, sampling RSS, fds, Lua heap.
+SECONDS ?= 600
+soak: all
+	@bash tests/soak/run.sh $(BUILD)/luafetch $(SECONDS)
 
 demo: all
 	@bash scripts/demo.sh $(BUILD)/luafetch
@@ -141,12 +176,30 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
-# --- fuzzing (not part of `make test`; `make fuzz FUZZ_SECONDS=60`) ---------
-FUZZ_SECONDS ?= 30
-$(BUILD)/fuzz/fuzz_response: tests/fuzz/fuzz_response.c core/http1.c core/decode.c core/headers.c $(LLHTTP_SRC)/llhttp.c $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c
+# --- fuzzing: `make fuzz FUZZ_SECONDS=60` runs each harness that long (`make test`: 20 s each) -
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzzobj/%.o: core/%.c $(wildcard core/*.h)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -w -o $@ $^ -lz
+	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -c -o $@ $<
+$(BUILD)/fuzzobj/embed.o: $(BUILD)/gen/embed.c
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -c -o $@ $<
+$(BUILD)/fuzzobj/llhttp.o: $(LLHTTP_SRC)/llhttp.c
+	@mkdir -p $(dir $@)
+	clang -I$(LLHTTP_INC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -w -c -o $@ $<
+$(BUILD)/fuzzobj/llhttp_api.o: $(LLHTTP_SRC)/api.c
+	@mkdir -p $(dir $@)
+	clang -I$(LLHTTP_INC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -w -c -o $@ $<
+$(BUILD)/fuzzobj/llhttp_http.o: $(LLHTTP_SRC)/http.c
+	@mkdir -p $(dir $@)
+	clang -I$(LLHTTP_INC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -w -c -o $@ $<
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $(WARN) -o $@ $^ $(LDLIBS)
 
-fuzz: $(BUILD)/fuzz/fuzz_response
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz_response -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus
+fuzz-build: $(FUZZERS)
+# reached only through the harness pattern rule: keep them between builds
+.SECONDARY: $(FUZZ_OBJ)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_KEEP=$(BUILD)/fuzz/work bash tests/run_all.sh $(BUILD) fuzz

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# run_all.sh BUILD [unit|specs|asan] — runs the C unit tests, the busted specs inside the host, and
-# the specs again on the ASan+UBSan build; ends with one "N passed, N failed" line.
+# run_all.sh BUILD [all|unit|specs|asan|valgrind|torture|fuzz] — every layer of the suite: the C unit
+# tests (release and ASan+UBSan builds), the busted specs inside the host (release, then ASan+UBSan),
+# a core subset of the specs under valgrind memcheck, the allocation-failure torture (a sample of k)
+# and a short run of each fuzz harness on its seed corpus. Ends with one "N passed, N failed" line.
 set -u
 build=$1
 only=${2:-all}
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
 passed=0
 failed=0
-log=$(mktemp /tmp/luafetch-test.XXXXXX)
-trap 'rm -f "$log"' EXIT
+tmp=$(mktemp -d /tmp/luafetch-test.XXXXXX)
+log=$tmp/log
+trap 'rm -rf "$tmp"' EXIT
+
+# Specs run under valgrind: the TLS specs (mbedTLS is not instrumented by ASan) and the core of
+# the network layer, the task scheduler, the server and the HTML bindings. Lua-only modules
+# (schedule, plugins, scripts) gain nothing from memcheck and are left to the other stages.
+VALGRIND_SPECS=${VALGRIND_SPECS:-"tls http pool task redirect regressions server html fetcher wire"}
+FUZZ_TEST_SECONDS=${FUZZ_SECONDS:-20}
 
 # Adds the counts of a "N passed, M failed" line.
 tally_unit() {
@@ -40,24 +50,45 @@ tally_busted() {
   fi
 }
 
+# One pass or failure for a stage that is not counted in specs (torture, fuzz, sanitizer reports).
+verdict() {
+  if [ "$1" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+
+stage_start() {
+  echo "== $1"
+  stage_t0=$(date +%s)
+}
+stage_end() {
+  echo "  ($(( $(date +%s) - stage_t0 )) s)"
+}
+
 run_unit() {
-  echo "== C unit tests"
-  for t in "$build"/tests/test_*; do
+  local dir=$1 label=$2 t rc
+  stage_start "C unit tests ($label)"
+  for t in "$dir"/test_*; do
     [ -x "$t" ] || continue
     echo "-- $(basename "$t")"
     "$t" >"$log" 2>&1
-    local rc=$?
+    rc=$?
     tail -n 3 "$log" | sed 's/^/  /'
     tally_unit
     [ $rc -eq 0 ] || grep -qE '^[0-9]+ passed, [1-9]' "$log" || { echo "  exit $rc"; failed=$((failed + 1)); }
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
+      grep -m 5 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log" | sed 's/^/  /'
+      echo "  sanitizer report found: failure"
+      failed=$((failed + 1))
+    fi
   done
+  stage_end
 }
 
 run_specs() {
-  local bin=$1 label=$2
-  echo "== busted specs ($label)"
-  bash "$here/run_specs.sh" "$bin" tests/spec >"$log" 2>&1
-  local rc=$?
+  local bin=$1 label=$2 rc
+  shift 2
+  stage_start "busted specs ($label)"
+  bash "$here/run_specs.sh" "$bin" "${@:-tests/spec}" >"$log" 2>&1
+  rc=$?
   grep -vE '^\s*$' "$log" | tail -n 40 | sed 's/^/  /'
   tally_busted
   if [ "$label" = asan ] && grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
@@ -69,16 +100,116 @@ run_specs() {
     failed=$((failed + 1))
   fi
   [ $rc -eq 0 ] || echo "  (exit status $rc)"
+  stage_end
 }
 
+# The release build under valgrind memcheck, every luafetch process of the run included (the specs
+# start child processes through $LUAFETCH_BIN, which is the wrapper too). A process with an
+# invalid access, a use of uninitialised memory or a definite leak leaves a non-empty log.
+run_valgrind() {
+  local bin vgdir specs s logs
+  bin=$(realpath "$build/luafetch")
+  vgdir=$tmp/valgrind
+  mkdir -p "$vgdir/logs"
+  local supp=()
+  [ -f "$here/valgrind.supp" ] && supp=(--suppressions="$here/valgrind.supp")
+  cat >"$vgdir/luafetch" <<EOF
+#!/bin/sh
+# the Lua allocator's block cache off, so memcheck sees every Lua block freed (host.c)
+LUAFETCH_LUA_CACHE=0 exec valgrind -q --error-exitcode=99 --leak-check=full \\
+  --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 \\
+  ${supp[*]} --log-file="$vgdir/logs/vg.%p.log" "$bin" "\$@"
+EOF
+  chmod +x "$vgdir/luafetch"
+  specs=()
+  for s in $VALGRIND_SPECS; do
+    [ -f "$root/tests/spec/${s}_spec.lua" ] && specs+=("tests/spec/${s}_spec.lua")
+  done
+  run_specs "$vgdir/luafetch" valgrind "${specs[@]}"
+  logs=$(find "$vgdir/logs" -type f -size +0 | sort)
+  echo "  valgrind: $(find "$vgdir/logs" -type f | wc -l) luafetch processes checked"
+  if [ -n "$logs" ]; then
+    echo "  valgrind reported errors in $(echo "$logs" | wc -l) process(es):"
+    for s in $(echo "$logs" | head -n 3); do
+      head -n 40 "$s" | sed 's/^/    /'
+      echo "    --"
+    done
+    failed=$((failed + 1))
+  else
+    passed=$((passed + 1))
+  fi
+}
+
+# A sample of k: mode 2 (past Lua's one retry) densely over start-up and the plain request, the
+# three modes strided over the rest; `make torture` covers every k up to 2000.
+run_torture() {
+  local rc
+  stage_start "allocation-failure torture (sample)"
+  TORTURE_RUNS="2 1 0" TORTURE_DENSE=${TORTURE_DENSE:-1200} TORTURE_STRIDE=${TORTURE_STRIDE:-53} \
+    TORTURE_VALGRIND=${TORTURE_VALGRIND:-6} \
+    bash "$here/torture/run.sh" "$build/luafetch" "$build/torture/failmalloc.so" >"$log" 2>&1
+  rc=$?
+  sed 's/^/  /' "$log" | head -n 60
+  verdict $rc
+  stage_end
+}
+
+# Each harness for FUZZ_SECONDS on a copy of its seed corpus (the repository is not written to;
+# `make fuzz` keeps the grown corpus in FUZZ_KEEP). A crash, leak or timeout fails it.
+run_fuzz() {
+  local f name work seeds rc execs
+  stage_start "fuzz harnesses (${FUZZ_TEST_SECONDS} s each)"
+  for f in "$build"/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    name=$(basename "$f")
+    seeds=$root/tests/fuzz/corpus/$name
+    if [ -n "${FUZZ_KEEP:-}" ]; then
+      work=$FUZZ_KEEP/$name
+    else
+      work=$tmp/fuzz/$name
+    fi
+    mkdir -p "$work" "$tmp/fuzz-artifacts/$name"
+    [ -d "$seeds" ] && cp -n "$seeds"/* "$work"/ 2>/dev/null
+    "$f" -max_total_time="$FUZZ_TEST_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$tmp/fuzz-artifacts/$name/" "$work" >"$log" 2>&1
+    rc=$?
+    execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+    echo "-- $name: ${execs:-?} executions, corpus $(ls "$work" | wc -l) inputs$([ -d "$seeds" ] || echo ' (no seed corpus)'), exit $rc"
+    if [ $rc -ne 0 ]; then
+      grep -m 20 -E 'ERROR|SUMMARY|runtime error|Test unit written|#0 |#1 |#2 |#3 ' "$log" | sed 's/^/  /'
+      ls "$tmp/fuzz-artifacts/$name" | sed 's/^/  artifact: /'
+      if [ -n "${FUZZ_KEEP:-}" ]; then
+        mkdir -p "$FUZZ_KEEP/artifacts"
+        cp "$tmp/fuzz-artifacts/$name"/* "$FUZZ_KEEP/artifacts/" 2>/dev/null &&
+          echo "  saved in $FUZZ_KEEP/artifacts"
+      fi
+    fi
+    verdict $rc
+  done
+  stage_end
+}
+
+t0=$(date +%s)
 case $only in
-  all) run_unit; run_specs "$build/luafetch" release; \
-       ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_specs "$build/asan/luafetch" asan ;;
-  unit) run_unit ;;
+  all)
+    run_unit "$build/tests" release
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_unit "$build/asan-tests" asan
+    run_specs "$build/luafetch" release
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_specs "$build/asan/luafetch" asan
+    run_valgrind
+    run_torture
+    run_fuzz ;;
+  unit)
+    run_unit "$build/tests" release
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_unit "$build/asan-tests" asan ;;
   specs) run_specs "$build/luafetch" release ;;
   asan) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_specs "$build/asan/luafetch" asan ;;
+  valgrind) run_valgrind ;;
+  torture) run_torture ;;
+  fuzz) run_fuzz ;;
+  *) echo "unknown stage $only"; exit 2 ;;
 esac
 
 echo
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed ($(( $(date +%s) - t0 )) s)"
 [ "$failed" -eq 0 ]
