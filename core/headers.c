@@ -1,8 +1,9 @@
-/* headers.c — checks on request header names, values and methods from scripts.
- * A bad name or value would let a script smuggle a second request: refuse it. */
+/* headers.c — checks on header names, values and methods, from scripts and from the wire.
+ * A bad name or value would let a script smuggle a second request, and a received name with
+ * whitespace before its colon is read differently by different parsers: refuse both. */
 #include "headers.h"
 
-static int is_tchar(unsigned char c)
+int header_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return 1;
@@ -19,7 +20,7 @@ int header_name_ok(const char *s, size_t n)
     if (n == 0)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i]))
+        if (!header_tchar((unsigned char)s[i]))
             return 0;
     return 1;
 }

@@ -1,6 +1,7 @@
-/* http1.c — HTTP/1.1 on the wire: request head serialisation and response parsing with llhttp.
- * The response's buffers belong to the struct http_response and are freed by http_response_free;
- * the parser copies what it keeps, so the read buffer it is fed from can be reused at once. */
+/* http1.c — HTTP/1.1 on the wire: the chunked framing checks llhttp leaves out (client and server),
+ * request head serialisation and response parsing with llhttp. The response's buffers belong to the
+ * struct http_response and are freed by http_response_free; the parser copies what it keeps, so the
+ * read buffer it is fed from can be reused at once. */
 #include "http1.h"
 
 #include <ctype.h>
@@ -12,6 +13,155 @@
 #include "headers.h"
 
 #define USER_AGENT "luafetch/" LUAFETCH_VERSION
+
+/* --- chunked framing checks ---------------------------------------------- */
+
+enum { EXT_OFF, EXT_START, EXT_NAME, EXT_VALUE_START, EXT_VALUE, EXT_QUOTED, EXT_ESCAPE, EXT_QUOTED_END };
+
+static int chunk_error(struct h1_chunks *g, const char *why)
+{
+    g->error = why;
+    return -1;
+}
+
+/* Checks the bytes of the CRLF after chunk data that lie in [p, g->end). */
+static int check_crlf(struct h1_chunks *g, const char *p)
+{
+    while (g->crlf < 2 && p < g->end) {
+        if (*p++ != "\r\n"[g->crlf])
+            return chunk_error(g, "chunk data not followed by CRLF");
+        g->crlf++;
+    }
+    g->crlf_due = g->crlf < 2;
+    return 0;
+}
+
+void h1_on_chunk_header(struct h1_chunks *g, uint64_t size)
+{
+    g->left = size;
+    g->in_data = size > 0;
+    g->ext_bytes = 0;
+}
+
+int h1_on_chunk_data(struct h1_chunks *g, const char *at, size_t len)
+{
+    if (!g->in_data)
+        return 0;
+    g->left = len < g->left ? g->left - len : 0;
+    if (g->left)
+        return 0;
+    /* The data's last byte: llhttp skips the next two unchecked. */
+    g->in_data = 0;
+    g->crlf = 0;
+    return check_crlf(g, at + len);
+}
+
+int h1_on_ext_value(struct h1_chunks *g, const char *at, size_t len)
+{
+    if (len) {
+        if (!g->ext_vlen)
+            g->ext_quoted = at[0] == '"';
+        g->ext_last = (unsigned char)at[len - 1];
+        g->ext_vlen += len;
+    }
+    /* An unquoted value ended by ';': llhttp would take the next parameter for the chunk size. */
+    if (at + len < g->end && at[len] == ';' && !(g->ext_quoted && g->ext_last == '"')) {
+        if (!g->ext_vlen)
+            return chunk_error(g, "empty chunk extension value");
+        g->ext_read = EXT_START;
+    }
+    return 0;
+}
+
+int h1_on_ext_value_complete(struct h1_chunks *g)
+{
+    g->ext_vlen = 0;
+    g->ext_quoted = 0;
+    return g->ext_read ? HPE_PAUSED : 0;
+}
+
+/* Reads extension bytes from p up to the CR that ends the chunk line (left for llhttp). Returns where
+ * llhttp goes on (end while still reading), or NULL on a malformed list. */
+static const char *read_ext(struct h1_chunks *g, const char *p, const char *end)
+{
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (++g->ext_bytes > H1_MAX_EXT)
+            return chunk_error(g, "chunk extensions too long"), NULL;
+        int tchar = header_tchar(c);
+        switch (g->ext_read) {
+        case EXT_START:
+            if (!tchar)
+                return chunk_error(g, "bad chunk extension name"), NULL;
+            g->ext_read = EXT_NAME;
+            break;
+        case EXT_NAME:
+        case EXT_VALUE:
+        case EXT_QUOTED_END:
+            if (c == '\r') {
+                g->ext_read = EXT_OFF;
+                return p;
+            }
+            if (c == ';')
+                g->ext_read = EXT_START;
+            else if (c == '=' && g->ext_read == EXT_NAME)
+                g->ext_read = EXT_VALUE_START;
+            else if (!tchar || g->ext_read == EXT_QUOTED_END)
+                return chunk_error(g, "bad character in chunk extensions"), NULL;
+            break;
+        case EXT_VALUE_START:
+            if (c == '"')
+                g->ext_read = EXT_QUOTED;
+            else if (tchar)
+                g->ext_read = EXT_VALUE;
+            else
+                return chunk_error(g, "bad chunk extension value"), NULL;
+            break;
+        case EXT_QUOTED:
+            /* qdtext: HTAB, SP, VCHAR but '"' and '\\', obs-text */
+            if (c == '"')
+                g->ext_read = EXT_QUOTED_END;
+            else if (c == '\\')
+                g->ext_read = EXT_ESCAPE;
+            else if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return chunk_error(g, "bad character in a quoted chunk extension"), NULL;
+            break;
+        case EXT_ESCAPE:
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                return chunk_error(g, "bad character in a quoted chunk extension"), NULL;
+            g->ext_read = EXT_QUOTED;
+            break;
+        }
+    }
+    return end;
+}
+
+llhttp_errno_t h1_execute(llhttp_t *p, struct h1_chunks *g, const char *data, size_t len)
+{
+    const char *end = data + len;
+    for (;;) {
+        if (g->error)
+            return HPE_USER;
+        if (g->ext_read) {
+            data = read_ext(g, data, end);
+            if (!data)
+                return HPE_USER;
+            if (g->ext_read)
+                return HPE_OK; /* all taken; the line goes on in the next bytes */
+        }
+        g->end = end;
+        if (g->crlf_due && check_crlf(g, data))
+            return HPE_USER;
+        llhttp_errno_t e = llhttp_execute(p, data, (size_t)(end - data));
+        if (e != HPE_PAUSED || g->ext_read != EXT_START)
+            return g->error ? HPE_USER : e;
+        /* Paused after the ';' that llhttp mishandles: read the rest of the line here. */
+        data = llhttp_get_error_pos(p);
+        llhttp_resume(p);
+    }
+}
+
+/* --- responses ----------------------------------------------------------- */
 
 static struct http_response *resp_of(llhttp_t *p)
 {
@@ -41,11 +191,23 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A malformed response, with the reason (static text) in err_detail. */
+static int malformed(struct http_response *r, const char *why)
+{
+    r->err_detail = why;
+    return fail(r, NET_PROTOCOL, "malformed response");
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct http_response *r = resp_of(p);
     if (count_header_bytes(r, len))
         return -1;
+    /* llhttp lets spaces into a name ("X-A : v"): RFC 9112 §5.1 has none before the colon. */
+    for (size_t i = 0; i < len; i++) /* a piece of a name: llhttp may split one across reads */
+        if (!header_tchar((unsigned char)at[i]))
+            return malformed(r, "whitespace or a bad character in a header name");
+    r->name_len += len;
     if (!r->in_value) {
         /* first piece of a new name */
         r->in_value = 1;
@@ -65,6 +227,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_field_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
+    if (r->name_len == 0)
+        return malformed(r, "empty header name"); /* llhttp takes ": v" */
     return r->headers_done ? 0 : buf_append(&r->headers, "", 1);
 }
 
@@ -80,33 +244,124 @@ static int on_header_value_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
     r->in_value = 0;
-    return r->headers_done ? 0 : buf_append(&r->headers, "", 1);
+    r->name_len = 0;
+    if (r->headers_done)
+        return 0;
+    /* llhttp keeps the OWS after a value (RFC 9112 §5: not part of it) */
+    while (r->headers.len && (r->headers.data[r->headers.len - 1] == ' ' ||
+                              r->headers.data[r->headers.len - 1] == '\t'))
+        r->headers.len--;
+    return buf_append(&r->headers, "", 1);
+}
+
+/* The next value of header `name` after *pos (start with *pos = NULL), or NULL. */
+static const char *next_header(const struct http_response *r, const char *name, const char **pos)
+{
+    if (!r->headers.data)
+        return NULL;
+    const char *p = *pos ? *pos : r->headers.data, *end = r->headers.data + r->headers.len;
+    while (p < end) {
+        const char *value = p + strlen(p) + 1;
+        if (value >= end)
+            break;
+        const char *next = value + strlen(value) + 1;
+        if (strcmp(p, name) == 0) {
+            *pos = next;
+            return value;
+        }
+        p = next;
+    }
+    return NULL;
+}
+
+/* Decoding stages for the body: the transfer codings, always (they are framing: chunked is
+ * llhttp's, gzip and deflate are undone here, in the reverse order of the list; anything else
+ * cannot be read), then, when decompress is on, the content coding beneath them. */
+static int plan_decoding(struct http_response *r)
+{
+    struct { const char *s; size_t n; } te[DECODE_MAX_STAGES];
+    int nte = 0, chunked = 0;
+    const char *pos = NULL, *v;
+    while ((v = next_header(r, "transfer-encoding", &pos))) {
+        while (*v) {
+            size_t n = strcspn(v, ",");
+            const char *t = v, *e = v + n;
+            v = *e ? e + 1 : e;
+            while (t < e && (*t == ' ' || *t == '\t'))
+                t++;
+            while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            if (t == e)
+                continue; /* an empty list element */
+            if (chunked)
+                return malformed(r, "chunked is not the last transfer coding");
+            if ((size_t)(e - t) == 7 && strncasecmp(t, "chunked", 7) == 0) {
+                chunked = 1;
+            } else if (decoder_kind_n(t, (size_t)(e - t)) == DECODE_NONE) {
+                return malformed(r, "unsupported transfer coding");
+            } else {
+                if (nte == DECODE_MAX_STAGES - 1)
+                    return malformed(r, "too many transfer codings");
+                te[nte].s = t;
+                te[nte++].n = (size_t)(e - t);
+            }
+        }
+    }
+    int ce = r->decompress ? decoder_kind(http_response_header(r, "content-encoding")) : DECODE_NONE;
+    if (!nte && ce == DECODE_NONE)
+        return 0;
+    r->decoder = calloc(1, sizeof *r->decoder);
+    if (!r->decoder)
+        return fail(r, NET_LIMIT, "out of memory");
+    while (nte > 0) {
+        nte--;
+        decoder_add(r->decoder, decoder_kind_n(te[nte].s, te[nte].n));
+    }
+    if (ce != DECODE_NONE)
+        decoder_add(r->decoder, ce);
+    return 0;
 }
 
 static int on_headers_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
     r->status = p->status_code;
-    if (r->status >= 100 && r->status < 200)
+    /* llhttp takes any one to three digits ("000", "20"); RFC 9110 §15 has 100..999. */
+    if (r->status < 100)
+        return malformed(r, "status code below 100");
+    if (r->status < 200)
         return 0;
     r->headers_done = 1;
     int no_body = r->head_request || r->status == 204 || r->status == 304;
-    int kind = r->decompress && !no_body ? decoder_kind(http_response_header(r, "content-encoding"))
-                                         : DECODE_NONE;
-    if (kind != DECODE_NONE) {
-        r->decoder = calloc(1, sizeof *r->decoder);
-        if (!r->decoder)
-            return fail(r, NET_LIMIT, "out of memory");
-        r->decoder->kind = kind;
-    }
+    if (!no_body && plan_decoding(r))
+        return -1;
     /* 1 tells llhttp that no body follows: a response to HEAD, a 204 or a 304 (RFC 9110 §6.4.1),
      * whatever Content-Length says. */
     return no_body ? 1 : 0;
 }
 
+static int on_chunk_header(llhttp_t *p)
+{
+    h1_on_chunk_header(&resp_of(p)->chunks, p->content_length);
+    return 0;
+}
+
+static int on_chunk_extension_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_response *r = resp_of(p);
+    return h1_on_ext_value(&r->chunks, at, len) ? malformed(r, r->chunks.error) : 0;
+}
+
+static int on_chunk_extension_value_complete(llhttp_t *p)
+{
+    return h1_on_ext_value_complete(&resp_of(p)->chunks);
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct http_response *r = resp_of(p);
+    if (h1_on_chunk_data(&r->chunks, at, len))
+        return malformed(r, r->chunks.error);
     if (r->decoder) {
         const char *err = NULL;
         int rc = decoder_feed(r->decoder, at, len, &r->body, r->max_body, &err);
@@ -134,7 +389,7 @@ static int on_message_complete(llhttp_t *p)
         r->status = 0;
         return 0;
     }
-    if (r->decoder && r->decoder->started && !r->decoder->finished) {
+    if (r->decoder && decoder_incomplete(r->decoder)) {
         r->err_detail = "the compressed stream ended early";
         return fail(r, NET_PROTOCOL, "cannot decode body");
     }
@@ -153,6 +408,9 @@ static const llhttp_settings_t settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_extension_value = on_chunk_extension_value,
+    .on_chunk_extension_value_complete = on_chunk_extension_value_complete,
 };
 
 void http_response_init(struct http_response *r, size_t max_body, size_t max_header_bytes,
@@ -182,11 +440,12 @@ void http_response_free(struct http_response *r)
 
 static int parser_error(struct http_response *r, llhttp_errno_t e)
 {
-    if (e == HPE_USER || r->err_kind != NET_OK) {
-        if (r->err_kind == NET_OK)
-            fail(r, NET_PROTOCOL, "malformed response");
+    if (r->err_kind != NET_OK)
         return -1;
-    }
+    if (r->chunks.error)
+        return malformed(r, r->chunks.error);
+    if (e == HPE_USER)
+        return fail(r, NET_PROTOCOL, "malformed response");
     r->err_detail = llhttp_get_error_reason(&r->parser);
     return fail(r, NET_PROTOCOL, "malformed response");
 }
@@ -198,7 +457,7 @@ int http_response_feed(struct http_response *r, const char *data, size_t len)
         return 0;
     }
     r->bytes_in += len;
-    llhttp_errno_t e = llhttp_execute(&r->parser, data, len);
+    llhttp_errno_t e = h1_execute(&r->parser, &r->chunks, data, len);
     if (e == HPE_OK)
         return 0;
     if (e == HPE_PAUSED) {

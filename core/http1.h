@@ -5,13 +5,48 @@
 
 #include <llhttp.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "decode.h"
 #include "net.h"
 
+/* --- chunked framing checks llhttp 8.1 leaves out, shared by the client and the server ---------
+ * llhttp skips the two bytes after a chunk's data without looking at them ("3\r\nabcXX0\r\n\r\n"
+ * parses: a request smuggling vector), and its state machine refuses an extension list in which an
+ * unquoted value is followed by another parameter ("2;a=b;c=d"). A parser's llhttp callbacks report
+ * to a struct h1_chunks through the h1_on_* functions and h1_execute runs llhttp_execute: together
+ * they check that CRLF, and read the rest of such an extension list themselves (RFC 9112 §7.1.1,
+ * no whitespace, as llhttp; capped at H1_MAX_EXT bytes a line). Nothing is allocated. */
+#define H1_MAX_EXT 4096
+
+struct h1_chunks {
+    const char *end;            /* end of the bytes llhttp is parsing now */
+    uint64_t left;              /* data bytes of the current chunk still to come */
+    unsigned char in_data;      /* a chunk's data is arriving */
+    unsigned char crlf_due;     /* the CRLF after a chunk's data is not all checked yet */
+    unsigned char crlf;         /* its bytes checked so far */
+    unsigned char ext_read;     /* state of the extension reader; 0: llhttp reads them */
+    unsigned char ext_quoted;   /* the extension value llhttp is reading began with a quote */
+    unsigned char ext_last;     /* the last byte of that value so far */
+    size_t ext_vlen;            /* its length so far */
+    size_t ext_bytes;           /* extension bytes the reader took on this chunk line */
+    const char *error;          /* static text once a check failed: every later call fails */
+};
+
+/* Parts of the llhttp callbacks on_chunk_header, on_body (chunked bodies), on_chunk_extension_value
+ * and on_chunk_extension_value_complete; the int ones return what the callback should return. */
+void h1_on_chunk_header(struct h1_chunks *g, uint64_t size);
+int h1_on_chunk_data(struct h1_chunks *g, const char *at, size_t len);
+int h1_on_ext_value(struct h1_chunks *g, const char *at, size_t len);
+int h1_on_ext_value_complete(struct h1_chunks *g);
+/* llhttp_execute with those checks: llhttp's result, or HPE_USER with g->error set. A pause other
+ * than the checks' own is returned as it is (llhttp_get_error_pos points into data). */
+llhttp_errno_t h1_execute(llhttp_t *p, struct h1_chunks *g, const char *data, size_t len);
+
 struct http_response {
     llhttp_t parser;
+    struct h1_chunks chunks;
     int status;
     struct buf reason;
     /* name\0value\0 pairs in arrival order; names lower-cased. */
@@ -19,8 +54,9 @@ struct http_response {
     int header_count;
     size_t header_bytes;
     int in_value;               /* llhttp may split a field: continue the current one */
+    size_t name_len;            /* of the field name being received */
     struct buf body;
-    struct body_decoder *decoder;   /* allocated for a compressed body only */
+    struct body_decoder *decoder;   /* allocated for a transfer- or content-coded body only */
     size_t max_body;
     size_t max_header_bytes;
     int max_header_count;

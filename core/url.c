@@ -171,7 +171,7 @@ static int remove_dot_segments(const char *path, size_t n, struct buf *out)
     return 0;
 }
 
-int url_resolve(const char *base, const char *ref, struct buf *out)
+static int resolve(const char *base, const char *ref, struct buf *out)
 {
     if (has_scheme(ref))
         return buf_puts(out, ref);
@@ -208,4 +208,43 @@ int url_resolve(const char *base, const char *ref, struct buf *out)
     rc = rc || remove_dot_segments(merged.data, merged.len, out);
     buf_free(&merged);
     return rc || buf_append(out, ref + rpath, strcspn(ref + rpath, "#"));
+}
+
+/* Bytes a Location may carry raw that cannot go on the wire as they are: non-ASCII (UTF-8) and
+ * spaces. They are percent-encoded, as curl and browsers do; other controls stay and are refused
+ * by url_parse. */
+static int needs_encoding(unsigned char c)
+{
+    return c >= 0x80 || c == ' ';
+}
+
+int url_resolve(const char *base, const char *ref, struct buf *out)
+{
+    size_t start = out->len;
+    if (resolve(base, ref, out))
+        return -1;
+    size_t extra = 0;
+    for (size_t i = start; i < out->len; i++)
+        extra += needs_encoding((unsigned char)out->data[i]) ? 2 : 0;
+    if (!extra)
+        return 0;
+    if (buf_reserve(out, extra))
+        return -1;
+    /* Backwards in place: each byte moves right by the encodings still before it. */
+    static const char hex[] = "0123456789ABCDEF";
+    char *d = out->data;
+    size_t r = out->len, w = out->len + extra;
+    while (r > start) {
+        unsigned char c = (unsigned char)d[--r];
+        if (needs_encoding(c)) {
+            d[--w] = hex[c & 15];
+            d[--w] = hex[c >> 4];
+            d[--w] = '%';
+        } else {
+            d[--w] = (char)c;
+        }
+    }
+    out->len += extra;
+    d[out->len] = '\0';
+    return 0;
 }

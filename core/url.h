@@ -19,7 +19,8 @@ int url_parse(struct url *u, const char *s, char *err, size_t errlen);
 void url_free(struct url *u);
 /* "host:port" with brackets for IPv6, into out (appended). */
 int url_authority(const struct url *u, struct buf *out, int with_default_port);
-/* Resolves ref (absolute, scheme-relative, absolute-path or relative) against base (RFC 3986 §5.2). */
+/* Resolves ref (absolute, scheme-relative, absolute-path or relative) against base (RFC 3986 §5.2),
+ * appending to out; non-ASCII bytes and spaces come out percent-encoded (a raw UTF-8 Location). */
 int url_resolve(const char *base, const char *ref, struct buf *out);
 
 #endif

@@ -1,6 +1,8 @@
 /* test_http1.c — core/http1.c without a network: http_response_feed on whole and split inputs
  * (down to one byte at a time), Content-Length, chunked, EOF-delimited and HEAD bodies, interim 1xx
- * responses, gzip/deflate decoding, limits and malformed input; http_head_add/http_head_finish. */
+ * responses, gzip/deflate decoding (every gzip member, transfer codings), limits and malformed input
+ * (the chunked framing llhttp leaves unchecked, status and field-name checks, cut at every byte);
+ * http_head_add/http_head_finish. */
 #include "http1.h"
 
 #include <stdlib.h>
@@ -342,6 +344,131 @@ static void test_malformed(void)
                     S("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnot gzip!!"));
 }
 
+/* --- framing llhttp leaves unchecked, status range, field names ---------- */
+
+static const char *detail(const struct http_response *r)
+{
+    return r->err_detail ? r->err_detail : "";
+}
+
+/* Every cut of in into two reads, and the steps, must give a complete response with body. */
+static void expect_body(const char *label, const char *in, size_t len, const char *body, size_t blen)
+{
+    for (size_t k = 0; k <= len; k++) {
+        struct http_response r;
+        init(&r);
+        int rc = http_response_feed(&r, in, k);
+        if (rc == 0)
+            rc = http_response_feed(&r, in + k, len - k);
+        CHECK_MSG(rc == 0 && r.complete, "%s, cut at %zu: rc %d, complete %d: %s %s", label, k, rc, r.complete,
+                  r.err ? r.err : "", detail(&r));
+        CHECK_MSG(r.body.len == blen && (blen == 0 || memcmp(r.body.data, body, blen) == 0),
+                  "%s, cut at %zu: %zu body bytes, want %zu", label, k, r.body.len, blen);
+        http_response_free(&r);
+    }
+    for (size_t i = 0; i < NSTEPS; i++) {
+        struct http_response r;
+        init(&r);
+        int rc = feed(&r, in, len, steps[i]);
+        CHECK_MSG(rc == 0 && r.complete && r.body.len == blen, "%s, step %zu: rc %d: %s %s", label, steps[i], rc,
+                  r.err ? r.err : "", detail(&r));
+        http_response_free(&r);
+    }
+}
+
+/* Every cut of in into two reads must end in a protocol error whose detail contains why. */
+static void expect_refused(const char *label, const char *in, size_t len, const char *why)
+{
+    for (size_t k = 0; k <= len; k++) {
+        struct http_response r;
+        init(&r);
+        int rc = http_response_feed(&r, in, k);
+        if (rc == 0)
+            rc = http_response_feed(&r, in + k, len - k);
+        if (rc == 0)
+            rc = http_response_eof(&r);
+        CHECK_MSG(rc == -1 && r.err_kind == NET_PROTOCOL, "%s, cut at %zu: rc %d, kind %d, complete %d", label, k,
+                  rc, (int)r.err_kind, r.complete);
+        CHECK_MSG(!why || strstr(detail(&r), why), "%s, cut at %zu: detail '%s', want '%s'", label, k, detail(&r),
+                  why);
+        http_response_free(&r);
+    }
+}
+
+#define CHUNKED_HEAD "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+static void test_chunk_crlf(void)
+{
+    TEST("chunk data must be followed by CRLF");
+    expect_refused("XX", S(CHUNKED_HEAD "3\r\nabcXX0\r\n\r\n"), "not followed by CRLF");
+    expect_refused("CR X", S(CHUNKED_HEAD "3\r\nabc\rX0\r\n\r\n"), "not followed by CRLF");
+    expect_refused("LF CR", S(CHUNKED_HEAD "3\r\nabc\n\r0\r\n\r\n"), "not followed by CRLF");
+    expect_refused("second chunk", S(CHUNKED_HEAD "1\r\na\r\n2\r\nbc0\r\n0\r\n\r\n"), "not followed by CRLF");
+    expect_refused("a longer chunk than announced", S(CHUNKED_HEAD "2\r\nabc\r\n0\r\n\r\n"), "not followed by CRLF");
+    TEST("well-formed chunks still parse");
+    expect_body("three chunks", S(CHUNKED_HEAD "3\r\nabc\r\n2\r\nde\r\n1\r\nf\r\n0\r\n\r\n"), S("abcdef"));
+    expect_body("chunk data holding CRLF", S(CHUNKED_HEAD "4\r\n\r\n\r\n\r\n0\r\n\r\n"), S("\r\n\r\n"));
+    expect_body("trailers", S(CHUNKED_HEAD "2\r\nab\r\n0\r\nX-T: 1\r\n\r\n"), S("ab"));
+}
+
+static void test_chunk_extensions(void)
+{
+    TEST("chunk extensions with several parameters");
+    expect_body("a=b;c=d", S(CHUNKED_HEAD "2;a=b;c=d\r\nab\r\n3;x=1;y;z=\"q;r\"\r\ncde\r\n0;last=1;k=v\r\n\r\n"),
+                S("abcde"));
+    expect_body("a quoted-pair", S(CHUNKED_HEAD "1;a=b;c=\"x\\\"y\";d\r\nz\r\n0\r\n\r\n"), S("z"));
+    expect_body("llhttp's own cases", S(CHUNKED_HEAD "1;a;b=\"c\";d=e\r\nz\r\n0\r\n\r\n"), S("z"));
+    TEST("malformed chunk extensions");
+    expect_refused("a space", S(CHUNKED_HEAD "2;a=b;c d\r\nab\r\n0\r\n\r\n"), NULL);
+    expect_refused("an empty name", S(CHUNKED_HEAD "2;a=b;\r\nab\r\n0\r\n\r\n"), NULL);
+    expect_refused("an empty value at the end", S(CHUNKED_HEAD "2;a=b;c=\r\nab\r\n0\r\n\r\n"), NULL);
+    expect_refused("an empty value before ';'", S(CHUNKED_HEAD "2;a=;c=d\r\nab\r\n0\r\n\r\n"), NULL);
+    expect_refused("an open quote", S(CHUNKED_HEAD "2;a=b;c=\"open\r\nab\r\n0\r\n\r\n"), NULL);
+    expect_refused("a control byte", S(CHUNKED_HEAD "2;a=b;c=d\001\r\nab\r\n0\r\n\r\n"), NULL);
+    expect_refused("bytes after a quoted value", S(CHUNKED_HEAD "2;a=b;c=\"d\"e\r\nab\r\n0\r\n\r\n"), NULL);
+    expect_refused("a bare LF", S(CHUNKED_HEAD "2;a=b;c=d\nab\r\n0\r\n\r\n"), NULL);
+    {
+        struct buf in = {0};
+        buf_puts(&in, CHUNKED_HEAD "1;a=b;c=");
+        for (int i = 0; i < H1_MAX_EXT + 10; i++)
+            buf_append(&in, "x", 1);
+        buf_puts(&in, "\r\nz\r\n0\r\n\r\n");
+        struct http_response r;
+        init(&r);
+        CHECK(feed(&r, in.data, in.len, 7) == -1 && r.err_kind == NET_PROTOCOL);
+        CHECK_STR(detail(&r), "chunk extensions too long");
+        http_response_free(&r);
+        buf_free(&in);
+    }
+}
+
+static void test_status_range(void)
+{
+    TEST("status codes below 100 are refused");
+    expect_refused("000", S("HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n"), "below 100");
+    expect_refused("099", S("HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n"), "below 100");
+    expect_refused("20", S("HTTP/1.1 20 Short\r\nContent-Length: 0\r\n\r\n"), "below 100");
+    expect_refused("0", S("HTTP/1.1 0\r\nContent-Length: 0\r\n\r\n"), "below 100");
+    TEST("three digits from 100 are taken");
+    expect_body("999", S("HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok"), S("ok"));
+}
+
+static void test_field_names(void)
+{
+    TEST("whitespace in a header name is refused");
+    expect_refused("X-A : v", S("HTTP/1.1 200 OK\r\nX-A : v\r\nContent-Length: 0\r\n\r\n"), "header name");
+    expect_refused("X A: v", S("HTTP/1.1 200 OK\r\nX A: v\r\nContent-Length: 0\r\n\r\n"), "header name");
+    expect_refused("an empty name", S("HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 0\r\n\r\n"), "empty header name");
+    expect_refused("in a trailer", S(CHUNKED_HEAD "0\r\nX-T : v\r\n\r\n"), "header name");
+    TEST("OWS around a value is not part of it");
+    struct http_response r;
+    init(&r);
+    CHECK(feed(&r, S("HTTP/1.1 200 OK\r\nX-A:  v  w \t\r\nX-B: \r\nContent-Length: 0\r\n\r\n"), 1) == 0);
+    CHECK_STR(http_response_header(&r, "x-a"), "v  w");
+    CHECK_STR(http_response_header(&r, "x-b"), "");
+    http_response_free(&r);
+}
+
 /* --- compression ---------------------------------------------------------- */
 
 /* Compresses in with zlib windowBits (31 gzip, 15 zlib, -15 raw deflate) into out (malloc'd). */
@@ -465,6 +592,169 @@ static void test_compression(void)
     http_response_free(&r);
 }
 
+/* --- gzip members and transfer codings ----------------------------------- */
+
+static void append_gzip(struct buf *b, const char *plain, size_t n)
+{
+    unsigned char *z;
+    size_t zn = compress_with((const unsigned char *)plain, n, 31, &z);
+    buf_append(b, z, zn);
+    free(z);
+}
+
+/* head + body with Content-Length */
+static void with_length(struct buf *out, const char *head, const struct buf *body)
+{
+    buf_puts(out, head);
+    buf_puts(out, "Content-Length: ");
+    buf_put_uint(out, body->len);
+    buf_puts(out, "\r\n\r\n");
+    buf_append(out, body->data, body->len);
+}
+
+/* head + body as two chunks */
+static void with_chunks(struct buf *out, const char *head, const struct buf *body)
+{
+    char line[32];
+    size_t half = body->len / 2;
+    buf_puts(out, head);
+    buf_puts(out, "\r\n");
+    snprintf(line, sizeof line, "%zx\r\n", half);
+    buf_puts(out, line);
+    buf_append(out, body->data, half);
+    snprintf(line, sizeof line, "\r\n%zx\r\n", body->len - half);
+    buf_puts(out, line);
+    buf_append(out, body->data + half, body->len - half);
+    buf_puts(out, "\r\n0\r\n\r\n");
+}
+
+static void test_gzip_members(void)
+{
+    static const char text[] = "the first member, then the second member, then the third";
+    TEST("every gzip member is decoded");
+    struct buf z = {0}, in = {0};
+    append_gzip(&z, text, 17);
+    append_gzip(&z, text + 17, 23);
+    append_gzip(&z, "", 0);
+    append_gzip(&z, text + 40, sizeof text - 1 - 40);
+    with_length(&in, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n", &z);
+    expect_body("four members, one empty", in.data, in.len, text, sizeof text - 1);
+
+    TEST("bytes after the last member that are not a member");
+    buf_reset(&in);
+    buf_append(&z, "garbage!", 8);
+    with_length(&in, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n", &z);
+    expect_refused("garbage", in.data, in.len, NULL);
+    buf_reset(&z);
+    buf_reset(&in);
+    append_gzip(&z, text, 10);
+    buf_append(&z, "\x1f\x8b", 2); /* the start of a member, then the end of the body */
+    with_length(&in, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n", &z);
+    expect_refused("half a second member", in.data, in.len, "ended early");
+
+    TEST("bytes after a deflate stream");
+    buf_reset(&z);
+    buf_reset(&in);
+    unsigned char *d;
+    size_t dn = compress_with((const unsigned char *)text, 10, 15, &d);
+    buf_append(&z, d, dn);
+    buf_append(&z, d, dn);
+    free(d);
+    with_length(&in, "HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n", &z);
+    expect_refused("two zlib streams", in.data, in.len, "after the end");
+    buf_free(&z);
+    buf_free(&in);
+}
+
+static void test_transfer_codings(void)
+{
+    enum { N = 3000 };
+    char plain[N];
+    for (int i = 0; i < N; i++)
+        plain[i] = (char)('a' + i % 26);
+    struct buf once = {0}, twice = {0}, in = {0};
+    append_gzip(&once, plain, N);
+    append_gzip(&twice, once.data, once.len);
+
+    TEST("Transfer-Encoding: gzip, chunked is decoded");
+    with_chunks(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n", &once);
+    expect_body("gzip, chunked", in.data, in.len, plain, N);
+    buf_reset(&in);
+    with_chunks(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", &once);
+    expect_body("in two header lines", in.data, in.len, plain, N);
+    buf_reset(&in);
+    with_chunks(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: GZIP ,, Chunked\r\n", &once);
+    expect_body("case, spaces, an empty element", in.data, in.len, plain, N);
+
+    TEST("a transfer coding over a content coding: both are decoded");
+    buf_reset(&in);
+    with_chunks(&in, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: gzip, chunked\r\n", &twice);
+    expect_body("gzip over gzip", in.data, in.len, plain, N);
+
+    TEST("decompress off: the transfer coding is still removed, the content coding kept");
+    struct http_response r;
+    http_response_init(&r, BIG, 65536, 256, 0, 0);
+    CHECK(feed(&r, in.data, in.len, 64) == 0 && r.complete);
+    CHECK_MEM(r.body.data, r.body.len, once.data, once.len);
+    http_response_free(&r);
+
+    TEST("max_body applies to every stage");
+    http_response_init(&r, N - 1, 65536, 256, 1, 0);
+    CHECK(feed(&r, in.data, in.len, 0) == -1);
+    CHECK_INT(r.err_kind, NET_LIMIT);
+    http_response_free(&r);
+    http_response_init(&r, N, 65536, 256, 1, 0);
+    CHECK(feed(&r, in.data, in.len, 0) == 0 && r.complete && r.body.len == N);
+    http_response_free(&r);
+    {
+        /* a transfer-coded bomb whose inner stage would grow past the cap */
+        size_t big = 8u << 20;
+        char *zeros = calloc(1, big);
+        struct buf bomb = {0}, outer = {0}, bin = {0};
+        append_gzip(&bomb, zeros, big);
+        append_gzip(&outer, bomb.data, bomb.len);
+        with_chunks(&bin, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: gzip, chunked\r\n", &outer);
+        http_response_init(&r, 1 << 20, 65536, 256, 1, 0);
+        CHECK(feed(&r, bin.data, bin.len, 0) == -1);
+        CHECK_INT(r.err_kind, NET_LIMIT);
+        CHECK(r.body.len <= (1u << 20));
+        http_response_free(&r);
+        free(zeros);
+        buf_free(&bomb);
+        buf_free(&outer);
+        buf_free(&bin);
+    }
+
+    TEST("a body delimited by EOF under Transfer-Encoding: gzip");
+    buf_reset(&in);
+    buf_puts(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+    buf_append(&in, once.data, once.len);
+    init(&r);
+    CHECK(feed(&r, in.data, in.len, 3) == 0 && !r.complete);
+    CHECK(http_response_eof(&r) == 0 && r.complete);
+    CHECK_MEM(r.body.data, r.body.len, plain, N);
+    http_response_free(&r);
+
+    TEST("transfer codings that cannot be removed");
+    expect_refused("br, chunked", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: br, chunked\r\n\r\n0\r\n\r\n"),
+                   "unsupported transfer coding");
+    expect_refused("chunked, gzip", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nxx"),
+                   "not the last");
+    expect_refused("chunked twice", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"),
+                   NULL);
+    expect_refused("a parameter", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip;q=1, chunked\r\n\r\n0\r\n\r\n"),
+                   "unsupported transfer coding");
+    expect_refused("too many", S("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, gzip, gzip, gzip, chunked\r\n\r\n"
+                                 "0\r\n\r\n"), "too many");
+    TEST("a HEAD response's transfer codings are not looked at");
+    http_response_init(&r, BIG, 65536, 256, 1, 1);
+    CHECK(http_response_feed(&r, S("HTTP/1.1 200 OK\r\nTransfer-Encoding: br, chunked\r\n\r\n")) == 0 && r.complete);
+    http_response_free(&r);
+    buf_free(&once);
+    buf_free(&twice);
+    buf_free(&in);
+}
+
 /* --- request head --------------------------------------------------------- */
 
 static int count_ci(const char *hay, const char *needle)
@@ -581,6 +871,12 @@ int main(void)
     test_limits();
     test_malformed();
     test_compression();
+    test_chunk_crlf();
+    test_chunk_extensions();
+    test_status_range();
+    test_field_names();
+    test_gzip_members();
+    test_transfer_codings();
     test_head_defaults();
     test_head_overrides();
     test_head_refusals();

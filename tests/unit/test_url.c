@@ -1,5 +1,6 @@
 /* test_url.c — url_parse, url_authority and url_resolve (core/url.c): schemes, hosts, ports, IPv6,
- * refused userinfo and control characters, targets; RFC 3986 §5.4 reference resolution examples. */
+ * refused userinfo and control characters, targets; RFC 3986 §5.4 reference resolution examples and
+ * the percent-encoding of raw UTF-8 and spaces in a resolved reference. */
 #include "url.h"
 
 #include <stdlib.h>
@@ -276,6 +277,27 @@ static void test_resolve_redirects(void)
     resolve_is("http://a/b/c?q#frag", "?r", "http://a/b/c?r");
 }
 
+static void test_resolve_encoding(void)
+{
+    TEST("url_resolve percent-encodes raw UTF-8 and spaces (a Location as servers send it)");
+    resolve_is("http://a/b", "/caf\xc3\xa9?q=\xe2\x82\xac", "http://a/caf%C3%A9?q=%E2%82%AC");
+    resolve_is("http://a/b/c", "d\xc3\xa9/e", "http://a/b/d%C3%A9/e");
+    resolve_is("http://a/b", "https://x/\xc3\xa9", "https://x/%C3%A9");
+    resolve_is("http://a/b", "//x/\xff", "http://x/%FF");
+    resolve_is("http://a/b", "?\xc3\xa9", "http://a/b?%C3%A9");
+    resolve_is("http://a/b", "/a b?c d", "http://a/a%20b?c%20d");
+    resolve_is("http://a/b", "/a%20b%C3%A9", "http://a/a%20b%C3%A9");
+    resolve_is("http://a/b", "/x#\xc3\xa9", "http://a/x");
+    struct buf out = {0};
+    CHECK(url_resolve("http://a/b", "/\xc3\xa9 \xc3\xa9", &out) == 0);
+    struct url u;
+    char err[256];
+    CHECK_MSG(url_parse(&u, out.data, err, sizeof err) == 0, "%s", err);
+    CHECK_STR(u.target, "/%C3%A9%20%C3%A9");
+    url_free(&u);
+    buf_free(&out);
+}
+
 int main(void)
 {
     test_schemes();
@@ -288,5 +310,6 @@ int main(void)
     test_authority();
     test_resolve_rfc3986();
     test_resolve_redirects();
+    test_resolve_encoding();
     return unit_summary();
 }
