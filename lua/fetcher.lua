@@ -201,6 +201,9 @@ end
 ---@return LoadedPlugin[] loaded
 ---@return Breaker|nil found_breaker
 local function load_plugins(list)
+  if list ~= nil and type(list) ~= "table" then
+    error("fetcher: plugins must be an array of plugin tables or names, got " .. type(list), 3)
+  end
   local loaded, found_breaker = {}, nil
   for i, entry in ipairs(list or {}) do
     local name
@@ -390,6 +393,9 @@ function M.entry_of(raw)
     return nil, "an entry must be a URL string or a table with a url field, got "
       .. (type(raw) == "table" and "a table without url" or type(raw))
   end
+  if entry.method ~= nil and type(entry.method) ~= "string" then
+    return nil, "an entry's method must be a string, got " .. type(entry.method)
+  end
   entry.method = string.upper(entry.method or "GET")
   entry.key = entry.key or entry.url
   entry.host = breaker.host_of(entry.url)
@@ -399,15 +405,21 @@ end
 local Permit = {}
 Permit.__index = Permit
 
+--- Give the permit back (once): the semaphore's permit if it was taken, and the slot's user
+--- count, dropping the slot when no task uses or waits for it.
 function Permit:release()
   if self.released then return end
   self.released = true
   local slot = self.slot
-  slot.sem:release()
+  if self.held then slot.sem:release() end
   slot.users = slot.users - 1
   if slot.users == 0 and self.slots[self.host] == slot then self.slots[self.host] = nil end
 end
 Permit.__close = Permit.release
+
+-- Closed when host_permit returns, or when its task is canceled while waiting for the slot's
+-- semaphore: then the permit was never held, and only the user count is given back.
+local Waiting = { __close = function(w) if not w.permit.held then w.permit:release() end end }
 
 --- Wait for a request slot on `host` (only when max_per_host is set). Slots of
 --- idle hosts are dropped, so memory does not grow with the number of hosts.
@@ -421,8 +433,11 @@ function Fetcher:host_permit(host)
     self.host_slots[host] = slot
   end
   slot.users = slot.users + 1
+  local permit = setmetatable({ slot = slot, slots = self.host_slots, host = host, held = false }, Permit)
+  local waiting <close> = setmetatable({ permit = permit }, Waiting)
   slot.sem:acquire()
-  return setmetatable({ slot = slot, slots = self.host_slots, host = host }, Permit)
+  permit.held = true
+  return permit
 end
 
 --- The attempt's timeout, shortened to what is left before the deadline.
@@ -708,6 +723,8 @@ function Fetcher:finish_run(run, results)
   return stats
 end
 
+local Unlock = { __close = function(u) u.sem:release() end }
+
 --- Run `workers` tasks that take entries from `next_entry` (in order) and
 --- hand each result to `deliver(index, result, entry)`. With `needs_lock`,
 --- taking an entry and its host slot happens under a lock, so no URL starts
@@ -721,14 +738,18 @@ function Fetcher:run_pool(run, next_entry, workers, deliver, needs_lock)
   local lock = needs_lock and task.semaphore(1) or nil
   local function take()
     if run.abort then return nil end
-    if lock then lock:acquire() end
-    local ok, entry, index = pcall(next_entry)
-    local permit
-    if ok and entry then
-      ok, permit = pcall(self.host_permit, self, entry.host)
-      if not ok then entry = permit end
+    local ok, entry, index, permit
+    do
+      if lock then lock:acquire() end
+      -- released when this block ends, also when the worker is canceled inside it (the source
+      -- or the host slot can make it wait while it holds the lock)
+      local _ <close> = lock and setmetatable({ sem = lock }, Unlock)
+      ok, entry, index = pcall(next_entry)
+      if ok and entry then
+        ok, permit = pcall(self.host_permit, self, entry.host)
+        if not ok then entry = permit end
+      end
     end
-    if lock then lock:release() end
     if not ok then
       run.abort = run.abort or entry
       return nil
@@ -835,8 +856,8 @@ function Fetcher:each(source, on_result)
     index = index + 1
     local entry, err = M.entry_of(raw)
     if not entry then
-      entry = { url = tostring(raw), method = "GET", key = tostring(raw), host = "",
-                invalid = err }
+      local url = tostring(type(raw) == "table" and type(raw.url) == "string" and raw.url or raw)
+      entry = { url = url, method = "GET", key = url, host = "", invalid = err }
     end
     return entry, index
   end

@@ -33,9 +33,29 @@ M.count = C.count
 
 ---@class Semaphore
 ---@field private permits integer
----@field private waiters table
+---@field private waiters table  queue of Waiter entries, from index head
 local Semaphore = {}
 Semaphore.__index = Semaphore
+
+-- A waiting acquire's entry. It is a to-be-closed variable of acquire, so it is closed when acquire
+-- returns and also when its task is canceled while waiting (task_cancel closes pending
+-- to-be-closed variables): then a permit already handed to it is passed on, and an entry still
+-- queued is marked so release skips it. Either way no permit is lost.
+---@class Waiter
+---@field task userdata
+---@field sem Semaphore
+---@field granted boolean|nil  release handed it a permit
+---@field done boolean|nil     acquire returned with the permit
+---@field canceled boolean|nil
+local Waiter = {}
+Waiter.__close = function(w)
+  if w.done then return end
+  if w.granted then
+    w.sem:release()
+  else
+    w.canceled = true
+  end
+end
 
 ---Takes a permit, waiting (in arrival order) until one is free.
 function Semaphore:acquire()
@@ -48,8 +68,10 @@ function Semaphore:acquire()
     -- checked before queueing, so a failed wait leaves no waiter behind
     error("semaphore:acquire cannot wait here: called through a C function (such as string.gsub)", 2)
   end
-  self.waiters[#self.waiters + 1] = me
+  local w <close> = setmetatable({ task = me, sem = self }, Waiter)
+  self.waiters[#self.waiters + 1] = w
   C.suspend() -- release() hands the permit straight to us
+  w.done = true
   return true
 end
 
@@ -67,7 +89,7 @@ end
 function Semaphore:release()
   local w = self.waiters
   while self.head <= #w do
-    local t = w[self.head]
+    local entry = w[self.head]
     w[self.head] = false
     self.head = self.head + 1
     if self.head > #w then
@@ -75,10 +97,13 @@ function Semaphore:release()
       for i = #w, 1, -1 do w[i] = nil end
       self.head = 1
     end
-    if C.wake(t) then
-      return
+    if not entry.canceled then
+      entry.granted = true
+      if C.wake(entry.task) then
+        return
+      end
+      entry.granted = false -- not waiting any more (cannot happen: canceled waiters are marked)
     end
-    -- that waiter was canceled meanwhile: try the next one
   end
   self.permits = self.permits + 1
 end

@@ -526,3 +526,77 @@ describe("fetcher environment defaults", function()
     assert.has_error(function() fetcher.new{ deadline = 0 } end)
   end)
 end)
+
+describe("fetcher permits and locks when a waiting task is canceled", function()
+  local function wait_status(t, status)
+    while t:status() ~= status do task.sleep(0) end
+  end
+
+  it("a task canceled while waiting for a host slot gives its place back", function()
+    local f = quick{ max_per_host = 1 }
+    local host = "127.0.0.1:1"
+    local held = f:host_permit(host)
+    local waiter = task.spawn(function() return f:host_permit(host) end)
+    wait_status(waiter, "waiting")
+    assert.is_true(waiter:cancel())
+    held:release()
+    assert.is_nil(next(f.host_slots)) -- no user left: the slot is dropped
+    local again = f:host_permit(host)
+    again:release()
+    assert.is_nil(next(f.host_slots))
+  end)
+
+  it("a host slot handed to a waiter canceled before it runs is not lost", function()
+    local f = quick{ max_per_host = 1 }
+    local host = "127.0.0.1:2"
+    local held = f:host_permit(host)
+    local waiter = task.spawn(function() return f:host_permit(host) end)
+    wait_status(waiter, "waiting")
+    held:release() -- handed to the waiter, which has not run yet
+    assert.is_true(waiter:cancel())
+    assert.is_nil(next(f.host_slots))
+    local got = task.spawn(function() local p = f:host_permit(host); p:release(); return true end)
+    assert.are.same({ true, true }, { got:join() })
+  end)
+
+  it("a worker canceled while it holds the pool's lock does not stop the others", function()
+    local f = quick{ max_concurrent = 2 }
+    local i = 0
+    local results = {}
+    local ok, err = pcall(f.each, f, function()
+      i = i + 1
+      if i == 2 then
+        -- the second call waits inside the source, holding the lock: cancel that worker
+        local stuck = task.current()
+        task.spawn(function() stuck:cancel() end)
+        task.sleep(30)
+      end
+      if i <= 4 then return BASE .. "/bytes/" .. i end
+    end, function(_, result, index) results[index] = result.bytes end)
+    -- the other worker took the lock and fetched the rest; the canceled one ends the run
+    assert.is_false(ok)
+    assert.matches("task canceled", err, 1, true)
+    assert.are.same({ 1, 3, 4 }, results)
+  end)
+end)
+
+describe("fetcher option checks", function()
+  it("says what plugins must be", function()
+    local ok, err = pcall(fetcher.new, { plugins = 42 })
+    assert.is_false(ok)
+    assert.matches("plugins must be an array of plugin tables or names, got number", err, 1, true)
+    ok, err = pcall(fetcher.new, { plugins = "metrics" })
+    assert.is_false(ok)
+    assert.matches("got string", err, 1, true)
+  end)
+
+  it("turns an entry whose method is not a string into an invalid result", function()
+    local kinds = {}
+    quick():each({ { url = BASE .. "/json", method = true } }, function(url, result)
+      kinds[#kinds + 1] = result.kind
+      assert.are.equal(BASE .. "/json", url)
+      assert.matches("method must be a string", result.error, 1, true)
+    end)
+    assert.are.same({ "invalid" }, kinds)
+  end)
+end)
