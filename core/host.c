@@ -72,26 +72,79 @@ static void register_modules(lua_State *L)
     lua_pop(L, 1);
 }
 
+int host_pcall(struct host *h, lua_CFunction fn, void *a, void *b)
+{
+    lua_State *L = h->L;
+    int top = lua_gettop(L);
+    int rc = LUA_ERRMEM;
+    /* no room for the call itself (growing the stack failed): reported as what it is */
+    if (lua_checkstack(L, 3)) {
+        lua_pushcfunction(L, fn);
+        lua_pushlightuserdata(L, a);
+        lua_pushlightuserdata(L, b);
+        rc = lua_pcall(L, 2, 0, 0);
+    }
+    if (rc != LUA_OK) {
+        /* the message is copied: the value is popped, and a string may be collected after */
+        const char *msg = lua_gettop(L) > top && lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (msg)
+            snprintf(h->error, sizeof h->error, "%s", msg);
+        else if (rc == LUA_ERRMEM)
+            snprintf(h->error, sizeof h->error, "not enough memory");
+        else
+            snprintf(h->error, sizeof h->error, "(error object is a %s value)",
+                     lua_gettop(L) > top ? luaL_typename(L, -1) : "missing");
+    }
+    lua_settop(L, top);
+    return rc;
+}
+
+struct signal_call {
+    struct host *h;
+    const char *name;
+    int spawned;
+};
+
+/* Protected: spawns the task.on_signal handler, if there is one, with the signal's name. */
+static int spawn_signal_handler(lua_State *L)
+{
+    struct signal_call *sc = lua_touserdata(L, 1);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sc->h->sigint) != LUA_TFUNCTION)
+        return 0;
+    lua_pushstring(L, sc->name);
+    task_spawn(L, 1);
+    sc->spawned = 1;
+    return 0;
+}
+
 /* SIGINT/SIGTERM: with a handler from task.on_signal, run it as a task (a graceful stop: the
  * handler stops schedules, lets requests finish, flushes sinks); without one, or on a second
- * signal, end at once with the shell's status for the signal. */
+ * signal, or when the handler cannot be started, end at once with the shell's status for it. */
 static void on_signal(uv_signal_t *sig, int signum)
 {
     struct host *h = sig->data;
-    lua_State *L = h->L;
-    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
-    if (h->signals_seen++ == 0 && L && lua_rawgetp(L, LUA_REGISTRYINDEX, &h->sigint) == LUA_TFUNCTION) {
-        lua_pushstring(L, name);
-        task_spawn(L, 1);
-        lua_pop(L, 1); /* the handle */
-        return;
+    struct signal_call sc = { h, signum == SIGINT ? "SIGINT" : "SIGTERM", 0 };
+    if (h->signals_seen++ == 0 && h->L) {
+        if (host_pcall(h, spawn_signal_handler, &sc, NULL) != LUA_OK)
+            fprintf(stderr, "%s: cannot start the %s handler: %s\n", h->progname, sc.name, h->error);
+        if (sc.spawned)
+            return;
     }
-    if (L)
-        lua_settop(L, 0);
-    fprintf(stderr, "%s: %s, stopping now\n", h->progname, name);
+    fprintf(stderr, "%s: %s, stopping now\n", h->progname, sc.name);
     fflush(stdout);
     signal(signum, SIG_DFL);
     raise(signum);
+}
+
+/* Protected: the standard libraries, the task metatable and the module loaders. */
+static int open_state(lua_State *L)
+{
+    luaL_openlibs(L);
+    /* _task first: task handles need its metatable, also the main task's. */
+    luaL_requiref(L, "_task", luaopen_luafetch_task, 0);
+    lua_pop(L, 1);
+    register_modules(L);
+    return 0;
 }
 
 static int on_panic(lua_State *L)
@@ -129,11 +182,10 @@ int host_init(struct host *h)
         return UV_ENOMEM;
     lua_atpanic(h->L, on_panic);
     *(struct host **)lua_getextraspace(h->L) = h;
-    luaL_openlibs(h->L);
-    /* _task first: task handles need its metatable, also the main task's. */
-    luaL_requiref(h->L, "_task", luaopen_luafetch_task, 0);
-    lua_pop(h->L, 1);
-    register_modules(h->L);
+    if (host_pcall(h, open_state, NULL, NULL) != LUA_OK) {
+        fprintf(stderr, "%s: %s\n", h->progname, h->error);
+        return UV_ENOMEM;
+    }
     return 0;
 }
 

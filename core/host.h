@@ -30,6 +30,7 @@ struct host {
     int exit_code;
     int closing;
     const char *progname;
+    char error[1024];               /* the message of the last host_pcall that failed */
 };
 
 int host_init(struct host *h);
@@ -37,6 +38,11 @@ int host_init(struct host *h);
 void host_run(struct host *h);
 /* Closes Lua, then every handle; returns uv_loop_close's result (0 when nothing leaked). */
 int host_close(struct host *h);
+/* The one protected entry from C callbacks (libuv, request completion, signals, start-up) into
+ * Lua: runs fn on the main state under lua_pcall with a and b as light userdata arguments 1 and 2
+ * (fn returns nothing). Returns LUA_OK, or an error status with h->error set to the message;
+ * either way the main state's stack is left as it was. */
+int host_pcall(struct host *h, lua_CFunction fn, void *a, void *b);
 /* The host of a Lua state (kept in the state's extra space). */
 static inline struct host *host_of(lua_State *L)
 {

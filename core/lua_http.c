@@ -1,6 +1,7 @@
 /* lua_http.c — the `_http` bindings under lua/http.lua: one request per call, stats, configure, URLs.
  * A request belongs to request.c once started; the waiting task holds only its pointer, and the
- * done callback copies the response onto the task's stack before the request frees itself. */
+ * done callback resumes the task, whose continuation copies the response before the request
+ * frees itself. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -349,16 +350,21 @@ static int push_response(lua_State *co, struct request *r)
     return 1;
 }
 
+/* The request ended: resume its task at once, while the request is still alive; the task's
+ * continuation copies the response onto its own stack. */
 static void on_done(struct request *r)
 {
-    struct task *t = r->data;
-    lua_State *co = t->co;
-    int n;
+    task_resume(r->data, 0);
+}
+
+/* Runs inside the resumed task, so running out of memory here is an error raised in the task. */
+static int request_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct request *r = (struct request *)ctx;
     if (r->kind == NET_OK)
-        n = push_response(co, r);
-    else
-        n = push_failure(co, r->err ? r->err : "out of memory", net_kind_name(r->kind));
-    task_resume(t, n);
+        return push_response(L, r);
+    return push_failure(L, r->err ? r->err : "out of memory", net_kind_name(r->kind));
 }
 
 static void cancel_request(struct task *t)
@@ -383,7 +389,7 @@ static int l_request(lua_State *L)
     r->done = on_done;
     r->data = t;
     request_start(r);
-    return task_yield(L, t, cancel_request, r);
+    return task_yieldk(L, t, cancel_request, r, (lua_KContext)r, request_cont);
 }
 
 static void set_count(lua_State *L, const char *k, long long v)

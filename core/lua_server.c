@@ -71,44 +71,41 @@ static void push_request(lua_State *L, const struct server_request *req)
     lua_setfield(L, -2, "version");
 }
 
-/* Protected: (lserver, conn, request, &spawned) → a task running dispatch(request handle, req). */
+struct handler_call {
+    struct lserver *ls;
+    struct server_conn *c;
+    const struct server_request *req;
+    int spawned;
+};
+
+/* Protected (host_pcall): a task running dispatch(request handle, req). */
 static int spawn_handler(lua_State *L)
 {
-    struct lserver *ls = lua_touserdata(L, 1);
-    struct server_conn *c = lua_touserdata(L, 2);
-    const struct server_request *req = lua_touserdata(L, 3);
-    int *spawned = lua_touserdata(L, 4);
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, ls) != LUA_TUSERDATA)
+    struct handler_call *hc = lua_touserdata(L, 1);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, hc->ls) != LUA_TUSERDATA)
         return 0; /* closed meanwhile */
     lua_getiuservalue(L, -1, 1); /* the dispatch function */
     struct lrequest *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->c = NULL;
     luaL_setmetatable(L, REQUEST_MT);
-    push_request(L, req);
+    push_request(L, hc->req);
     task_spawn(L, 2); /* may raise (out of memory): only then are box and conn tied */
-    box->c = c;
-    server_conn_set_user(c, box);
-    *spawned = 1;
+    box->c = hc->c;
+    server_conn_set_user(hc->c, box);
+    hc->spawned = 1;
     return 0;
 }
 
 static void cb_request(struct server_conn *c, const struct server_request *req, void *data)
 {
     struct lserver *ls = data;
-    lua_State *L = ls->L;
-    int top = lua_gettop(L);
-    int spawned = 0;
-    lua_pushcfunction(L, spawn_handler);
-    lua_pushlightuserdata(L, ls);
-    lua_pushlightuserdata(L, c);
-    lua_pushlightuserdata(L, (void *)req);
-    lua_pushlightuserdata(L, &spawned);
-    if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
-        fprintf(stderr, "luafetch: http.serve: cannot start a handler: %s\n", lua_tostring(L, -1));
-        spawned = 0;
+    struct host *h = host_of(ls->L);
+    struct handler_call hc = { ls, c, req, 0 };
+    if (host_pcall(h, spawn_handler, &hc, NULL) != LUA_OK) {
+        fprintf(stderr, "%s: http.serve: cannot start a handler: %s\n", h->progname, h->error);
+        hc.spawned = 0;
     }
-    lua_settop(L, top);
-    if (!spawned)
+    if (!hc.spawned)
         server_conn_release(c); /* the box, if any, was detached: its __gc does nothing */
 }
 

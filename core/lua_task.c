@@ -33,6 +33,15 @@ static void cancel_join(struct task *t)
     t->joining = NULL;
 }
 
+/* Runs in the joiner once the target has finished: the results are copied here, inside the
+ * joiner's own (protected) resume, where running out of room is an ordinary Lua error. */
+static int join_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return task_push_results(task_from_handle(L, 1), L);
+}
+
 static int l_join(lua_State *L)
 {
     struct task *target = task_from_handle(L, 1);
@@ -46,7 +55,7 @@ static int l_join(lua_State *L)
     self->joining = target;
     self->join_next = target->joiners;
     target->joiners = self;
-    return task_yield(L, self, cancel_join, target);
+    return task_yieldk(L, self, cancel_join, target, 0, join_cont);
 }
 
 static int l_cancel(lua_State *L)
@@ -75,7 +84,7 @@ static int l_gc(lua_State *L)
 {
     struct task **box = luaL_checkudata(L, 1, TASK_HANDLE);
     if (*box) {
-        task_handle_gc(*box);
+        task_handle_gc(*box, L);
         *box = NULL;
     }
     return 0;
@@ -152,7 +161,8 @@ static int l_wake(lua_State *L)
         return 1;
     }
     int n = lua_gettop(L) - 1;
-    luaL_checkstack(t->co, n, "too many values");
+    if (!lua_checkstack(t->co, n)) /* never raise on the waiting task's own stack */
+        return luaL_error(L, "too many values to wake a task with");
     lua_xmove(L, t->co, n);
     task_wake(t, n);
     lua_pushboolean(L, 1);
@@ -166,7 +176,16 @@ static int l_current(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_rawgetp(L, LUA_REGISTRYINDEX, h->current);
+    lua_pushthread(L);
+    lua_rawget(L, LUA_REGISTRYINDEX); /* registry[co] = handle while unfinished */
+    return 1;
+}
+
+/* _task.is_task_thread(co) → true when co is an unfinished task's coroutine (boot.lua refuses to
+ * let coroutine.resume/close touch it: only the scheduler may). */
+static int l_is_task_thread(lua_State *L)
+{
+    lua_pushboolean(L, task_is_thread(L, 1));
     return 1;
 }
 
@@ -201,7 +220,7 @@ int luaopen_luafetch_task(lua_State *L)
     static const luaL_Reg funcs[] = {
         { "spawn", l_spawn }, { "sleep", l_sleep }, { "now", l_now }, { "suspend", l_suspend },
         { "wake", l_wake }, { "current", l_current }, { "count", l_count },
-        { "on_signal", l_on_signal }, { NULL, NULL },
+        { "on_signal", l_on_signal }, { "is_task_thread", l_is_task_thread }, { NULL, NULL },
     };
     if (luaL_newmetatable(L, TASK_HANDLE)) {
         luaL_setfuncs(L, meta, 0);

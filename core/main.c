@@ -37,22 +37,58 @@ static int load_module_main(lua_State *L, const char *module)
     return luaL_loadbuffer(L, code, strlen(code), "=luafetch");
 }
 
-/* The main task's result: an integer return value becomes the exit status. */
-static void take_main_result(struct host *h, int handle_ref)
+/* What the command line asks for; start_main fills handle_ref. */
+struct start {
+    const char *cmd;
+    int argc;
+    char **argv;
+    int handle_ref;
+};
+
+/* Protected: loads the script, chunk or module and spawns it as the main task; a load error is
+ * raised with its message. */
+static int start_main(lua_State *L)
 {
-    lua_State *L = h->L;
+    struct start *st = lua_touserdata(L, 1);
+    int nargs = 0, rc;
+    if (!strcmp(st->cmd, "run")) {
+        set_arg(L, st->argv[2], st->argc - 3, st->argv + 3);
+        rc = luaL_loadfile(L, st->argv[2]);
+        nargs = st->argc - 3;
+        for (int i = 3; rc == LUA_OK && i < st->argc; i++) {
+            luaL_checkstack(L, 1, "too many arguments");
+            lua_pushstring(L, st->argv[i]);
+        }
+    } else if (!strcmp(st->cmd, "-e")) {
+        set_arg(L, "-e", st->argc - 3, st->argv + 3);
+        rc = luaL_loadbuffer(L, st->argv[2], strlen(st->argv[2]), "=(command line)");
+    } else {
+        set_arg(L, st->cmd, st->argc - 2, st->argv + 2);
+        rc = load_module_main(L, !strcmp(st->cmd, "get") ? "'cli_get'" : "'test_runner'");
+    }
+    if (rc != LUA_OK)
+        return lua_error(L);
+    task_spawn(L, nargs);
+    st->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Protected: the main task's result: an integer return value becomes the exit status. */
+static int take_main_result(lua_State *L)
+{
+    struct host *h = host_of(L);
+    int handle_ref = *(int *)lua_touserdata(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, handle_ref);
     struct task *t = task_from_handle(L, -1);
-    lua_pop(L, 1);
     if (!t || t->state != TASK_DONE)
-        return;
+        return 0;
     int n = task_push_results(t, L);
     if (n >= 2 && lua_toboolean(L, -n) && lua_isinteger(L, -n + 1)) {
         int code = (int)lua_tointeger(L, -n + 1);
         if (code > h->exit_code)
             h->exit_code = code;
     }
-    lua_pop(L, n);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -76,53 +112,31 @@ int main(int argc, char **argv)
         fprintf(stderr, "luafetch: cannot start the host\n");
         return LUAFETCH_EXIT_ERROR;
     }
-    lua_State *L = host.L;
-    int rc;
-    if (!strcmp(cmd, "run")) {
-        if (argc < 3) {
-            fputs(usage, stderr);
-            host_close(&host);
-            return LUAFETCH_EXIT_USAGE;
-        }
-        set_arg(L, argv[2], argc - 3, argv + 3);
-        rc = luaL_loadfile(L, argv[2]);
-        for (int i = 3; rc == LUA_OK && i < argc; i++)
-            lua_pushstring(L, argv[i]);
-        if (rc == LUA_OK)
-            rc = -(argc - 3) - 1; /* marks "loaded with args" below */
-    } else if (!strcmp(cmd, "-e")) {
-        if (argc < 3) {
-            fputs(usage, stderr);
-            host_close(&host);
-            return LUAFETCH_EXIT_USAGE;
-        }
-        set_arg(L, "-e", argc - 3, argv + 3);
-        rc = luaL_loadbuffer(L, argv[2], strlen(argv[2]), "=(command line)");
-    } else if (!strcmp(cmd, "get") || !strcmp(cmd, "test")) {
-        set_arg(L, cmd, argc - 2, argv + 2);
-        rc = load_module_main(L, !strcmp(cmd, "get") ? "'cli_get'" : "'test_runner'");
-    } else {
-        fprintf(stderr, "luafetch: unknown command '%s'\n%s", cmd, usage);
+    int usage_error = 0;
+    if (!strcmp(cmd, "run") || !strcmp(cmd, "-e"))
+        usage_error = argc < 3;
+    else if (strcmp(cmd, "get") && strcmp(cmd, "test")) {
+        fprintf(stderr, "luafetch: unknown command '%s'\n", cmd);
+        usage_error = 1;
+    }
+    if (usage_error) {
+        fputs(usage, stderr);
         host_close(&host);
         return LUAFETCH_EXIT_USAGE;
     }
-
-    int nargs = 0;
-    if (rc < 0) {
-        nargs = -rc - 1;
-        rc = LUA_OK;
-    }
-    if (rc != LUA_OK) {
-        fprintf(stderr, "luafetch: %s\n", lua_tostring(L, -1));
-        lua_pop(L, 1);
+    struct start st = { cmd, argc, argv, LUA_NOREF };
+    if (host_pcall(&host, start_main, &st, NULL) != LUA_OK) {
+        fprintf(stderr, "luafetch: %s\n", host.error);
         host_close(&host);
         return LUAFETCH_EXIT_ERROR;
     }
-    task_spawn(L, nargs);
-    int handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     host_run(&host);
-    take_main_result(&host, handle_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, handle_ref);
+    if (host_pcall(&host, take_main_result, &st.handle_ref, NULL) != LUA_OK) {
+        fprintf(stderr, "luafetch: %s\n", host.error);
+        if (host.exit_code < LUAFETCH_EXIT_ERROR)
+            host.exit_code = LUAFETCH_EXIT_ERROR;
+    }
+    luaL_unref(host.L, LUA_REGISTRYINDEX, st.handle_ref);
     int code = host.exit_code;
     if (host_close(&host) != 0) {
         fprintf(stderr, "luafetch: event loop did not close cleanly\n");

@@ -1,6 +1,7 @@
 /* task.c — Lua coroutines run as tasks: spawn, suspend on I/O, wake, finish, cancel.
- * The only place that calls lua_resume. A task is freed once it has finished and its Lua handle
- * has been collected; its sleep timer, if it ever slept, is freed in the timer's close callback. */
+ * The only place that calls lua_resume; what is built on the main state around it goes through
+ * host_pcall. A task is freed once it has finished and its Lua handle has been collected; its
+ * sleep timer, if it ever slept, is freed in the timer's close callback. */
 #include "task.h"
 
 #include <lauxlib.h>
@@ -11,6 +12,9 @@
 #include "host.h"
 
 #define TASK_HANDLE "luafetch.task"
+
+/* How a task ended, for finish. */
+enum { TASK_RETURNED, TASK_FAILED, TASK_CANCELED };
 
 static void free_timer_cb(uv_handle_t *h)
 {
@@ -58,27 +62,29 @@ static void ready_remove(struct host *h, struct task *t)
 struct task *task_spawn(lua_State *L, int nargs)
 {
     struct host *h = host_of(L);
+    /* Everything that can raise comes first, and an error leaves nothing behind: the task is
+     * registered by one last registry write, and until then the handle's __gc frees it. */
+    struct task **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    luaL_setmetatable(L, TASK_HANDLE);
+    lua_State *co = lua_newthread(L);
+    if (!lua_checkstack(co, nargs + 1))
+        luaL_error(L, "too many arguments for a task");
     struct task *t = calloc(1, sizeof *t);
     if (!t)
-        luaL_error(L, "out of memory");
+        luaL_error(L, "not enough memory");
     t->host = h;
+    t->co = co;
     t->result_ref = LUA_NOREF;
-    t->co = lua_newthread(L);
-    t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (!lua_checkstack(t->co, nargs + 1)) {
-        luaL_unref(L, LUA_REGISTRYINDEX, t->thread_ref);
-        free(t);
-        luaL_error(L, "too many arguments for a task");
-    }
-    lua_xmove(L, t->co, nargs + 1);
-
-    struct task **box = lua_newuserdatauv(L, sizeof *box, 0);
-    *box = t;
-    luaL_setmetatable(L, TASK_HANDLE);
+    t->state = TASK_DONE; /* not scheduled yet: what __gc needs to free it */
     t->handle_alive = 1;
-    lua_pushvalue(L, -1); /* registry[t] = handle while unfinished, for task.current() */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, t);
+    *box = t;
+    lua_pushvalue(L, -2); /* registry[co] = handle: both anchored while unfinished */
+    lua_rawset(L, LUA_REGISTRYINDEX);
 
+    /* nothing below raises */
+    lua_insert(L, -(nargs + 2)); /* the handle below the function and its arguments */
+    lua_xmove(L, co, nargs + 1);
     t->alive_next = h->alive;
     if (h->alive)
         h->alive->alive_prev = t;
@@ -96,14 +102,24 @@ struct task *task_from_handle(lua_State *L, int idx)
     return *box;
 }
 
-void task_handle_gc(struct task *t)
+void task_handle_gc(struct task *t, lua_State *L)
 {
     t->handle_alive = 0;
     if (t->result_ref != LUA_NOREF && !t->host->closing) {
-        luaL_unref(t->host->L, LUA_REGISTRYINDEX, t->result_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);
         t->result_ref = LUA_NOREF;
     }
     maybe_free(t);
+}
+
+int task_is_thread(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) != LUA_TTHREAD)
+        return 0;
+    lua_pushvalue(L, idx);
+    int is = lua_rawget(L, LUA_REGISTRYINDEX) == LUA_TUSERDATA;
+    lua_pop(L, 1);
+    return is;
 }
 
 struct task *task_check_current(lua_State *L, const char *fn)
@@ -120,92 +136,147 @@ struct task *task_check_current(lua_State *L, const char *fn)
     return t;
 }
 
-int task_yield(lua_State *L, struct task *t, void (*cancel)(struct task *), void *op)
+int task_yieldk(lua_State *L, struct task *t, void (*cancel)(struct task *), void *op,
+                lua_KContext ctx, lua_KFunction k)
 {
     t->state = TASK_WAITING;
     t->wait.cancel = cancel;
     t->wait.op = op;
-    return lua_yield(L, 0);
+    return lua_yieldk(L, 0, ctx, k);
 }
 
-/* Pushes `ok, values...` of a finished task onto L; returns the count. */
-static int push_results(struct task *t, lua_State *L)
+int task_yield(lua_State *L, struct task *t, void (*cancel)(struct task *), void *op)
 {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
-    lua_getfield(L, -1, "n");
-    int n = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    luaL_checkstack(L, n + 1, "too many results");
-    lua_getfield(L, -1, "ok");
-    for (int i = 1; i <= n; i++)
-        lua_rawgeti(L, -2 - (i - 1), i);
-    lua_remove(L, -(n + 2));
-    return n + 1;
+    return task_yieldk(L, t, cancel, op, 0, NULL);
 }
 
 int task_push_results(struct task *t, lua_State *L)
 {
-    return push_results(t, L);
+    if (t->lost) {
+        luaL_checkstack(L, 2, "no room for a task's results");
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, t->lost);
+        return 2;
+    }
+    luaL_checkstack(L, t->nres + 2, "too many results from a task");
+    lua_pushboolean(L, t->ok);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->result_ref);
+    int tbl = lua_gettop(L);
+    for (int i = 1; i <= t->nres; i++)
+        lua_rawgeti(L, tbl, i);
+    lua_remove(L, tbl);
+    return t->nres + 1;
 }
 
-static void report_error(struct task *t, lua_State *co)
+/* Protected (main state): prints a task's error. The value is copied from the dead coroutine,
+ * whose frames are still there for the traceback; its __index or __tostring may raise. */
+static int report_error(lua_State *L)
 {
+    struct task *t = lua_touserdata(L, 1);
     struct host *h = t->host;
+    lua_State *co = t->co;
+    if (!lua_checkstack(co, 1))
+        return luaL_error(L, "not enough memory");
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    int err = lua_gettop(L);
     /* error({exit_code = N, message = "..."}): a deliberate exit, not a crash. */
-    if (lua_istable(co, -1)) {
-        lua_getfield(co, -1, "exit_code");
-        if (lua_isinteger(co, -1)) {
-            int code = (int)lua_tointeger(co, -1);
-            lua_getfield(co, -2, "message");
-            const char *msg = lua_tostring(co, -1);
+    if (lua_istable(L, err)) {
+        lua_getfield(L, err, "exit_code");
+        if (lua_isinteger(L, -1)) {
+            int code = (int)lua_tointeger(L, -1);
+            lua_getfield(L, err, "message");
+            const char *msg = lua_tostring(L, -1);
             if (msg)
                 fprintf(stderr, "%s: %s\n", h->progname, msg);
-            lua_pop(co, 2);
             if (code > h->exit_code)
                 h->exit_code = code;
-            return;
+            return 0;
         }
-        lua_pop(co, 1);
     }
-    const char *msg = luaL_tolstring(co, -1, NULL);
-    luaL_traceback(co, co, msg, 0);
-    fprintf(stderr, "%s: task error: %s\n", h->progname, lua_tostring(co, -1));
-    lua_pop(co, 2);
+    const char *msg = luaL_tolstring(L, err, NULL);
+    luaL_traceback(L, co, msg, 0);
+    fprintf(stderr, "%s: task error: %s\n", h->progname, lua_tostring(L, -1));
     if (h->exit_code < LUAFETCH_EXIT_ERROR)
         h->exit_code = LUAFETCH_EXIT_ERROR;
+    return 0;
 }
 
-/* The coroutine returned (nres values on top), died (error value on top) or was canceled. */
-static void finish(struct task *t, int ok, int nres, int canceled)
+/* Protected (main state): moves what the task ended with (t->nres values on its stack, or its
+ * error value, copied so its __close handlers still see it) into a table in the registry. */
+static int keep_results(lua_State *L)
+{
+    struct task *t = lua_touserdata(L, 1);
+    int how = *(int *)lua_touserdata(L, 2);
+    lua_State *co = t->co;
+    lua_createtable(L, t->nres, 0);
+    if (how == TASK_CANCELED) {
+        lua_pushliteral(L, "task canceled");
+    } else {
+        luaL_checkstack(L, t->nres, "too many results from a task");
+        if (how == TASK_FAILED) {
+            if (!lua_checkstack(co, 1))
+                return luaL_error(L, "not enough memory");
+            lua_pushvalue(co, -1);
+        }
+        lua_xmove(co, L, t->nres);
+    }
+    for (int i = t->nres; i >= 1; i--)
+        lua_rawseti(L, -(i + 1), i);
+    t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Protected (main state): registry[co] = nil, so the coroutine and the handle can be collected. */
+static int unanchor(lua_State *L)
+{
+    struct task *t = lua_touserdata(L, 1);
+    lua_pushthread(t->co);
+    lua_xmove(t->co, L, 1);
+    lua_pushnil(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Runs the coroutine's pending __close handlers and empties its stack. For a canceled task an
+ * error raised there is reported (a failed task's status is its own error again). */
+static void close_thread(struct task *t)
+{
+    lua_State *co = t->co;
+    if (lua_resetthread(co) != LUA_OK && t->canceling) {
+        fprintf(stderr, "%s: error while closing a canceled task: %s\n", t->host->progname,
+                lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : "(not a string)");
+    }
+    lua_settop(co, 0);
+}
+
+/* The coroutine returned (nres values on top), died (error value on top) or was canceled (closed
+ * already). Never raises: every step on the main state is protected, and when the results cannot
+ * be kept the task fails with the reason instead. */
+static void finish(struct task *t, int how, int nres)
 {
     struct host *h = t->host;
     lua_State *co = t->co;
-    lua_State *L = h->L;
-    luaL_checkstack(L, nres + 3, "too many results from a task");
-    lua_createtable(L, nres > 0 ? nres : 1, 2);
-    if (ok) {
-        lua_xmove(co, L, nres);
-        for (int i = nres; i >= 1; i--)
-            lua_rawseti(L, -(i + 1), i);
-    } else if (canceled) {
-        lua_pushliteral(L, "task canceled");
-        lua_rawseti(L, -2, 1);
-        nres = 1;
-    } else {
-        if (!t->joiners)
-            report_error(t, co);
-        lua_xmove(co, L, 1);
-        lua_rawseti(L, -2, 1);
-        nres = 1;
-        lua_resetthread(co); /* closes pending to-be-closed variables */
+    if (how == TASK_FAILED && !t->joiners && host_pcall(h, report_error, t, NULL) != LUA_OK) {
+        fprintf(stderr, "%s: task error: (an error value of type %s that cannot be shown: %s)\n",
+                h->progname, luaL_typename(co, -1), h->error);
+        if (h->exit_code < LUAFETCH_EXIT_ERROR)
+            h->exit_code = LUAFETCH_EXIT_ERROR;
     }
-    lua_pushboolean(L, ok);
-    lua_setfield(L, -2, "ok");
-    lua_pushinteger(L, nres);
-    lua_setfield(L, -2, "n");
-    t->result_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, t);
+    t->ok = how == TASK_RETURNED;
+    t->nres = t->ok ? nres : 1;
+    int rc = host_pcall(h, keep_results, t, &how);
+    if (rc != LUA_OK) {
+        t->ok = 0;
+        t->nres = 0;
+        t->lost = rc == LUA_ERRMEM ? "not enough memory" : "too many results from a task";
+    }
+    if (how == TASK_FAILED)
+        close_thread(t); /* after the traceback: it unwinds the frames */
+    else
+        lua_settop(co, 0);
+    /* A failure here only keeps the coroutine until lua_close. */
+    host_pcall(h, unanchor, t, NULL);
 
     t->state = TASK_DONE;
     if (t->alive_prev)
@@ -215,17 +286,15 @@ static void finish(struct task *t, int ok, int nres, int canceled)
     if (t->alive_next)
         t->alive_next->alive_prev = t->alive_prev;
     h->tasks_alive--;
-    luaL_unref(L, LUA_REGISTRYINDEX, t->thread_ref);
-    t->thread_ref = LUA_NOREF;
     t->co = NULL;
 
+    /* each joiner takes the results itself when it runs (join's continuation) */
     while (t->joiners) {
         struct task *j = t->joiners;
         t->joiners = j->join_next;
         j->join_next = NULL;
         j->joining = NULL;
-        int n = push_results(t, j->co);
-        task_wake(j, n);
+        task_wake(j, 0);
     }
     maybe_free(t);
 }
@@ -250,12 +319,7 @@ void task_resume(struct task *t, int nargs)
         }
         return;
     }
-    if (rc == LUA_OK) {
-        finish(t, 1, nres, 0);
-    } else {
-        /* keep only the error value for finish */
-        finish(t, 0, 0, 0);
-    }
+    finish(t, rc == LUA_OK ? TASK_RETURNED : TASK_FAILED, nres);
 }
 
 void task_wake(struct task *t, int nargs)
@@ -297,14 +361,8 @@ void task_cancel(struct task *t)
     t->wait.cancel = NULL;
     if (t->state == TASK_READY || t->state == TASK_NEW)
         ready_remove(h, t);
-    lua_State *co = t->co;
-    /* runs pending __close handlers and empties the stack; an error raised there is reported */
-    if (lua_resetthread(co) != LUA_OK) {
-        fprintf(stderr, "%s: error while closing a canceled task: %s\n", h->progname,
-                lua_isstring(co, -1) ? lua_tostring(co, -1) : "(not a string)");
-        lua_settop(co, 0);
-    }
-    finish(t, 0, 0, 1);
+    close_thread(t);
+    finish(t, TASK_CANCELED, 0);
 }
 
 void task_cancel_all(struct host *h)
