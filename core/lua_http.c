@@ -93,18 +93,29 @@ out:
     return rc;
 }
 
+/* The string at idx for C code that takes a NUL-terminated string, or NULL with err set: a value
+ * that is not a string, or one with a NUL byte inside (C would silently cut it there). */
+static const char *c_string(lua_State *L, int idx, const char *what, char *err, size_t errlen)
+{
+    size_t len;
+    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+    if (!s)
+        snprintf(err, errlen, "%s must be a string", what);
+    else if (strlen(s) != len)
+        snprintf(err, errlen, "%s contains a NUL byte", what);
+    else
+        return s;
+    return NULL;
+}
+
 /* One option of the table _http.request gets; 0 or -1 with err set. The value is on top. */
 static int fill_option(lua_State *L, struct request *r, const char *key, char *err, size_t errlen)
 {
     int vt = lua_type(L, -1);
     size_t len;
     if (!strcmp(key, "url")) {
-        const char *url = lua_tostring(L, -1);
-        if (vt != LUA_TSTRING) {
-            snprintf(err, errlen, "url must be a string");
-            return -1;
-        }
-        return url_parse(&r->url, url, err, errlen);
+        const char *url = c_string(L, -1, key, err, errlen);
+        return url ? url_parse(&r->url, url, err, errlen) : -1;
     }
     if (!strcmp(key, "method")) {
         const char *m = lua_tolstring(L, -1, &len);
@@ -168,11 +179,12 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
                         : !strcmp(key, "cert_file") ? &r->tls.cert_file
                         : !strcmp(key, "key_file") ? &r->tls.key_file : NULL;
     if (path) {
-        if (vt != LUA_TSTRING) {
-            snprintf(err, errlen, "option %s must be a string", key);
+        const char *s = c_string(L, -1, key, err, errlen);
+        if (!s)
             return -1;
-        }
-        *path = strdup(lua_tostring(L, -1));
+        *path = strdup(s);
+        if (!*path)
+            snprintf(err, errlen, "out of memory");
         return *path ? 0 : -1;
     }
     if (!strcmp(key, "headers"))
@@ -189,12 +201,10 @@ static int fill_request(lua_State *L, int t, struct request *r, char *err, size_
     int rc = 0;
     lua_pushnil(L);
     while (lua_next(L, t)) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            snprintf(err, errlen, "option names must be strings");
-            rc = -1;
-        } else {
-            rc = fill_option(L, r, lua_tostring(L, -2), err, errlen);
-        }
+        const char *key = c_string(L, -2, "an option name", err, errlen);
+        rc = key ? fill_option(L, r, key, err, errlen) : -1;
+        if (rc == 0)
+            snprintf(err, errlen, "out of memory"); /* what a bare -1 from the next one means */
         lua_pop(L, 1);
         if (rc) {
             lua_pop(L, 1);
@@ -497,10 +507,11 @@ static int l_configure(lua_State *L)
 /* _http.parse_url(s) → {scheme=, host=, port=, target=, authority=} | nil, err */
 static int l_parse_url(lua_State *L)
 {
-    const char *s = luaL_checkstring(L, 1);
+    luaL_checkstring(L, 1);
     struct url u;
     char err[256];
-    if (url_parse(&u, s, err, sizeof err)) {
+    const char *s = c_string(L, 1, "url", err, sizeof err);
+    if (!s || url_parse(&u, s, err, sizeof err)) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
@@ -521,10 +532,13 @@ static int l_parse_url(lua_State *L)
 /* _http.resolve_url(base, ref) → absolute URL string */
 static int l_resolve_url(lua_State *L)
 {
-    const char *base = luaL_checkstring(L, 1);
-    const char *ref = luaL_checkstring(L, 2);
+    luaL_checkstring(L, 1);
+    luaL_checkstring(L, 2);
+    char err[64];
+    const char *base = c_string(L, 1, "url", err, sizeof err);
+    const char *ref = c_string(L, 2, "url", err, sizeof err);
     struct buf out = {0};
-    if (url_resolve(base, ref, &out)) {
+    if (!base || !ref || url_resolve(base, ref, &out)) {
         buf_free(&out);
         lua_pushnil(L);
         lua_pushliteral(L, "cannot resolve URL");

@@ -73,7 +73,9 @@ static int start_main(lua_State *L)
     return 0;
 }
 
-/* Protected: the main task's result: an integer return value becomes the exit status. */
+/* Protected: the main task's result. A number returned is the exit status when it is an integer
+ * 0-255 (DESIGN.md); any other number is refused with a warning and exits 1. Other values (a
+ * string, nothing) leave the status alone. */
 static int take_main_result(lua_State *L)
 {
     struct host *h = host_of(L);
@@ -83,10 +85,17 @@ static int take_main_result(lua_State *L)
     if (!t || t->state != TASK_DONE)
         return 0;
     int n = task_push_results(t, L);
-    if (n >= 2 && lua_toboolean(L, -n) && lua_isinteger(L, -n + 1)) {
-        int code = (int)lua_tointeger(L, -n + 1);
+    if (n >= 2 && lua_toboolean(L, -n) && lua_type(L, -n + 1) == LUA_TNUMBER) {
+        int isint = 0;
+        lua_Integer code = lua_tointegerx(L, -n + 1, &isint); /* 3.0 is 3 */
+        if (!isint || code < 0 || code > 255) {
+            fprintf(stderr, "%s: warning: the script returned %s, which is not an exit status "
+                            "(an integer 0-255): exiting with 1\n", h->progname,
+                    lua_tostring(L, -n + 1));
+            code = LUAFETCH_EXIT_ERROR;
+        }
         if (code > h->exit_code)
-            h->exit_code = code;
+            h->exit_code = (int)code;
     }
     return 0;
 }

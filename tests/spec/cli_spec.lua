@@ -111,6 +111,19 @@ describe("luafetch command line", function()
     assert.are.equal(0, select(3, run{ "run", script("return 'not a number'") }))
   end)
 
+  it("a returned number outside 0-255 warns and exits 1 instead of wrapping", function()
+    for _, case in ipairs{ { "return 300", "300" }, { "return -1", "-1" }, { "return 256", "256" },
+                           { "return 2.5", "2.5" } } do
+      local out, err, code = run{ "run", script(case[1]) }
+      assert.are.equal(1, code, case[1] .. ": " .. err)
+      assert.are.equal("", out)
+      assert.truthy(err:find("warning: the script returned " .. case[2], 1, true), err)
+      assert.truthy(err:find("0-255", 1, true), err)
+    end
+    assert.are.equal(255, select(3, run{ "run", script("return 255") }))
+    assert.are.equal(7, select(3, run{ "-e", "return 7.0" }))
+  end)
+
   it("the returned status waits for the other tasks", function()
     local out, err, code = run{ "run", script([[
       local task = require "task"
