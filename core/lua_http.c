@@ -108,6 +108,69 @@ static const char *c_string(lua_State *L, int idx, const char *what, char *err, 
     return NULL;
 }
 
+/* proxy = { kind = "http"|"socks5"|"socks5h", host=, port=, user=, pass= } (lua/proxy.lua made
+ * it) or false; on top of the stack. 0 or -1 with err set. */
+static int fill_proxy(lua_State *L, struct request *r, char *err, size_t errlen)
+{
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
+        return 0;
+    if (!lua_istable(L, -1) || r->proxy) {
+        snprintf(err, errlen, "proxy must be a table or false");
+        return -1;
+    }
+    struct request_proxy *p = r->proxy = calloc(1, sizeof *r->proxy);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    static const char *const kinds[] = { "http", "socks5", "socks5h", NULL };
+    static const enum request_proxy_kind values[] = { PROXY_HTTP, PROXY_SOCKS5, PROXY_SOCKS5H };
+    lua_getfield(L, -1, "kind");
+    const char *kind = lua_tostring(L, -1);
+    int k = 0;
+    while (kind && kinds[k] && strcmp(kinds[k], kind))
+        k++;
+    lua_pop(L, 1);
+    if (!kind || !kinds[k]) {
+        snprintf(err, errlen, "proxy kind must be http, socks5 or socks5h");
+        return -1;
+    }
+    p->kind = values[k];
+    lua_getfield(L, -1, "port");
+    lua_Integer port = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (port < 1 || port > 65535) {
+        snprintf(err, errlen, "proxy port out of range");
+        return -1;
+    }
+    p->port = (int)port;
+    char **fields[] = { &p->host, &p->user, &p->pass };
+    const char *names[] = { "host", "user", "pass" };
+    for (int i = 0; i < 3; i++) {
+        lua_getfield(L, -1, names[i]);
+        if (!lua_isnil(L, -1)) {
+            const char *v = c_string(L, -1, names[i], err, errlen);
+            if (!v || (i > 0 && strpbrk(v, "\r\n"))) {
+                if (v)
+                    snprintf(err, errlen, "proxy %s must not contain CR or LF", names[i]);
+                lua_pop(L, 1);
+                return -1;
+            }
+            if (!(*fields[i] = strdup(v))) {
+                snprintf(err, errlen, "out of memory");
+                lua_pop(L, 1);
+                return -1;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    if (!p->host || !*p->host) {
+        snprintf(err, errlen, "proxy host is required");
+        return -1;
+    }
+    return 0;
+}
+
 /* One option of the table _http.request gets; 0 or -1 with err set. The value is on top. */
 static int fill_option(lua_State *L, struct request *r, const char *key, char *err, size_t errlen)
 {
@@ -187,6 +250,8 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
             snprintf(err, errlen, "out of memory");
         return *path ? 0 : -1;
     }
+    if (!strcmp(key, "proxy"))
+        return fill_proxy(L, r, err, errlen);
     if (!strcmp(key, "headers"))
         return 0; /* after the loop: needs its own lua_next */
 unknown:

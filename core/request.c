@@ -74,19 +74,26 @@ static void free_request(uv_handle_t *h)
     free((char *)r->tls.ca_file);
     free((char *)r->tls.cert_file);
     free((char *)r->tls.key_file);
-    free(r->proxy.host);
-    free(r->proxy.user);
-    if (r->proxy.pass) {
-        memset(r->proxy.pass, 0, strlen(r->proxy.pass));
-        free(r->proxy.pass);
-    }
+    request_proxy_free(r->proxy);
     if (r->resp_ready)
         http_response_free(&r->resp);
     buf_free(&r->wire);
     buf_free(&r->key);
     dns_addrs_unref(r->addrs);
-    free(r->last_connect_err);
     free(r);
+}
+
+void request_proxy_free(struct request_proxy *p)
+{
+    if (!p)
+        return;
+    free(p->host);
+    free(p->user);
+    if (p->pass) {
+        memset(p->pass, 0, strlen(p->pass)); /* no credentials left in freed memory */
+        free(p->pass);
+    }
+    free(p);
 }
 
 void request_discard(struct request *r)
@@ -137,13 +144,18 @@ static void pump_connect_queue(struct net *n)
 }
 
 /* Drops the request's hold on network resources; the conn goes back to the pool if reusable. */
+/* Ends the connect race: every attempt but keep is closed. */
 static void drop_attempts(struct request *r, struct conn *keep)
 {
-    for (int i = 0; i < r->attempts_n; i++)
-        if (r->attempts[i] != keep)
-            conn_close(r->attempts[i]);
-    r->attempts_n = 0;
-    r->next_attempt_at = 0;
+    struct connect_race *race = r->race;
+    if (!race)
+        return;
+    for (int i = 0; i < race->n; i++)
+        if (race->attempts[i] != keep)
+            conn_close(race->attempts[i]);
+    free(race->last_err);
+    free(race);
+    r->race = NULL;
 }
 
 static void release(struct request *r, int reusable)
@@ -233,8 +245,8 @@ static void on_timer(uv_timer_t *t)
         finish(r, NET_TIMEOUT, "timed out after %gs (total timeout)", r->timeouts.total);
         return;
     }
-    if (r->next_attempt_at && now >= r->next_attempt_at) {
-        r->next_attempt_at = 0;
+    if (r->race && r->race->next_at && now >= r->race->next_at) {
+        r->race->next_at = 0;
         start_attempt(r);
         if (r->finished)
             return;
@@ -261,8 +273,8 @@ static void arm_timer(struct request *r)
     uint64_t next = r->deadline_total;
     if (r->deadline_phase && (!next || r->deadline_phase < next))
         next = r->deadline_phase;
-    if (r->next_attempt_at && (!next || r->next_attempt_at < next))
-        next = r->next_attempt_at;
+    if (r->race && r->race->next_at && (!next || r->race->next_at < next))
+        next = r->race->next_at;
     if (r->phase == PH_WAIT && read_idle_ms(r)) {
         uint64_t idle = r->last_activity + read_idle_ms(r);
         if (!next || idle < next)
@@ -344,7 +356,8 @@ static int retry_stale(struct request *r)
     conn_close(r->conn);
     r->conn = NULL;
     r->phase = PH_NEW;
-    r->origin_resolved = 0;
+    if (r->proxy)
+        r->proxy->origin_resolved = 0;
     resolve(r);
     return 1;
 }
@@ -377,8 +390,8 @@ static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
 
 static int attempt_index(struct request *r, struct conn *c)
 {
-    for (int i = 0; i < r->attempts_n; i++)
-        if (r->attempts[i] == c)
+    for (int i = 0; r->race && i < r->race->n; i++)
+        if (r->race->attempts[i] == c)
             return i;
     return -1;
 }
@@ -406,18 +419,18 @@ static void on_tls_started(struct conn *c)
 /* The host connected to: the proxy when there is one. */
 static const char *connect_host(const struct request *r)
 {
-    return r->proxy.kind != PROXY_NONE ? r->proxy.host : r->url.host;
+    return r->proxy ? r->proxy->host : r->url.host;
 }
 
 static int connect_port(const struct request *r)
 {
-    return r->proxy.kind != PROXY_NONE ? r->proxy.port : r->url.port;
+    return r->proxy ? r->proxy->port : r->url.port;
 }
 
 static void connect_failed(struct request *r)
 {
-    const char *why = r->last_connect_err ? r->last_connect_err : "no address";
-    const char *what = r->proxy.kind != PROXY_NONE ? "proxy " : "";
+    const char *why = r->race && r->race->last_err ? r->race->last_err : "no address";
+    const char *what = r->proxy ? "proxy " : "";
     if (r->addrs && r->addrs->count > 1)
         finish(r, NET_CONNECT, "cannot connect to %s%s port %d (%d addresses tried): %s", what,
                connect_host(r), connect_port(r), r->addrs->count, why);
@@ -428,15 +441,16 @@ static void connect_failed(struct request *r)
 
 static void note_connect_err(struct request *r, const char *msg)
 {
-    free(r->last_connect_err);
-    r->last_connect_err = strdup(msg);
+    free(r->race->last_err);
+    r->race->last_err = strdup(msg);
 }
 
 /* One racing attempt failed: start the next address now, or give up when none is left. */
 static void attempt_failed(struct request *r, int i, enum net_kind kind, const char *msg)
 {
-    struct conn *c = r->attempts[i];
-    r->attempts[i] = r->attempts[--r->attempts_n];
+    struct connect_race *race = r->race;
+    struct conn *c = race->attempts[i];
+    race->attempts[i] = race->attempts[--race->n];
     conn_close(c);
     if (kind == NET_CANCELED) {
         finish(r, kind, "%s", msg);
@@ -444,11 +458,11 @@ static void attempt_failed(struct request *r, int i, enum net_kind kind, const c
     }
     note_connect_err(r, msg);
     if (r->addr_index < r->addrs->count) {
-        r->next_attempt_at = 0;
+        race->next_at = 0;
         start_attempt(r);
         if (!r->finished)
             arm_timer(r);
-    } else if (r->attempts_n == 0) {
+    } else if (race->n == 0) {
         connect_failed(r);
     }
 }
@@ -469,7 +483,7 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
             finish(r, kind, "%s", msg);
         else
             finish(r, NET_PROXY, "proxy %s port %d failed during the tunnel set-up: %s",
-                   r->proxy.host, r->proxy.port, msg);
+                   connect_host(r), connect_port(r), msg);
         return;
     }
     if (r->phase == PH_TLS)
@@ -494,19 +508,20 @@ static void set_port(struct sockaddr_storage *ss, int port)
  * everything through SOCKS5. Plain http through an HTTP proxy needs none (absolute-form). */
 static const struct tunnel_options *tunnel_for(struct request *r, struct tunnel_options *t)
 {
-    enum request_proxy_kind k = r->proxy.kind;
-    if (k == PROXY_NONE || (k == PROXY_HTTP && !r->url.https))
+    struct request_proxy *p = r->proxy;
+    if (!p || (p->kind == PROXY_HTTP && !r->url.https))
         return NULL;
+    enum request_proxy_kind k = p->kind;
     memset(t, 0, sizeof *t);
     t->kind = k == PROXY_HTTP ? TUNNEL_HTTP_CONNECT : TUNNEL_SOCKS5;
     t->host = r->url.host;
     t->port = r->url.port;
-    t->user = r->proxy.user;
-    t->pass = r->proxy.pass;
-    t->proxy = r->proxy.host;
-    if (k == PROXY_SOCKS5 && r->origin_resolved) {
-        set_port(&r->origin_addr, r->url.port);
-        t->addr = (const struct sockaddr *)&r->origin_addr;
+    t->user = p->user;
+    t->pass = p->pass;
+    t->proxy = p->host;
+    if (k == PROXY_SOCKS5 && p->origin_resolved) {
+        set_port(&p->origin_addr, r->url.port);
+        t->addr = (const struct sockaddr *)&p->origin_addr;
     }
     return t;
 }
@@ -516,9 +531,10 @@ static const struct tunnel_options *tunnel_for(struct request *r, struct tunnel_
 static void start_attempt(struct request *r)
 {
     struct net *n = r->net;
+    struct connect_race *race = r->race;
     while (r->addr_index < r->addrs->count) {
-        if (r->attempts_n >= REQUEST_MAX_ATTEMPTS || (r->attempts_n > 0 && n->connecting >= n->limits.max_connecting)) {
-            r->next_attempt_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
+        if (race->n >= REQUEST_MAX_ATTEMPTS || (race->n > 0 && n->connecting >= n->limits.max_connecting)) {
+            race->next_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
             return;
         }
         struct sockaddr_storage *ss = &r->addrs->addr[r->addr_index++];
@@ -530,9 +546,9 @@ static void start_attempt(struct request *r)
         int rc = conn_open(&c, n, (struct sockaddr *)ss, &stack, r->key.data, &handler, r, err,
                            sizeof err);
         if (rc == 0) {
-            r->attempts[r->attempts_n++] = c;
+            race->attempts[race->n++] = c;
             if (r->addr_index < r->addrs->count)
-                r->next_attempt_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
+                race->next_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
             return;
         }
         if (rc == UV_EINVAL) {
@@ -541,7 +557,7 @@ static void start_attempt(struct request *r)
         }
         note_connect_err(r, uv_strerror(rc));
     }
-    if (r->attempts_n == 0)
+    if (race->n == 0)
         connect_failed(r);
 }
 
@@ -560,6 +576,10 @@ static void connect_next(struct request *r)
     }
     r->phase = PH_CONNECT;
     r->phase_t0 = uv_hrtime();
+    if (!(r->race = calloc(1, sizeof *r->race))) {
+        finish(r, NET_CONNECT, "out of memory");
+        return;
+    }
     start_attempt(r);
     if (!r->finished)
         arm_timer(r);
@@ -567,19 +587,25 @@ static void connect_next(struct request *r)
 
 static void resolve(struct request *r);
 
+/* socks5 (not socks5h) needs the origin's address first, then the proxy's. */
+static int resolving_origin(const struct request *r)
+{
+    return r->proxy && r->proxy->kind == PROXY_SOCKS5 && !r->proxy->origin_resolved;
+}
+
 static void on_resolved(struct dns_waiter *w, int status, struct dns_addrs *addrs)
 {
     struct request *r = (struct request *)((char *)w - offsetof(struct request, dns));
-    const char *host = r->origin_resolved || r->proxy.kind != PROXY_SOCKS5 ? connect_host(r) : r->url.host;
+    const char *host = resolving_origin(r) ? r->url.host : connect_host(r);
     if (status < 0) {
         finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
                uv_strerror(status));
         return;
     }
-    if (r->proxy.kind == PROXY_SOCKS5 && !r->origin_resolved) {
+    if (resolving_origin(r)) {
         /* socks5 (not socks5h): the origin's name is resolved here, then the proxy's. */
-        r->origin_addr = addrs->addr[0];
-        r->origin_resolved = 1;
+        r->proxy->origin_addr = addrs->addr[0];
+        r->proxy->origin_resolved = 1;
         dns_addrs_unref(addrs);
         resolve(r);
         return;
@@ -601,7 +627,7 @@ static void resolve(struct request *r)
     r->addrs = NULL;
     r->dns.cb = on_resolved;
     int err = 0;
-    const char *host = r->proxy.kind == PROXY_SOCKS5 && !r->origin_resolved ? r->url.host : connect_host(r);
+    const char *host = resolving_origin(r) ? r->url.host : connect_host(r);
     struct dns_addrs *a = dns_resolve(r->net->dns, host, &r->dns, &err);
     if (err) {
         finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
@@ -621,12 +647,11 @@ static int build_key(struct request *r)
 {
     static const char *const scheme[] = { "", "http", "socks5", "socks5h" };
     struct buf *k = &r->key;
-    if (r->proxy.kind != PROXY_NONE &&
-        (buf_puts(k, "proxy=") || buf_puts(k, scheme[r->proxy.kind]) || buf_puts(k, "://") ||
-         buf_puts(k, r->proxy.user ? r->proxy.user : "") || buf_puts(k, r->proxy.user ? ":" : "") ||
-         buf_puts(k, r->proxy.pass ? r->proxy.pass : "") || buf_puts(k, "@") ||
-         buf_puts(k, r->proxy.host) || buf_append(k, ":", 1) || buf_put_uint(k, (unsigned)r->proxy.port) ||
-         buf_puts(k, " ")))
+    const struct request_proxy *p = r->proxy;
+    if (p && (buf_puts(k, "proxy=") || buf_puts(k, scheme[p->kind]) || buf_puts(k, "://") ||
+              buf_puts(k, p->user ? p->user : "") || buf_puts(k, p->user ? ":" : "") ||
+              buf_puts(k, p->pass ? p->pass : "") || buf_puts(k, "@") || buf_puts(k, p->host) ||
+              buf_append(k, ":", 1) || buf_put_uint(k, (unsigned)p->port) || buf_puts(k, " ")))
         return -1;
     return pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls);
 }
@@ -635,9 +660,9 @@ static int build_key(struct request *r)
 static int proxy_form(struct request *r, const char *authority, struct buf *target)
 {
     char err[128];
-    if (r->proxy.user) {
+    if (r->proxy->user) {
         struct buf cred = {0};
-        int rc = proxy_basic_credentials(&cred, r->proxy.user, r->proxy.pass) ||
+        int rc = proxy_basic_credentials(&cred, r->proxy->user, r->proxy->pass) ||
                  http_head_add(&r->head, "Proxy-Authorization", 19, cred.data, cred.len, err, sizeof err);
         if (cred.data)
             memset(cred.data, 0, cred.len);
@@ -657,7 +682,7 @@ static int build_wire(struct request *r)
     int rc = url_authority(&r->url, &authority, 0);
     rc = rc || build_key(r);
     const char *target = r->url.target;
-    if (!rc && r->proxy.kind == PROXY_HTTP && !r->url.https) {
+    if (!rc && r->proxy && r->proxy->kind == PROXY_HTTP && !r->url.https) {
         rc = proxy_form(r, authority.data, &absolute);
         target = absolute.data;
     }

@@ -27,20 +27,34 @@ struct request_timings {
 struct request;
 typedef void (*request_done_fn)(struct request *r);
 
+/* Connection attempts of one request in flight at once; the next address starts this long after
+ * the last one without an answer (RFC 8305's recommended Connection Attempt Delay). */
+#define REQUEST_MAX_ATTEMPTS 8
+#define REQUEST_ATTEMPT_DELAY_MS 250
+
 enum request_proxy_kind { PROXY_NONE, PROXY_HTTP, PROXY_SOCKS5, PROXY_SOCKS5H };
 
-/* The proxy a request goes through (chosen by lua/http.lua). Strings owned by the request. */
+/* The proxy a request goes through (chosen by lua/http.lua), allocated only for requests that
+ * use one. Owned by the request with its strings (request_proxy_free). */
 struct request_proxy {
     enum request_proxy_kind kind;
     char *host;
     int port;
     char *user, *pass;          /* NULL when the proxy URL had none */
+    struct sockaddr_storage origin_addr;  /* socks5 (not socks5h): the origin, resolved here */
+    int origin_resolved;
 };
 
-/* Connection attempts of one request in flight at once; the next address starts this long after
- * the last one without an answer (RFC 8305's recommended Connection Attempt Delay). */
-#define REQUEST_MAX_ATTEMPTS 8
-#define REQUEST_ATTEMPT_DELAY_MS 250
+void request_proxy_free(struct request_proxy *p);
+
+/* Happy Eyeballs (RFC 8305) while connecting: attempts racing to the addresses, the first to
+ * connect wins. Allocated for the connect phase only (a pooled connection needs none). */
+struct connect_race {
+    struct conn *attempts[REQUEST_MAX_ATTEMPTS];
+    int n;
+    uint64_t next_at;           /* uv_now ms to start the next address, 0 = none */
+    char *last_err;             /* the latest attempt's failure, for the final message */
+};
 
 struct request {
     struct net *net;
@@ -55,7 +69,7 @@ struct request {
     size_t max_body;
     int decompress;
     struct tls_options tls;     /* strings owned by the request */
-    struct request_proxy proxy;
+    struct request_proxy *proxy;   /* NULL: direct */
     request_done_fn done;
     void *data;
 
@@ -64,8 +78,8 @@ struct request {
     char *err;                  /* failure message (malloc'd), NULL on success */
     struct http_response resp;
     struct request_timings timings;
-    int reused;                 /* served over a pooled connection */
     struct tls_info tls_info;   /* valid when has_tls_info */
+    int reused;                 /* served over a pooled connection */
     int has_tls_info;
     int tls_resumed;            /* the handshake resumed a cached session */
 
@@ -76,27 +90,22 @@ struct request {
     struct dns_addrs *addrs;
     int addr_index;             /* the next address to try */
     struct conn *conn;          /* the connection in use, once one has connected */
-    /* Happy Eyeballs (RFC 8305): connects racing to the addresses; the first to connect wins. */
-    struct conn *attempts[REQUEST_MAX_ATTEMPTS];
-    int attempts_n;
-    uint64_t next_attempt_at;   /* uv_now ms to start the next address, 0 = none */
-    char *last_connect_err;     /* the latest attempt's failure, for the final message */
-    struct sockaddr_storage origin_addr;  /* socks5 (not socks5h): the origin, resolved here */
-    int origin_resolved;
+    struct connect_race *race;  /* while connecting */
     uv_timer_t timer;
-    int phase;
-    int starting;               /* inside request_start: defer completion */
-    int finished;
-    int stale_retry_done;
+    /* Flags kept small: struct request stays in malloc's small-chunk (tcache) sizes. */
+    unsigned char phase;
+    unsigned starting : 1;      /* inside request_start: defer completion */
+    unsigned finished : 1;
+    unsigned stale_retry_done : 1;
+    unsigned queued : 1;
+    unsigned done_pending : 1;  /* completion deferred to the next loop turn */
+    unsigned resp_ready : 1;    /* resp initialised */
     uint64_t t0;                /* uv_hrtime at start */
     uint64_t phase_t0;
     uint64_t deadline_total;    /* uv_now ms, 0 = none */
     uint64_t deadline_phase;
     uint64_t last_activity;
     struct request *queue_next; /* waiting for a connect slot */
-    int queued;
-    int done_pending;           /* completion deferred to the next loop turn */
-    int resp_ready;             /* resp initialised */
 };
 
 struct request *request_new(struct net *net);

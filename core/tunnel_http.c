@@ -119,7 +119,7 @@ static const struct layer_ops http_ops = {
 int proxy_basic_credentials(struct buf *out, const char *user, const char *pass)
 {
     struct buf plain = {0};
-    int rc = buf_puts(&plain, user) || buf_append(&plain, ":", 1) || buf_puts(&plain, pass ? pass : "");
+    int rc = buf_puts(out, "Basic ") || buf_puts(&plain, user) || buf_append(&plain, ":", 1) || buf_puts(&plain, pass ? pass : "");
     size_t need = 0;
     if (!rc) {
         mbedtls_base64_encode(NULL, 0, &need, (const unsigned char *)plain.data, plain.len);
@@ -150,7 +150,7 @@ struct layer *tunnel_http_new(const struct tunnel_options *o, char *err, size_t 
         rc = buf_puts(r, "CONNECT ") || buf_puts(r, target.data) || buf_puts(r, " HTTP/1.1\r\nHost: ") ||
              buf_puts(r, target.data) || buf_puts(r, "\r\nUser-Agent: luafetch/" LUAFETCH_VERSION "\r\n");
         if (!rc && o->user)
-            rc = buf_puts(r, "Proxy-Authorization: Basic ") || proxy_basic_credentials(r, o->user, o->pass) ||
+            rc = buf_puts(r, "Proxy-Authorization: ") || proxy_basic_credentials(r, o->user, o->pass) ||
                  buf_puts(r, "\r\n");
         rc = rc || buf_puts(r, "\r\n");
     }

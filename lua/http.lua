@@ -2,6 +2,7 @@
 -- One exchange at a time goes to the C core (_http.request, which yields the calling task);
 -- this file normalises options, follows redirects and decorates the response.
 local C = require "_http"
+local PROXY = require "proxy"
 
 local M = {}
 
@@ -105,7 +106,7 @@ end
 local OPTIONS = {
   url = true, method = true, headers = true, body = true, json = true, timeout = true,
   max_redirects = true, max_body = "pass", verify = "pass", ca_file = "pass", cert_file = "pass",
-  key_file = "pass", decompress = "pass",
+  key_file = "pass", decompress = "pass", proxy = true,
 }
 
 -- JSON text with "/" left as is: lua-cjson writes it as "\/", which is valid but noisy. Every
@@ -183,7 +184,23 @@ local function normalise(opts, url, method, body, json)
   elseif math.type(max_redirects) ~= "integer" or max_redirects < 0 then
     return nil, "max_redirects must be a non-negative integer"
   end
-  return req, max_redirects
+  local proxy = opts.proxy
+  if proxy ~= nil and proxy ~= false and type(proxy) ~= "string" then
+    return nil, "proxy must be a URL string or false"
+  end
+  return req, max_redirects, proxy
+end
+
+-- The proxy for one hop (nil, message for a bad proxy URL); false when the hop goes direct.
+local function choose_proxy(url, option)
+  if option == false then
+    return false
+  end
+  local u = C.parse_url(url)
+  if not u then
+    return false -- the core reports the bad URL itself
+  end
+  return PROXY.choose(u.scheme, u.host, option)
 end
 
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
@@ -235,10 +252,20 @@ end
 
 -- Runs the exchange hop by hop; each hop's own timings add up to the elapsed time,
 -- which bounds the hops that follow by the total timeout.
-local function exchange(req, max_redirects)
+local function exchange(req, max_redirects, proxy_option)
   local total = req.timeout_total
   local elapsed, hops = 0, 0
+  -- Without a proxy option or variable (the common case) no hop looks at proxies at all.
+  local routed = proxy_option ~= nil or PROXY.env_active
   while true do
+    if routed then
+      -- per hop: a redirect may leave (or enter) no_proxy's scope
+      local p, why = choose_proxy(req.url, proxy_option)
+      if p == nil then
+        return nil, why, "invalid"
+      end
+      req.proxy = p or nil
+    end
     local res, err, kind = C.request(req)
     if not res then
       return nil, err, kind
@@ -278,11 +305,11 @@ function M.request(opts)
   if type(opts) ~= "table" then
     return nil, "http.request expects a table of options", "invalid"
   end
-  local req, max_redirects = normalise(opts)
+  local req, max_redirects, proxy = normalise(opts)
   if not req then
     return nil, max_redirects, "invalid"
   end
-  return exchange(req, max_redirects)
+  return exchange(req, max_redirects, proxy)
 end
 
 -- GET with every option at its default.
@@ -301,11 +328,11 @@ local function with_method(method, url, opts)
   if type(url) ~= "string" then
     return nil, "url must be a string", "invalid"
   end
-  local req, max_redirects = normalise(opts or {}, url, method)
+  local req, max_redirects, proxy = normalise(opts or {}, url, method)
   if not req then
     return nil, max_redirects, "invalid"
   end
-  return exchange(req, max_redirects)
+  return exchange(req, max_redirects, proxy)
 end
 
 ---@return Response|nil, string|nil, string|nil
@@ -318,16 +345,16 @@ local function with_body(method, url, body, opts)
   if type(url) ~= "string" then
     return nil, "url must be a string", "invalid"
   end
-  local req, max_redirects
+  local req, max_redirects, proxy
   if type(body) == "table" then
-    req, max_redirects = normalise(opts or {}, url, method, nil, body)
+    req, max_redirects, proxy = normalise(opts or {}, url, method, nil, body)
   else
-    req, max_redirects = normalise(opts or {}, url, method, body or "", nil)
+    req, max_redirects, proxy = normalise(opts or {}, url, method, body or "", nil)
   end
   if not req then
     return nil, max_redirects, "invalid"
   end
-  return exchange(req, max_redirects)
+  return exchange(req, max_redirects, proxy)
 end
 
 ---A string body is sent as is; a table body is sent as JSON.
