@@ -1,22 +1,25 @@
-/* server.c — the embedded HTTP/1.1 server's network side: listen, accept, llhttp request parsing,
- * keep-alive and pipelining (one request at a time per connection), limits, timeouts, responses.
+/* server.c — the embedded HTTP/1.1 server's network side: listen, accept, feeding the request parser
+ * (server_parse.c), keep-alive and pipelining (one request at a time per connection), timeouts,
+ * responses.
  * A connection's buffers and struct are freed once both its handles (tcp, timer) have closed; the
  * server struct once its listener has closed and its last connection is freed. */
 #include "server.h"
 
-#include <llhttp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "headers.h"
+#include "server_parse.h"
 #include "writeq.h"
 
 #define LINGER_MS 2000          /* after a final response: wait this long at most for the peer's EOF */
-#define KEEP_BUF_BYTES 65536    /* a request buffer larger than this is freed, not kept, afterwards */
+#define ACCEPT_RETRY_MS 100     /* after a connection could not be set up (out of memory) */
+#define BODY_PIECE (1u << 30)   /* a response body goes to the write queue in pieces of this at most */
 
 enum conn_state {
     SC_IDLE,        /* no byte of the next request yet: idle (or, when new, header) timeout */
@@ -35,7 +38,8 @@ struct server {
     void *data;
     struct server_conn *conns;      /* open connections, doubly linked */
     int live;                       /* connections not yet freed */
-    int listener_open;
+    uv_timer_t retry;               /* takes a pending connection again after a failed set-up */
+    int open_handles;               /* listener and retry timer, until their close callbacks */
     int closing;
     int port;
     struct server_stats stats;
@@ -49,7 +53,7 @@ struct server_conn {
     uv_shutdown_t shutdown_req;
     struct server *srv;
     struct server_conn *next, *prev;
-    llhttp_t parser;
+    struct server_parser sp;
     enum conn_state state;
     int handles;            /* handles still to close before the free */
     int closing;
@@ -57,15 +61,8 @@ struct server_conn {
     int keep_alive;         /* of the request being answered */
     int head_request;
     int http_minor;
-    int reject;             /* status a callback chose for the parse failure it caused */
-    int in_value;
-    int header_count;
-    int message_done;
     unsigned long served;   /* requests dispatched on this connection */
-    size_t head_bytes;
-    struct buf target;
-    struct buf headers;     /* name\0value\0, names lower-case */
-    struct buf body;
+    size_t unsent_mark;     /* unsent() when the write timeout was armed */
     struct buf pending;     /* pipelined bytes read past the request being handled */
     struct buf scratch;     /* response head being built */
     struct writeq out;      /* response bytes the kernel has not taken yet */
@@ -122,22 +119,6 @@ static const char *http_date(struct server *s)
     return s->date;
 }
 
-static const char *find_header(const struct buf *h, const char *name)
-{
-    if (!h->data)
-        return NULL;
-    const char *p = h->data, *end = p + h->len;
-    while (p < end) {
-        const char *value = p + strlen(p) + 1;
-        if (value >= end)
-            break;
-        if (strcmp(p, name) == 0)
-            return value;
-        p = value + strlen(value) + 1;
-    }
-    return NULL;
-}
-
 /* Starts (or restarts) the connection's one timer; seconds <= 0 means no timeout. */
 static void on_timeout(uv_timer_t *t);
 
@@ -186,6 +167,20 @@ static int pending_output(const struct server_conn *c)
     return writeq_busy(&c->out);
 }
 
+/* Response bytes the peer has not taken yet: queued here, in libuv, and (where the kernel says)
+ * in the socket's send queue, which alone can hold megabytes a slow reader takes seconds to drain. */
+static size_t unsent(struct server_conn *c)
+{
+    size_t n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->out.pending.len;
+#ifdef TIOCOUTQ
+    uv_os_fd_t fd;
+    int queued = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, TIOCOUTQ, &queued) == 0 && queued > 0)
+        n += (size_t)queued;
+#endif
+    return n;
+}
+
 /* --- reading ------------------------------------------------------------- */
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -216,165 +211,24 @@ static void stop_reading(struct server_conn *c)
     c->reading = 0;
 }
 
-/* --- llhttp callbacks ---------------------------------------------------- */
+/* --- the parser's head hook --------------------------------------------- */
 
-static struct server_conn *conn_of(llhttp_t *p)
+/* A request head was accepted: its body, if any, is read under the body timeout. */
+static int on_head(struct server_parser *sp, int expect_continue)
 {
-    return p->data;
-}
-
-static int refuse(struct server_conn *c, int status)
-{
-    c->reject = status;
-    return -1;
-}
-
-static int count_head(struct server_conn *c, size_t len)
-{
-    c->head_bytes += len;
-    return c->head_bytes > c->srv->opt.max_header_bytes ? refuse(c, 431) : 0;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct server_conn *c = conn_of(p);
-    buf_reset(&c->target);
-    buf_reset(&c->headers);
-    buf_reset(&c->body);
-    c->header_count = 0;
-    c->head_bytes = 0;
-    c->in_value = 0;
-    c->reject = 0;
-    c->message_done = 0;
-    return 0;
-}
-
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct server_conn *c = conn_of(p);
-    if (count_head(c, len))
-        return -1;
-    return buf_append(&c->target, at, len) ? refuse(c, 500) : 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct server_conn *c = conn_of(p);
-    if (count_head(c, len))
-        return -1;
-    if (!c->in_value) {
-        c->in_value = 1; /* the first piece of a new name (llhttp may split one across reads) */
-        if (++c->header_count > c->srv->opt.max_header_count)
-            return refuse(c, 431);
+    struct server_conn *c = sp->data;
+    if (expect_continue) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+        if (send_bufs(c, &b, 1))
+            return -1; /* the connection is closed */
     }
-    if (c->state == SC_BODY)
-        return 0; /* a chunked body's trailer: counted, never merged into req.headers */
-    if (buf_reserve(&c->headers, len))
-        return refuse(c, 500);
-    for (size_t i = 0; i < len; i++) {
-        char ch = at[i];
-        c->headers.data[c->headers.len++] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-    }
-    c->headers.data[c->headers.len] = '\0';
-    return 0;
-}
-
-static int on_header_field_complete(llhttp_t *p)
-{
-    struct server_conn *c = conn_of(p);
-    if (count_head(c, 2)) /* ": " */
-        return -1;
-    if (c->state == SC_BODY)
-        return 0;
-    return buf_append(&c->headers, "", 1) ? refuse(c, 500) : 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct server_conn *c = conn_of(p);
-    if (count_head(c, len))
-        return -1;
-    if (c->state == SC_BODY)
-        return 0;
-    return buf_append(&c->headers, at, len) ? refuse(c, 500) : 0;
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct server_conn *c = conn_of(p);
-    c->in_value = 0;
-    if (count_head(c, 2)) /* CRLF */
-        return -1;
-    if (c->state == SC_BODY)
-        return 0;
-    return buf_append(&c->headers, "", 1) ? refuse(c, 500) : 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    struct server_conn *c = conn_of(p);
-    const struct server_options *o = &c->srv->opt;
-    if (p->http_major == 1 && p->http_minor >= 1 && !find_header(&c->headers, "host"))
-        return refuse(c, 400); /* RFC 9112 §3.2: an HTTP/1.1 request without Host */
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > o->max_body)
-        return refuse(c, 413);
-    int body_follows = (p->flags & F_CHUNKED) || p->content_length > 0;
-    const char *expect = find_header(&c->headers, "expect");
-    if (expect && p->http_major == 1 && p->http_minor >= 1) {
-        if (strcasecmp(expect, "100-continue") != 0)
-            return refuse(c, 417);
-        if (body_follows) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
-            if (send_bufs(c, &b, 1))
-                return -1;
-        }
-    }
-    c->head_request = p->method == HTTP_HEAD;
     c->state = SC_BODY;
-    arm(c, o->body_timeout);
+    arm(c, c->srv->opt.body_timeout);
     return 0;
 }
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct server_conn *c = conn_of(p);
-    if (c->body.len + len > c->srv->opt.max_body)
-        return refuse(c, 413);
-    return buf_append(&c->body, at, len) ? refuse(c, 500) : 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    struct server_conn *c = conn_of(p);
-    c->message_done = 1;
-    /* HTTP/1.0 keeps the connection only when asked; Connection: close ends it; an upgrade or
-     * CONNECT is not spoken here, so the connection ends after the answer. */
-    c->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
-    return HPE_PAUSED; /* one request at a time: the rest waits for the response */
-}
-
-static const llhttp_settings_t settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_field_complete = on_header_field_complete,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 /* --- the request cycle --------------------------------------------------- */
-
-static void shrink(struct buf *b)
-{
-    if (b->cap > KEEP_BUF_BYTES)
-        buf_free(b);
-    else
-        buf_reset(b);
-}
 
 static void dispatch(struct server_conn *c)
 {
@@ -382,32 +236,21 @@ static void dispatch(struct server_conn *c)
     stop_reading(c);
     uv_timer_stop(&c->timer);
     c->state = SC_HANDLER;
-    c->http_minor = c->parser.http_minor;
+    c->http_minor = c->sp.parser.http_minor;
+    c->keep_alive = c->sp.keep_alive;
+    c->head_request = c->sp.head_request;
     if (s->closing || !s->data || !s->cb || !s->cb->request) {
         reject(c, 503);
         return;
     }
     s->stats.requests++;
     c->served++;
-    struct server_request req = {
-        .method = llhttp_method_name((llhttp_method_t)c->parser.method),
-        .target = c->target.data ? c->target.data : "",
-        .target_len = c->target.len,
-        .headers = c->headers.data ? c->headers.data : "",
-        .headers_len = c->headers.len,
-        .header_count = c->header_count,
-        .body = c->body.data ? c->body.data : "",
-        .body_len = c->body.len,
-        .http_major = c->parser.http_major,
-        .http_minor = c->parser.http_minor,
-        .remote_addr = c->remote_addr,
-        .remote_port = c->remote_port,
-    };
+    struct server_request req;
+    server_parser_request(&c->sp, &req);
+    req.remote_addr = c->remote_addr;
+    req.remote_port = c->remote_port;
     s->cb->request(c, &req, s->data);
-    /* The callback copied what it keeps. */
-    shrink(&c->target);
-    shrink(&c->headers);
-    shrink(&c->body);
+    server_parser_shrink(&c->sp); /* the callback copied what it keeps */
 }
 
 /* Feeds request bytes to the parser; dispatches a complete request, answers a bad one. */
@@ -420,21 +263,20 @@ static void feed(struct server_conn *c, const char *data, size_t len)
         if (c->served) /* a new connection's head deadline runs from the accept */
             arm(c, c->srv->opt.header_timeout);
     }
-    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
+    const char *rest;
+    enum sp_result r = server_parser_feed(&c->sp, data, len, &rest);
     if (c->closing)
         return;
-    if ((e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) && c->message_done) {
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        if (c->keep_alive && pos && pos >= data && pos < data + len &&
-            buf_append(&c->pending, pos, (size_t)(data + len - pos))) {
+    if (r == SP_REQUEST) {
+        if (c->sp.keep_alive && rest && buf_append(&c->pending, rest, (size_t)(data + len - rest))) {
             conn_close(c);
             return;
         }
         dispatch(c);
         return;
     }
-    if (e != HPE_OK) {
-        reject(c, c->reject ? c->reject : 400);
+    if (r == SP_ERROR) {
+        reject(c, c->sp.reject ? c->sp.reject : 400);
         return;
     }
     if (c->state == SC_BODY)
@@ -507,7 +349,7 @@ static void finish_response(struct server_conn *c)
         linger(c);
         return;
     }
-    llhttp_resume(&c->parser);
+    server_parser_next(&c->sp);
     c->state = SC_IDLE;
     if (c->pending.len) {
         uv_timer_start(&c->timer, on_resume, 0, 0);
@@ -529,14 +371,23 @@ static int send_response(struct server_conn *c, const char *body, size_t len)
     stop_reading(c);
     uv_timer_stop(&c->timer);
     c->state = SC_WRITING;
+    /* uv_buf_init takes an unsigned length: a body over 4 GiB goes in pieces, never truncated. */
+    size_t piece = len < BODY_PIECE ? len : BODY_PIECE;
     uv_buf_t b[2] = { uv_buf_init(c->scratch.data, (unsigned)c->scratch.len),
-                      uv_buf_init((char *)body, (unsigned)len) };
-    int rc = send_bufs(c, b, len ? 2 : 1);
+                      uv_buf_init((char *)body, (unsigned)piece) };
+    int rc = send_bufs(c, b, piece ? 2 : 1);
+    for (size_t off = piece; rc == 0 && off < len; off += piece) {
+        piece = len - off < BODY_PIECE ? len - off : BODY_PIECE;
+        uv_buf_t more = uv_buf_init((char *)body + off, (unsigned)piece);
+        rc = send_bufs(c, &more, 1);
+    }
     buf_reset(&c->scratch);
     if (rc)
         return rc;
-    if (pending_output(c))
+    if (pending_output(c)) {
+        c->unsent_mark = unsent(c);
         arm(c, c->srv->opt.idle_timeout); /* a peer that stops reading does not hold us forever */
+    }
     else
         finish_response(c);
     return 0;
@@ -578,6 +429,15 @@ static void on_timeout(uv_timer_t *t)
     case SC_BODY:
         reject(c, 408); /* slow head or stalled body */
         return;
+    case SC_WRITING:
+        if (unsent(c) < c->unsent_mark) {
+            /* Still moving (a large body to a slow reader): only a stalled write ends it. */
+            c->unsent_mark = unsent(c);
+            arm(c, c->srv->opt.idle_timeout);
+            return;
+        }
+        conn_close(c);
+        return;
     default:
         conn_close(c); /* idle, stalled write, or the linger time is over */
     }
@@ -587,7 +447,7 @@ static void on_timeout(uv_timer_t *t)
 
 static void maybe_free_server(struct server *s)
 {
-    if (s->listener_open || s->live > 0)
+    if (s->open_handles > 0 || s->live > 0)
         return;
     if (s->cb && s->cb->freed && s->data)
         s->cb->freed(s->data);
@@ -600,9 +460,7 @@ static void on_conn_closed(uv_handle_t *h)
     if (--c->handles > 0)
         return;
     struct server *s = c->srv;
-    buf_free(&c->target);
-    buf_free(&c->headers);
-    buf_free(&c->body);
+    server_parser_free(&c->sp);
     buf_free(&c->pending);
     buf_free(&c->scratch);
     writeq_free(&c->out);
@@ -652,16 +510,20 @@ static void set_peer(struct server_conn *c)
     }
 }
 
-static void on_connection(uv_stream_t *ls, int status)
+static void on_accept_retry(uv_timer_t *t);
+
+/* Takes one pending connection. One that cannot be set up (out of memory) is left pending and
+ * taken again shortly: libuv stops watching the listener until uv_accept takes it, so giving up
+ * would end accepting for good. */
+static void accept_one(struct server *s)
 {
-    struct server *s = ls->data;
-    if (status < 0 || s->closing)
-        return;
-    struct server_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return; /* out of memory: the connection waits in the backlog */
     uv_loop_t *loop = s->net->loop;
-    uv_tcp_init(loop, &c->tcp);
+    struct server_conn *c = calloc(1, sizeof *c);
+    if (!c || uv_tcp_init(loop, &c->tcp) < 0) {
+        free(c);
+        uv_timer_start(&s->retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
+        return;
+    }
     uv_timer_init(loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     writeq_init(&c->out, (uv_stream_t *)&c->tcp, on_written);
@@ -673,18 +535,35 @@ static void on_connection(uv_stream_t *ls, int status)
         s->conns->prev = c;
     s->conns = c;
     s->stats.open++;
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp) < 0) {
         conn_close(c);
         return;
     }
     s->stats.connections++;
     uv_tcp_nodelay(&c->tcp, 1);
     set_peer(c);
-    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
-    c->parser.data = c;
+    struct server_parse_limits lim = { s->opt.max_body, s->opt.max_header_bytes, s->opt.max_header_count };
+    server_parser_init(&c->sp, &lim);
+    c->sp.on_head = on_head;
+    c->sp.data = c;
     c->state = SC_IDLE;
     arm(c, s->opt.header_timeout); /* a new connection owes its first head as soon as it can */
     start_reading(c);
+}
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    if (!s->closing)
+        accept_one(s);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    struct server *s = ls->data;
+    if (status < 0 || s->closing)
+        return;
+    accept_one(s);
 }
 
 /* --- the server ---------------------------------------------------------- */
@@ -705,10 +584,10 @@ static void free_listener(uv_handle_t *h)
     free(h->data);
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_server_handle_closed(uv_handle_t *h)
 {
     struct server *s = h->data;
-    s->listener_open = 0;
+    s->open_handles--;
     maybe_free_server(s);
 }
 
@@ -773,7 +652,9 @@ int server_listen(struct server **out, struct net *net, const char *host, int po
         uv_close((uv_handle_t *)&s->listener, free_listener);
         return rc;
     }
-    s->listener_open = 1;
+    uv_timer_init(net->loop, &s->retry);
+    s->retry.data = s;
+    s->open_handles = 2;
     *out = s;
     return 0;
 }
@@ -798,7 +679,8 @@ void server_close(struct server *s)
     if (s->closing)
         return;
     s->closing = 1;
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->retry, on_server_handle_closed);
     struct server_conn *next;
     for (struct server_conn *c = s->conns; c; c = next) {
         next = c->next;

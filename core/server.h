@@ -1,4 +1,4 @@
-/* server.h — the embedded HTTP/1.1 server's network side: listen, accept, parse requests (llhttp),
+/* server.h — the embedded HTTP/1.1 server's network side: listen, accept, parse requests (server_parse.c),
  * keep-alive, limits, timeouts, response serialisation. No Lua here. The server owns its
  * connections; each is freed in its handles' close callbacks, the server after its last one. */
 #ifndef LUAFETCH_SERVER_H
