@@ -13,12 +13,11 @@
 
 #include "conn.h"
 #include "pool.h"
+#include "proto.h"
 #include "tunnel.h"
 
 enum phase { PH_NEW, PH_DNS, PH_QUEUED, PH_CONNECT, PH_TLS, PH_WAIT, PH_DONE };
 
-/* Bodies up to this size travel in the same write as the head. */
-#define INLINE_BODY_MAX (16 * 1024)
 
 static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -55,6 +54,7 @@ struct request *request_new(struct net *net)
     if (!r)
         return NULL;
     r->net = net;
+    r->proto = &proto_h1;
     r->max_body = 64u * 1024 * 1024;
     r->decompress = 1;
     r->tls.verify = 1;
@@ -75,8 +75,7 @@ static void free_request(uv_handle_t *h)
     free((char *)r->tls.cert_file);
     free((char *)r->tls.key_file);
     request_proxy_free(r->proxy);
-    if (r->resp_ready)
-        http_response_free(&r->resp);
+    r->proto->release(r);
     buf_free(&r->wire);
     buf_free(&r->key);
     dns_addrs_unref(r->addrs);
@@ -202,8 +201,7 @@ static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
         va_end(ap);
     }
     r->timings.total = since(r->t0);
-    int reusable = kind == NET_OK && r->resp.complete && r->resp.keep_alive && r->conn &&
-                   conn_reusable(r->conn);
+    int reusable = kind == NET_OK && r->conn && r->proto->reusable(r) && conn_reusable(r->conn);
     release(r, reusable);
     if (r->starting) {
         /* Never complete inside the call that started the request. */
@@ -295,14 +293,10 @@ static void send_request(struct request *r)
     r->phase = PH_WAIT;
     r->deadline_phase = 0;
     r->last_activity = uv_now(r->net->loop);
-    if (r->resp_ready)
-        http_response_free(&r->resp);
-    http_response_init(&r->resp, r->max_body, r->net->limits.max_header_bytes,
-                       r->net->limits.max_header_count, r->decompress, !strcmp(r->method, "HEAD"));
-    r->resp_ready = 1;
+    r->proto->begin(r);
     struct conn *c = r->conn;
     r->has_tls_info = conn_tls_info(c, &r->tls_info, &r->tls_resumed);
-    if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->conn == c && r->body_len > INLINE_BODY_MAX)
+    if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->conn == c && r->body_len > REQUEST_INLINE_BODY_MAX)
         conn_write(c, r->body, r->body_len);
     /* A write can fail at once and start the stale retry (or finish) from inside conn_write:
      * the bytes are then still needed, or no longer ours to touch. */
@@ -338,11 +332,10 @@ static void on_data(struct conn *c, const char *data, size_t len)
     if (r->resp.bytes_in == 0)
         r->timings.ttfb = since(r->t0);
     r->last_activity = uv_now(r->net->loop);
-    if (http_response_feed(&r->resp, data, len) < 0) {
+    int rc = r->proto->input(r, data, len);
+    if (rc < 0)
         fail_parse(r);
-        return;
-    }
-    if (r->resp.complete)
+    else if (rc > 0)
         finish(r, NET_OK, NULL);
 }
 
@@ -366,7 +359,7 @@ static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
 {
     struct request *r = c->owner;
     if (kind == NET_OK) {
-        if (r->resp_ready && http_response_eof(&r->resp) == 0) {
+        if (r->proto->eof(r) == 0) {
             finish(r, NET_OK, NULL);
             return;
         }
@@ -656,43 +649,9 @@ static int build_key(struct request *r)
     return pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls);
 }
 
-/* Plain http through an HTTP proxy: the absolute URL as target, credentials for the proxy. */
-static int proxy_form(struct request *r, const char *authority, struct buf *target)
-{
-    char err[128];
-    if (r->proxy->user) {
-        struct buf cred = {0};
-        int rc = proxy_basic_credentials(&cred, r->proxy->user, r->proxy->pass) ||
-                 http_head_add(&r->head, "Proxy-Authorization", 19, cred.data, cred.len, err, sizeof err);
-        if (cred.data)
-            memset(cred.data, 0, cred.len);
-        buf_free(&cred);
-        if (rc)
-            return -1;
-    }
-    return buf_puts(target, "http://") || buf_puts(target, authority) || buf_puts(target, r->url.target) ||
-           buf_append(target, "", 1);
-}
-
 static int build_wire(struct request *r)
 {
-    struct buf authority = {0}, absolute = {0};
-    if (buf_reserve(&r->wire, 160 + r->head.bytes.len + (r->body_len <= INLINE_BODY_MAX ? r->body_len : 0)))
-        return -1;
-    int rc = url_authority(&r->url, &authority, 0);
-    rc = rc || build_key(r);
-    const char *target = r->url.target;
-    if (!rc && r->proxy && r->proxy->kind == PROXY_HTTP && !r->url.https) {
-        rc = proxy_form(r, authority.data, &absolute);
-        target = absolute.data;
-    }
-    rc = rc || http_head_finish(&r->head, &r->wire, r->method, target, authority.data,
-                                r->body_len, r->has_body, r->decompress);
-    buf_free(&absolute);
-    if (!rc && r->has_body && r->body_len <= INLINE_BODY_MAX)
-        rc = buf_append(&r->wire, r->body, r->body_len);
-    buf_free(&authority);
-    return rc;
+    return build_key(r) || r->proto->encode(r, &r->wire);
 }
 
 void request_start(struct request *r)

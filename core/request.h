@@ -31,6 +31,10 @@ typedef void (*request_done_fn)(struct request *r);
  * the last one without an answer (RFC 8305's recommended Connection Attempt Delay). */
 #define REQUEST_MAX_ATTEMPTS 8
 #define REQUEST_ATTEMPT_DELAY_MS 250
+/* Bodies up to this size travel in the same write as the head. */
+#define REQUEST_INLINE_BODY_MAX (16 * 1024)
+
+struct proto_ops;
 
 enum request_proxy_kind { PROXY_NONE, PROXY_HTTP, PROXY_SOCKS5, PROXY_SOCKS5H };
 
@@ -70,6 +74,7 @@ struct request {
     int decompress;
     struct tls_options tls;     /* strings owned by the request */
     struct request_proxy *proxy;   /* NULL: direct */
+    const struct proto_ops *proto; /* the wire format (proto.h) */
     request_done_fn done;
     void *data;
 
