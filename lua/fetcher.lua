@@ -25,8 +25,8 @@ M.HOOKS = { "on_start", "on_request", "on_response", "on_error", "on_result", "o
 
 --- Fields of a request entry handed on to `http.request`.
 local HTTP_FIELDS = { "url", "method", "headers", "body", "json", "timeout",
-                      "max_redirects", "max_body", "verify", "ca_file",
-                      "decompress" }
+                      "max_redirects", "max_body", "verify", "ca_file", "cert_file",
+                      "key_file", "decompress", "proxy" }
 
 ---------------------------------------------------------------------------
 -- Environment defaults
@@ -269,7 +269,10 @@ Fetcher.__index = Fetcher
 ---@field max_body? integer
 ---@field verify? boolean
 ---@field ca_file? string
+---@field cert_file? string
+---@field key_file? string
 ---@field decompress? boolean
+---@field proxy? string|false     a proxy URL for every request, or false for none (docs/proxies.md)
 ---@field plugins? table[]          hook tables, modules or plugin names
 ---@field logger? Logger            default: the shared logger
 
@@ -304,7 +307,8 @@ function M.new(opts)
   self.breaker = M.make_breaker(opts.breaker) or found_breaker
   self.request_defaults = {
     max_redirects = opts.max_redirects, max_body = opts.max_body,
-    verify = opts.verify, ca_file = opts.ca_file, decompress = opts.decompress,
+    verify = opts.verify, ca_file = opts.ca_file, cert_file = opts.cert_file,
+    key_file = opts.key_file, decompress = opts.decompress, proxy = opts.proxy,
   }
   self.headers = opts.headers
   self.host_slots = {}

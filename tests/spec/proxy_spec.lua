@@ -330,3 +330,16 @@ describe("proxies from the environment", function()
     assert.truthy(out:find("result\t403", 1, true), out)
   end)
 end)
+
+describe("the fetcher passes the proxy on", function()
+  it("fetcher.new{proxy=} sends every request through the proxy; proxy = false goes direct", function()
+    local fetcher = require "fetcher"
+    local url = BASE .. "/bytes/2"
+    local via = fetcher.new{ proxy = P.REFUSE403, max_retries = 0 }:fetch_urls{ url }
+    assert.are.equal(403, via[url].status_code) -- the refusing proxy answered, not the origin
+    local direct = fetcher.new{ proxy = false, max_retries = 0 }:fetch_urls{ url }
+    assert.are.equal(200, direct[url].status_code)
+    local tunnel = fetcher.new{ proxy = P.TINYPROXY, ca_file = CA, max_retries = 0 }:fetch_urls{ TLS_GOOD .. "/bytes/3" }
+    assert.is_true(tunnel[TLS_GOOD .. "/bytes/3"].success)
+  end)
+end)
