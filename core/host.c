@@ -177,6 +177,11 @@ int host_init(struct host *h)
     uv_unref((uv_handle_t *)&h->sigterm);
 
     h->lua_alloc.max_cached_bytes = LUA_ALLOC_CACHE_BYTES;
+    /* LUAFETCH_LUA_CACHE=0 (valgrind, the allocation torture): every Lua block goes straight
+     * back to malloc, so a checker sees each free and each allocation is a real malloc call. */
+    const char *cache = getenv("LUAFETCH_LUA_CACHE");
+    if (cache && !strcmp(cache, "0"))
+        h->lua_alloc.max_cached_bytes = 0;
     h->L = lua_newstate(lua_alloc_fn, &h->lua_alloc);
     if (!h->L)
         return UV_ENOMEM;
