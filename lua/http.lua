@@ -128,12 +128,15 @@ local function normalise(opts, url, method, body, json)
     return nil, "url must be a string"
   end
   method = method or opts.method
+  if method ~= nil and type(method) ~= "string" then
+    return nil, "method must be a string"
+  end
   if body == nil and json == nil then
     body, json = opts.body, opts.json
   end
   -- Only the fields given: a constructor listing every option would size each request's table
   -- for all of them, and thousands of requests wait at once. One pass checks and copies.
-  local req = { url = url, method = method and tostring(method):upper() or "GET", body = body }
+  local req = { url = url, method = method and method:upper() or "GET", body = body }
   for k, v in pairs(opts) do
     local known = OPTIONS[k]
     if not known then

@@ -115,6 +115,14 @@ describe("regressions (second review)", function()
 end)
 
 describe("regressions (script input)", function()
+  it("refuses a method that is not a string instead of sending TRUE", function()
+    local res, err, kind = http.request{ url = BASE .. "/json", method = true }
+    assert.is_nil(res)
+    assert.are.equal("invalid", kind)
+    assert.matches("method must be a string", err, 1, true)
+    assert.are.equal("invalid", select(3, http.request{ url = BASE .. "/json", method = 42 }))
+  end)
+
   it("refuses a URL with a NUL byte inside instead of cutting it there", function()
     local res, err, kind = http.get(BASE .. "/json\0/../../elsewhere")
     assert.is_nil(res)
