@@ -276,7 +276,7 @@ static void feed(struct server_conn *c, const char *data, size_t len)
         return;
     }
     if (r == SP_ERROR) {
-        reject(c, c->sp.reject ? c->sp.reject : 400);
+        reject(c, c->sp.reject);
         return;
     }
     if (c->state == SC_BODY)

@@ -270,8 +270,8 @@ enum sp_result server_parser_feed(struct server_parser *sp, const char *data, si
     }
     if (e == HPE_OK)
         return SP_MORE;
-    if (!sp->reject && sp->chunks.error)
-        sp->reject = 400;
+    if (!sp->reject)
+        sp->reject = 400; /* llhttp's own refusals, and the chunked checks' */
     return SP_ERROR;
 }
 

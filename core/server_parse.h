@@ -21,7 +21,7 @@ struct server_parse_limits {
 enum sp_result {
     SP_MORE,        /* every byte taken; the request is not complete yet */
     SP_REQUEST,     /* a request is complete (see server_parser_feed's rest) */
-    SP_ERROR,       /* answer reject (or nothing when reject is 0 and the head hook stopped it) */
+    SP_ERROR,       /* refused: answer reject (unless the head hook stopped it and closed) */
 };
 
 struct server_parser {

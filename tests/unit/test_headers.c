@@ -1,5 +1,5 @@
-/* test_headers.c — header_name_ok and header_value_ok (core/headers.c): RFC 9110 tokens for names
- * and methods; values free of CR, LF, NUL and other control bytes (tab and obs-text allowed). */
+/* test_headers.c — header_name_ok, header_tchar and header_value_ok (core/headers.c): RFC 9110 tokens
+ * for names and methods; values free of CR, LF, NUL and other control bytes (tab and obs-text allowed). */
 #include "headers.h"
 
 #include "unit.h"
@@ -90,9 +90,23 @@ static void test_values(void)
     CHECK_INT(refused, 32 - 1 + 1); /* C0 controls but tab, and DEL */
 }
 
+static void test_tchar(void)
+{
+    TEST("header_tchar agrees with header_name_ok on every byte");
+    int tchars = 0;
+    for (int c = 0; c < 256; c++) {
+        char one = (char)c;
+        CHECK_MSG(header_tchar((unsigned char)c) == header_name_ok(&one, 1), "byte 0x%02x", c);
+        tchars += header_tchar((unsigned char)c);
+    }
+    CHECK_INT(tchars, 26 + 26 + 10 + 15); /* letters, digits, !#$%&'*+-.^_`|~ */
+    CHECK(!header_tchar(' ') && !header_tchar('\t') && !header_tchar(':') && !header_tchar(0x80));
+}
+
 int main(void)
 {
     test_names();
+    test_tchar();
     test_values();
     return unit_summary();
 }
