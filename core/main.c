@@ -1,20 +1,95 @@
 /* main.c — the command line: run, get, test, -e, --version, --help; exit codes 0/1/2.
  * Owns the host for the process's life and hands each command to a task. */
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
 
 #include "host.h"
 #include "task.h"
 
+#ifndef LUAFETCH_SHAREDIR
+#define LUAFETCH_SHAREDIR "/usr/local/share/luafetch"
+#endif
+
 static const char usage[] =
-    "usage: luafetch run SCRIPT [ARG...]     run a workflow script\n"
-    "       luafetch get [-c N] [--timeout S] [--retries N] [--json] URL...\n"
+    "usage: luafetch run SCRIPT [ARG...]     run a workflow script (a path, or the name of an\n"
+    "                                        installed one: luafetch run monitor --help)\n"
+    "       luafetch get [options] URL...    a small curl: luafetch get --help\n"
     "       luafetch test [busted options] [PATHS]\n"
     "       luafetch -e CODE                 run a chunk\n"
-    "       luafetch --version | --help\n";
+    "       luafetch --version | --help\n"
+    "see luafetch(1)\n";
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Looks for NAME and NAME.lua in DIR/scripts; 1 and the path in out when found. */
+static int find_in(const char *dir, const char *name, char *out, size_t size)
+{
+    static const char *const suffixes[] = { "", ".lua" };
+    for (int i = 0; i < 2; i++) {
+        int n = snprintf(out, size, "%s/scripts/%s%s", dir, name, suffixes[i]);
+        if (n > 0 && (size_t)n < size && is_file(out))
+            return 1;
+    }
+    return 0;
+}
+
+/* The file `run NAME` means: NAME itself when it is a file; else, for a bare name (no '/'), the
+ * installed script NAME[.lua] in the share directory built in, then in ../share/luafetch beside
+ * the executable (an install unpacked under another prefix). NAME as given when none is found,
+ * so the error names what was asked for. */
+static const char *find_script(const char *name, char *out, size_t size)
+{
+    if (is_file(name) || strchr(name, '/'))
+        return name;
+    if (find_in(LUAFETCH_SHAREDIR, name, out, size))
+        return out;
+    char exe[PATH_MAX];
+    size_t len = sizeof exe;
+    if (uv_exepath(exe, &len) == 0) {
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0'; /* the bin directory */
+            char share[PATH_MAX + 32];
+            snprintf(share, sizeof share, "%s/../share/luafetch", exe);
+            if (find_in(share, name, out, size))
+                return out;
+        }
+    }
+    return name;
+}
+
+/* Puts the folder of the script first on package.path (as Python puts the script's directory
+ * first on sys.path), so `require "helper"` finds helper.lua beside the script whatever the
+ * working directory is (cron, systemd). A folder whose name holds ';' or '?' cannot be written
+ * into a search path and is left out. */
+static void add_script_dir(lua_State *L, const char *script)
+{
+    char real[PATH_MAX];
+    if (!realpath(script, real))
+        return;
+    char *slash = strrchr(real, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    const char *dir = slash == real ? "" : real; /* a script in / */
+    if (strpbrk(dir, ";?"))
+        return;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
 
 /* Sets the global `arg` like the lua interpreter: arg[0] = script, arg[1..] = args. */
 static void set_arg(lua_State *L, const char *script, int n, char **args)
@@ -52,8 +127,15 @@ static int start_main(lua_State *L)
     struct start *st = lua_touserdata(L, 1);
     int nargs = 0, rc;
     if (!strcmp(st->cmd, "run")) {
-        set_arg(L, st->argv[2], st->argc - 3, st->argv + 3);
-        rc = luaL_loadfile(L, st->argv[2]);
+        char found[PATH_MAX];
+        const char *script = find_script(st->argv[2], found, sizeof found);
+        set_arg(L, script, st->argc - 3, st->argv + 3);
+        if (!is_file(script) && !strchr(script, '/'))
+            return luaL_error(L, "cannot open %s: no such file here, and no installed script of "
+                                 "that name in " LUAFETCH_SHAREDIR "/scripts", script);
+        rc = luaL_loadfile(L, script);
+        if (rc == LUA_OK)
+            add_script_dir(L, script);
         nargs = st->argc - 3;
         for (int i = 3; rc == LUA_OK && i < st->argc; i++) {
             luaL_checkstack(L, 1, "too many arguments");

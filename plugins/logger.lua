@@ -1,6 +1,8 @@
 -- plugins/logger.lua: levelled log lines, as text or JSON, for the fetcher and
 -- its plugins. One default logger (configured by `logger.setup`) is shared by
--- everything that has not been handed a logger of its own.
+-- everything that has not been handed a logger of its own. On a terminal the
+-- level name is coloured (never with NO_COLOR, never in a file or pipe), and a
+-- line goes above the progress bar being shown instead of through it.
 
 local M = {}
 
@@ -26,6 +28,7 @@ local cjson_ok, cjson = pcall(require, "cjson")
 ---@field format string         a template with {time} {name} {level} {message}, or "json"
 ---@field time_format string    os.date format of {time}
 ---@field output fun(line: string)|file*  where lines go (default io.stderr)
+---@field colour boolean|nil   colour the level name; nil: decided at the first line (terminal, no NO_COLOR)
 local Logger = {}
 Logger.__index = Logger
 
@@ -124,10 +127,31 @@ local function emit(self, line)
   local out = self.output
   if type(out) == "function" then
     out(line)
-  else
-    out:write(line, "\n")
-    if out.flush then out:flush() end
+    return
   end
+  -- a bar on the terminal: the line goes above it, and the bar is drawn again below
+  local progress = package.loaded["plugins.progress"]
+  if progress and (out == io.stderr or out == io.stdout) and progress.showing() then
+    progress.print_above(out, line .. "\n")
+    return
+  end
+  out:write(line, "\n")
+  if out.flush then out:flush() end
+end
+
+-- ANSI colours of the level names on a terminal.
+M.LEVEL_COLOURS = { DEBUG = "2", INFO = "36", WARNING = "33", ERROR = "31", CRITICAL = "1;31" }
+
+--- Should this logger colour its level names? Only when it writes to the terminal's stdout or
+--- stderr and NO_COLOR is not set (plugins.progress.colour_enabled).
+---@param self Logger
+---@return boolean
+local function wants_colour(self)
+  if self.colour == nil then
+    local fd = self.output == io.stderr and 2 or self.output == io.stdout and 1 or nil
+    self.colour = fd ~= nil and require("plugins.progress").colour_enabled(fd)
+  end
+  return self.colour
 end
 
 --- Build the line for one message.
@@ -145,7 +169,11 @@ function Logger:render(level_name, message, fields)
     end
     return json_line(record)
   end
-  local values = { time = time, name = self.name, level = level_name,
+  local shown_level = level_name
+  if wants_colour(self) and M.LEVEL_COLOURS[level_name] then
+    shown_level = "\27[" .. M.LEVEL_COLOURS[level_name] .. "m" .. level_name .. "\27[0m"
+  end
+  local values = { time = time, name = self.name, level = shown_level,
                    message = message }
   return (self.format:gsub("{(%a+)}", function(token)
     local value = values[token]
@@ -198,6 +226,7 @@ Logger.warn = Logger.warning
 ---@field format? string          template or "json"
 ---@field time_format? string     os.date format (default "%Y-%m-%d %H:%M:%S")
 ---@field output? fun(line: string)|file*  default io.stderr
+---@field colour? boolean         colour the level name (default: on a terminal unless NO_COLOR)
 
 --- A new, independent logger.
 ---@param opts? LoggerOptions
@@ -223,6 +252,7 @@ function M.new(opts)
     format = format,
     time_format = opts.time_format or "%Y-%m-%d %H:%M:%S",
     output = output,
+    colour = opts.colour,
   }, Logger)
 end
 

@@ -2,6 +2,9 @@
 -- rate, ETA, failures; redrawn in place with "\r" at most `interval` apart. Shown only when stderr
 -- is a terminal and the run is long (LUAFETCH_PROGRESS=always|never|auto overrides), so logs,
 -- pipes and CI output stay clean. A fetcher plugin (on_start, on_request, on_result, on_finish).
+-- Also the terminal manners shared by the command line and the logger: is_tty, colour_enabled
+-- (a terminal, and NO_COLOR unset), and print_above, which writes a line above the bar being
+-- shown (log lines, `luafetch get` lines) and redraws the bar below it.
 
 local task = require "task"
 
@@ -11,11 +14,58 @@ M.DEFAULTS = { min_seconds = 2, min_total = 50, interval = 0.1, width = 20 }
 
 local MODES = { auto = true, always = true, never = true }
 
---- True when stderr is a terminal (asks the shell once: Lua has no isatty).
+local tty_cache = {}
+
+--- True when file descriptor `fd` (1 stdout, 2 stderr) is a terminal. Asks the shell once per fd
+--- (Lua has no isatty); the answer is kept.
+---@param fd integer
+---@return boolean
+function M.is_tty(fd)
+  if tty_cache[fd] == nil then
+    local ok, how, code = os.execute("test -t " .. math.tointeger(fd))
+    tty_cache[fd] = ok == true and how == "exit" and code == 0
+  end
+  return tty_cache[fd]
+end
+
+--- True when stderr is a terminal.
 ---@return boolean
 function M.stderr_is_tty()
-  local ok, how, code = os.execute("test -t 2")
-  return ok == true and how == "exit" and code == 0
+  return M.is_tty(2)
+end
+
+--- Colour on `fd`: only on a terminal, never when NO_COLOR is set (to anything but ""; see
+--- no-color.org) or TERM is "dumb".
+---@param fd integer
+---@param getenv? fun(name: string): string|nil
+---@return boolean
+function M.colour_enabled(fd, getenv)
+  getenv = getenv or os.getenv
+  local no = getenv("NO_COLOR")
+  if no ~= nil and no ~= "" then return false end
+  if getenv("TERM") == "dumb" then return false end
+  return M.is_tty(fd)
+end
+
+-- The bar on the terminal now (one at a time): { clear = fn, redraw = fn }, or nil.
+local active = nil
+
+--- Write `text` (whole lines) to `stream` above the bar being shown, if any: the bar's line is
+--- cleared, the text written, and the bar drawn again below it. Without a bar it is a plain write.
+---@param stream file*
+---@param text string
+function M.print_above(stream, text)
+  local bar = active
+  if bar then bar.clear() end
+  stream:write(text)
+  stream:flush()
+  if bar then bar.redraw() end
+end
+
+--- True while a bar is drawn on the terminal.
+---@return boolean
+function M.showing()
+  return active ~= nil
 end
 
 --- The mode from opts.mode, else LUAFETCH_PROGRESS, else "auto". A bad value raises.
@@ -136,6 +186,8 @@ function M.new(opts)
       or st.done >= min_total
   end
 
+  local handle -- this bar in `active` while it is on the terminal
+
   local function draw(now, finished)
     local line = M.format{ done = st.done, failed = st.failed, total = st.total,
                            elapsed = now - st.started, finished = finished, width = width }
@@ -143,9 +195,29 @@ function M.new(opts)
     st.last_len = #line
     st.last_draw = now
     st.shown = true
+    st.line = line
     plugin.draws = plugin.draws + 1
     output("\r" .. line .. pad .. (finished and "\n" or ""))
+    if finished then
+      if active == handle then active = nil end
+      st.last_len = 0
+    else
+      active = handle
+    end
   end
+
+  handle = {
+    clear = function()
+      if st.last_len > 0 then output("\r" .. string.rep(" ", st.last_len) .. "\r") end
+      st.last_len = 0
+    end,
+    redraw = function()
+      if st.line then
+        output("\r" .. st.line)
+        st.last_len = #st.line
+      end
+    end,
+  }
 
   --- Set the number of URLs expected in this run.
   ---@param n integer|nil
@@ -174,6 +246,7 @@ function M.new(opts)
     if enabled and st.started and (st.shown or long_enough(clock())) then
       draw(clock(), true)
     end
+    if active == handle then active = nil end
     reset()
   end
 

@@ -1,0 +1,331 @@
+-- thresholds.lua — pass/fail criteria for a run, as k6 has them ("p95<0.5", "success_rate>0.99"),
+-- the metrics they are checked against (latency percentiles, counts, connection reuse), and the
+-- one-line summary printed at the end of `luafetch get`. Used by cli_get.lua; the fetcher can use
+-- the same API (see `M.plugin`).
+--
+--   local thresholds = require "thresholds"
+--   local set = assert(thresholds.parse{ "p95<0.5", success_rate = ">0.99" })
+--   local rec = thresholds.recorder()
+--   rec:add{ success = true, elapsed = 0.12, reused = false }   -- once per URL
+--   local metrics = rec:metrics()
+--   local checks, ok = thresholds.evaluate(set, metrics)        -- ok: every threshold passed
+--   print(thresholds.summary_line(metrics))
+--   for _, line in ipairs(thresholds.report_lines(checks)) do print(line) end
+--
+-- Latency metrics are in seconds; percentiles are nearest-rank over every sample (k6 keeps every
+-- sample of a trend too: one number per URL).
+
+local M = {}
+
+--- Every metric a threshold may name, with what it means (also shown in error messages).
+M.METRICS = {
+  count = "URLs finished",
+  succeeded = "URLs that succeeded",
+  failed = "URLs that failed",
+  success_rate = "succeeded / count (0..1)",
+  failure_rate = "failed / count (0..1)",
+  reused = "requests served over a pooled connection",
+  reuse_rate = "reused / count (0..1)",
+  min = "fastest URL, seconds", max = "slowest URL, seconds", avg = "mean, seconds",
+  med = "median, seconds (p50)",
+  rps = "URLs finished per second of the run",
+  elapsed = "seconds the run took",
+}
+-- pN: any percentile 0 < N <= 100 (p50, p90, p95, p99, p99.9 ...)
+
+local OPS = {
+  ["<"] = function(a, b) return a < b end,
+  ["<="] = function(a, b) return a <= b end,
+  [">"] = function(a, b) return a > b end,
+  [">="] = function(a, b) return a >= b end,
+  ["=="] = function(a, b) return a == b end,
+  ["!="] = function(a, b) return a ~= b end,
+}
+
+---@class Threshold
+---@field name string    the expression as written ("p95<0.5")
+---@field metric string  "p95", "success_rate", ...
+---@field op string      one of < <= > >= == !=
+---@field limit number   seconds for latency metrics (a "ms" suffix is converted)
+
+---@param metric string
+---@return boolean
+local function known_metric(metric)
+  if M.METRICS[metric] then return true end
+  local n = tonumber(metric:match("^p(%d+%.?%d*)$"))
+  return n ~= nil and n > 0 and n <= 100
+end
+
+---@param metric string
+---@return boolean  a latency metric (in seconds)
+local function is_latency(metric)
+  return metric:match("^p%d") ~= nil or metric == "min" or metric == "max" or metric == "avg"
+    or metric == "med"
+end
+
+--- One threshold from "METRIC OP NUMBER" ("p95<0.5", "p99 <= 250ms", "success_rate>0.99"), or
+--- from a metric and "OP NUMBER" (the fetcher's table form: ["p95"] = "<0.5").
+---@param expr string
+---@param metric? string
+---@return Threshold|nil threshold
+---@return string|nil err
+function M.parse_one(expr, metric)
+  if type(expr) ~= "string" then
+    return nil, "a threshold must be a string such as \"p95<0.5\", got " .. type(expr)
+  end
+  local name = metric and (metric .. expr) or expr
+  local text = name:gsub("%s+", "")
+  local m, op, number, unit = text:match("^([%a_][%w_%.]*)([<>=!]=?)(%-?%d*%.?%d+)(m?s?)$")
+  if not m or not OPS[op] then
+    return nil, string.format("bad threshold '%s': expected METRIC OP NUMBER, e.g. p95<0.5 or "
+      .. "success_rate>0.99 (OP: < <= > >= == !=)", name)
+  end
+  if not known_metric(m) then
+    local names = {}
+    for k in pairs(M.METRICS) do names[#names + 1] = k end
+    table.sort(names)
+    return nil, string.format("bad threshold '%s': unknown metric '%s' (pN such as p95, %s)",
+      name, m, table.concat(names, ", "))
+  end
+  local limit = tonumber(number)
+  if unit ~= "" then
+    if not is_latency(m) then
+      return nil, string.format("bad threshold '%s': a unit (s, ms) only fits a latency metric", name)
+    end
+    if unit == "ms" then limit = limit / 1000 elseif unit ~= "s" then
+      return nil, string.format("bad threshold '%s': unit '%s' (use s or ms)", name, unit)
+    end
+  end
+  return { name = name, metric = m, op = op, limit = limit }
+end
+
+--- Thresholds from a string, an array of strings, a map metric → "OP NUMBER", or a mix of both
+--- (array part first, then the map part in metric order).
+---@param spec string|table|nil
+---@return Threshold[]|nil thresholds
+---@return string|nil err
+function M.parse(spec)
+  if spec == nil then return {} end
+  if type(spec) == "string" then spec = { spec } end
+  if type(spec) ~= "table" then
+    return nil, "thresholds must be a string or a table, got " .. type(spec)
+  end
+  local out = {}
+  for _, expr in ipairs(spec) do
+    local t, err = M.parse_one(expr)
+    if not t then return nil, err end
+    out[#out + 1] = t
+  end
+  local keys = {}
+  for k in pairs(spec) do
+    if math.type(k) ~= "integer" or k < 1 or k > #spec then
+      if type(k) ~= "string" then return nil, "a threshold key must be a metric name" end
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local t, err = M.parse_one(spec[k], k)
+    if not t then return nil, err end
+    out[#out + 1] = t
+  end
+  return out
+end
+
+---------------------------------------------------------------------------
+-- Metrics
+---------------------------------------------------------------------------
+
+---@class Recorder
+---@field durations number[]
+---@field count integer
+---@field succeeded integer
+---@field failed integer
+---@field reused integer
+---@field started number
+local Recorder = {}
+Recorder.__index = Recorder
+
+--- A new recorder; `clock` gives seconds (default task.now when it exists, else os.clock).
+---@param clock? fun(): number
+---@return Recorder
+function M.recorder(clock)
+  if not clock then
+    local ok, task = pcall(require, "task")
+    clock = ok and task.now or os.clock
+  end
+  return setmetatable({ durations = {}, count = 0, succeeded = 0, failed = 0, reused = 0,
+                        clock = clock, started = clock() }, Recorder)
+end
+
+--- Count one finished URL: `success` (boolean), `elapsed` (seconds, any failure included: a
+--- failed URL's time counts in the latency metrics too, as k6's does), `reused` (boolean).
+---@param result { success: boolean, elapsed: number|nil, reused: boolean|nil }
+function Recorder:add(result)
+  self.count = self.count + 1
+  if result.success then self.succeeded = self.succeeded + 1 else self.failed = self.failed + 1 end
+  if result.reused then self.reused = self.reused + 1 end
+  if type(result.elapsed) == "number" and result.elapsed == result.elapsed then
+    self.durations[#self.durations + 1] = result.elapsed
+  end
+end
+
+--- The nearest-rank percentile `p` (0 < p <= 100) of a sorted array; nil when it is empty.
+---@param sorted number[]
+---@param p number
+---@return number|nil
+function M.percentile(sorted, p)
+  local n = #sorted
+  if n == 0 then return nil end
+  local rank = math.ceil(p / 100 * n)
+  return sorted[math.max(1, math.min(n, rank))]
+end
+
+---@class Metrics
+---@field count integer
+---@field succeeded integer
+---@field failed integer
+---@field success_rate number
+---@field failure_rate number
+---@field reused integer
+---@field reuse_rate number
+---@field min number|nil
+---@field max number|nil
+---@field avg number|nil
+---@field med number|nil
+---@field p50 number|nil
+---@field p90 number|nil
+---@field p95 number|nil
+---@field p99 number|nil
+---@field elapsed number
+---@field rps number
+---@field sorted number[]  every duration, ascending (for other percentiles)
+
+--- The metrics of what was added so far.
+---@return Metrics
+function Recorder:metrics()
+  local sorted = table.move(self.durations, 1, #self.durations, 1, {})
+  table.sort(sorted)
+  local sum = 0
+  for _, d in ipairs(sorted) do sum = sum + d end
+  local elapsed = self.clock() - self.started
+  local count = self.count
+  return {
+    count = count, succeeded = self.succeeded, failed = self.failed,
+    -- an empty run has nothing that failed: success_rate 1 keeps "success_rate>0.99" honest only
+    -- when something ran, so count is there to check too
+    success_rate = count > 0 and self.succeeded / count or 1,
+    failure_rate = count > 0 and self.failed / count or 0,
+    reused = self.reused, reuse_rate = count > 0 and self.reused / count or 0,
+    min = sorted[1], max = sorted[#sorted], avg = #sorted > 0 and sum / #sorted or nil,
+    med = M.percentile(sorted, 50), p50 = M.percentile(sorted, 50),
+    p90 = M.percentile(sorted, 90), p95 = M.percentile(sorted, 95),
+    p99 = M.percentile(sorted, 99),
+    elapsed = elapsed, rps = elapsed > 0 and count / elapsed or 0,
+    sorted = sorted,
+  }
+end
+
+---@param metrics Metrics
+---@param metric string
+---@return number|nil
+local function value_of(metrics, metric)
+  local v = metrics[metric]
+  if v == nil then
+    local p = tonumber(metric:match("^p(%d+%.?%d*)$"))
+    if p and metrics.sorted then v = M.percentile(metrics.sorted, p) end
+  end
+  return v
+end
+
+---@class ThresholdCheck
+---@field threshold Threshold
+---@field name string
+---@field value number|nil   nil: no sample (a latency metric of an empty run): the check fails
+---@field ok boolean
+
+--- Check every threshold against `metrics`.
+---@param list Threshold[]
+---@param metrics Metrics
+---@return ThresholdCheck[] checks
+---@return boolean ok  every threshold passed
+function M.evaluate(list, metrics)
+  local checks, all = {}, true
+  for _, t in ipairs(list) do
+    local v = value_of(metrics, t.metric)
+    local ok = v ~= nil and OPS[t.op](v, t.limit)
+    checks[#checks + 1] = { threshold = t, name = t.name, value = v, ok = ok }
+    all = all and ok
+  end
+  return checks, all
+end
+
+---------------------------------------------------------------------------
+-- Text
+---------------------------------------------------------------------------
+
+--- Seconds as "12.3ms" or "1.24s".
+---@param s number|nil
+---@return string
+function M.format_seconds(s)
+  if s == nil then return "-" end
+  if s < 1 then return string.format("%.1fms", s * 1000) end
+  return string.format("%.2fs", s)
+end
+
+--- The one-line summary, k6-style:
+--- `3 URLs: 2 ok, 1 failed (66.7% ok) in 0.52s, 5.8/s; p50 12.3ms p95 40.1ms p99 41.0ms max 45.0ms; 2/3 reused a connection`
+---@param m Metrics
+---@return string
+function M.summary_line(m)
+  return string.format("%d URL%s: %d ok, %d failed (%.1f%% ok) in %s, %.1f/s; "
+    .. "p50 %s p95 %s p99 %s max %s; %d/%d reused a connection",
+    m.count, m.count == 1 and "" or "s", m.succeeded, m.failed, m.success_rate * 100,
+    M.format_seconds(m.elapsed), m.rps, M.format_seconds(m.p50), M.format_seconds(m.p95),
+    M.format_seconds(m.p99), M.format_seconds(m.max), m.reused, m.count)
+end
+
+--- One line per check: "threshold p95<0.5: ok (p95 = 40.1ms)" or "... FAILED (...)".
+---@param checks ThresholdCheck[]
+---@param only_failed? boolean
+---@return string[]
+function M.report_lines(checks, only_failed)
+  local lines = {}
+  for _, c in ipairs(checks) do
+    if not (only_failed and c.ok) then
+      local t = c.threshold
+      local shown
+      if c.value == nil then shown = "no samples"
+      elseif is_latency(t.metric) then shown = M.format_seconds(c.value)
+      else shown = string.format("%.4g", c.value) end
+      lines[#lines + 1] = string.format("threshold %s: %s (%s = %s)", c.name,
+        c.ok and "ok" or "FAILED", t.metric, shown)
+    end
+  end
+  return lines
+end
+
+---------------------------------------------------------------------------
+-- For the fetcher
+---------------------------------------------------------------------------
+
+--- A fetcher plugin that records every result (on_start resets it) and checks `spec` at the end
+--- of each run. After the run: `plugin.metrics`, `plugin.checks`, `plugin.ok` (false when a
+--- threshold failed: the caller turns that into exit status 1). Raises on a bad spec.
+---@param spec string|table
+---@return table plugin
+function M.plugin(spec)
+  local list, err = M.parse(spec)
+  if not list then error(err, 2) end
+  local plugin = { name = "thresholds", thresholds = list, ok = true }
+  local rec = M.recorder()
+  function plugin.on_start() rec = M.recorder() end
+  function plugin.on_result(_, result) rec:add(result) end
+  function plugin.on_finish()
+    plugin.metrics = rec:metrics()
+    plugin.checks, plugin.ok = M.evaluate(list, plugin.metrics)
+  end
+  return plugin
+end
+
+return M
