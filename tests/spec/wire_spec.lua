@@ -3,7 +3,8 @@
 -- exact bytes). Server side: http.serve in this process, fed exact bytes by a raw Python client
 -- started in the background (os.execute ... &) that writes its result to a file this task polls,
 -- so the loop keeps serving meanwhile. Listener recovery runs a child luafetch with a preloaded
--- shim that makes one uv_tcp_init fail.
+-- shim that makes one uv_tcp_init fail. A slow reader checks the write timeout; the 4 GiB response
+-- needs about 10 GB of memory and runs only with LUAFETCH_HUGE_TESTS=1 (pending otherwise).
 
 local http = require "http"
 local task = require "task"
