@@ -22,17 +22,20 @@ M.DEFAULT_BACKOFF = 1.5
 -- Options
 ---------------------------------------------------------------------------
 
+---A converter for option `name`: a number `ok` accepts, or an error naming the option.
 ---@param what string
 ---@param ok fun(n: number): boolean
 ---@param integer boolean
 local function number_of(what, ok, integer)
-  return function(text)
-    local n = text:match("^%d*%.?%d+$") and tonumber(text)
-    if n and integer then n = math.tointeger(n) end
-    if not n or not ok(n) then
-      return nil, string.format("must be %s, got '%s'", what, text)
+  return function(name)
+    return function(text)
+      local n = text:match("^%d*%.?%d+$") and tonumber(text)
+      if n and integer then n = math.tointeger(n) end
+      if not n or not ok(n) then
+        return nil, string.format("%s must be %s, got '%s'", name, what, text)
+      end
+      return n
     end
-    return n
   end
 end
 
@@ -94,9 +97,9 @@ function M.parser()
     p:option("--cacert", "PEM bundle of CAs to trust instead of the system's."):argname("<file>"),
     p:option("-x --proxy", "Proxy URL: http://, socks5:// or socks5h://."):argname("<url>"),
     p:option("--timeout -m --max-time", "Seconds per attempt (HTTP_TIMEOUT, 30).")
-      :argname("<seconds>"):convert(positive_number),
+      :argname("<seconds>"):convert(positive_number("--timeout")),
     p:option("--max-redirs", "Redirects to follow (default 5; 0: none)."):argname("<n>")
-      :convert(non_negative_integer),
+      :convert(non_negative_integer("--max-redirs")),
     p:flag("-L --location", "Accepted for curl's sake: redirects are always followed.")
   )
   p:group("Output",
@@ -110,11 +113,11 @@ function M.parser()
   )
   p:group("Many URLs",
     p:option("-c --concurrency", "Requests in flight at most (MAX_CONCURRENT, 100)."):argname("<n>")
-      :convert(positive_integer),
+      :convert(positive_integer("-c")),
     p:option("--retries", "Retries after a timeout, connection failure, 429 or 5xx (MAX_RETRIES, else 0).")
-      :argname("<n>"):convert(non_negative_integer),
+      :argname("<n>"):convert(non_negative_integer("--retries")),
     p:option("--backoff", "Backoff factor: pauses of F*2^(n-1) s (BACKOFF_FACTOR, 1.5)."):argname("<f>")
-      :convert(non_negative_number),
+      :convert(non_negative_number("--backoff")),
     p:flag("-f --fail", "A status of 400 or more fails the URL (default with several URLs)."),
     p:flag("--no-fail", "A status of 400 or more is a response like any other."),
     p:option("--threshold", "Pass/fail criterion such as p95<0.5 or success_rate>0.99 (repeatable).")

@@ -1,10 +1,11 @@
 -- aggregate.lua — fetch several JSON APIs at once, merge them into one JSON document, say which
 -- sources failed and why, and run checks that decide the exit status (like k6 checks).
 --
--- usage: luafetch run scripts/aggregate.lua [options] [NAME=URL ...]
+-- usage: luafetch run aggregate [options] [NAME=URL ...]      (--help lists the options)
 --
 --   --config FILE    a Lua file returning settings that replace those of CONFIG below
---                    (see scripts/sources.example.lua)
+--                    (see sources.example.lua beside this script; a relative name not found in
+--                    the current folder is looked up beside this script)
 --   --base URL       prefix for source URLs that start with "/" (e.g. http://127.0.0.1:8080)
 --   --out FILE       write the document there (default "-": stdout)
 --   --compact        one line of JSON instead of indented JSON
@@ -25,6 +26,10 @@
 local fetcher = require "fetcher"
 local task = require "task"
 local cjson = require "cjson.safe"
+local argparse = require "argparse"
+
+-- the folder of this script: example files are looked up beside it
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 
 local CONFIG = {
   base_url = "http://127.0.0.1:8080",
@@ -210,43 +215,88 @@ end
 -- Command line
 ---------------------------------------------------------------------------
 
----Settings from CONFIG, a --config file and the arguments.
+local function is_file(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+---A relative path not found from the current folder is looked up beside this script.
+---@param path string
+---@return string
+function M.find_file(path)
+  if is_file(path) or path:sub(1, 1) == "/" then return path end
+  local beside = HERE .. "/" .. path
+  return is_file(beside) and beside or path
+end
+
+---A converter for option `name`: a non-negative number, or an error naming the option.
+local function non_negative(name)
+  return function(text)
+    local n = tonumber(text)
+    if not n or n < 0 then return nil, name .. " needs a non-negative number, got '" .. text .. "'" end
+    return n
+  end
+end
+
+---The argument parser (lua-argparse).
+function M.parser()
+  local p = argparse("luafetch run aggregate",
+    "Fetch several JSON APIs at once, merge them into one JSON document, say which sources "
+    .. "failed and why, and run checks that decide the exit status.",
+    "Settings to copy and edit: " .. HERE .. "/sources.example.lua (luafetch run aggregate "
+    .. "--config sources.example.lua --base http://127.0.0.1:8080).\n"
+    .. "Exit status: 0 every required source answered and every check passed, 1 otherwise, "
+    .. "2 bad usage.")
+  p:add_help(false)
+  p:help_max_width(80)
+  p:flag("-h --help", "Show this help and exit.")
+  p:argument("sources", "NAME=URL: a source (given sources replace the config's)."):args("*")
+  p:option("--config", "Lua file returning settings (a relative name is also looked up beside this script).")
+    :argname("<file>")
+  p:option("--base", "Prefix for source URLs that start with /."):argname("<url>"):target("base_url")
+  p:option("--out", "Write the document there (default -: stdout)."):argname("<file>"):target("output")
+  p:flag("--compact", "One line of JSON instead of indented JSON.")
+  p:option("--timeout", "Seconds per attempt (5)."):argname("<s>"):convert(non_negative("--timeout"))
+  p:option("--retries", "Retries after timeouts, connection failures, 429 and 5xx (1)."):argname("<n>")
+    :convert(non_negative("--retries"))
+  p:option("--max-concurrent", "Sources fetched at once (10)."):argname("<n>"):convert(non_negative("--max-concurrent"))
+  return p
+end
+
+---Settings from CONFIG, a --config file and the arguments; nil when --help was asked for (and
+---printed).
 ---@param args string[]
----@return table
+---@return table|nil
 function M.settings(args)
+  local p = M.parser()
+  local ok, opts = p:pparse(args)
+  if not ok then usage_error(opts .. " (try --help)") end
+  if opts.help then
+    io.stdout:write(p:get_help(), "\n")
+    return nil
+  end
   local cfg = {}
   for k, v in pairs(CONFIG) do cfg[k] = v end
+  if opts.config then
+    local path = M.find_file(opts.config)
+    local chunk, err = loadfile(path)
+    if not chunk then usage_error(err) end
+    local t = chunk()
+    if type(t) ~= "table" then usage_error(path .. " must return a table of settings") end
+    for k, v in pairs(t) do cfg[k] = v end
+  end
+  for _, k in ipairs{ "base_url", "output", "timeout" } do
+    if opts[k] ~= nil then cfg[k] = opts[k] end
+  end
+  if opts.retries then cfg.retries = math.tointeger(opts.retries) or opts.retries end
+  if opts.max_concurrent then cfg.max_concurrent = math.tointeger(opts.max_concurrent) or opts.max_concurrent end
+  if opts.compact then cfg.pretty = false end
   local given = {}
-  local i = 1
-  while i <= #args do
-    local a, value = args[i], args[i + 1]
-    if a == "--config" then
-      if not value then usage_error("--config needs a file") end
-      local chunk, err = loadfile(value)
-      if not chunk then usage_error(err) end
-      local t = chunk()
-      if type(t) ~= "table" then usage_error(value .. " must return a table of settings") end
-      for k, v in pairs(t) do cfg[k] = v end
-      i = i + 2
-    elseif a == "--base" or a == "--out" then
-      if not value then usage_error(a .. " needs a value") end
-      cfg[a == "--base" and "base_url" or "output"] = value
-      i = i + 2
-    elseif a == "--timeout" or a == "--retries" or a == "--max-concurrent" then
-      local n = tonumber(value)
-      if not n or n < 0 then usage_error(a .. " needs a non-negative number") end
-      cfg[a:sub(3):gsub("-", "_")] = a == "--timeout" and n or math.tointeger(n)
-      i = i + 2
-    elseif a == "--compact" then
-      cfg.pretty, i = false, i + 1
-    elseif a:match("^%-%-") then
-      usage_error("unknown option " .. a)
-    else
-      local name, url = a:match("^([%w_%-%.]+)=(.+)$")
-      if not name then usage_error("expected NAME=URL, got '" .. a .. "'") end
-      given[#given + 1] = { name = name, url = url }
-      i = i + 1
-    end
+  for _, a in ipairs(opts.sources) do
+    local name, url = a:match("^([%w_%-%.]+)=(.+)$")
+    if not name then usage_error("expected NAME=URL, got '" .. a .. "'") end
+    given[#given + 1] = { name = name, url = url }
   end
   if #given > 0 then cfg.sources = given end
   if type(cfg.sources) ~= "table" or #cfg.sources == 0 then usage_error("no sources") end
@@ -264,6 +314,7 @@ end
 
 local function main(args)
   local cfg = M.settings(args)
+  if not cfg then return 0 end
   local doc = M.collect(cfg)
   M.run_checks(doc, cfg.checks)
 

@@ -24,14 +24,20 @@ base="http://127.0.0.1:$port"
 
 # post PATH: a POST to the mock, to switch a service off and on while the monitor watches
 post() { "$bin" -e "assert(require('http').post('$base$1', ''))"; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$1"; }
-cmd() { printf '\033[2m$ %s\033[0m\n' "$*"; }
+# colour only on a terminal, and never with NO_COLOR (no escape codes in `make demo > file`)
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ] && [ "${TERM:-}" != dumb ]; then
+  bold=$'\033[1m' dim=$'\033[2m' reset=$'\033[0m'
+else
+  bold='' dim='' reset=''
+fi
+step() { printf '\n%s== %s%s\n' "$bold" "$1" "$reset"; }
+cmd() { printf '%s$ %s%s\n' "$dim" "$*" "$reset"; }
 
 echo "luafetch demo: mock services (a shop, JSON APIs, healthy/flaky/slow endpoints) on $base"
 
 step "1. monitor: check endpoints on a schedule, alert when one changes state"
-cmd "luafetch run scripts/monitor.lua scripts/targets.example.lua --base $base --interval 1.5s --for 4s --textfile metrics.prom"
-"$bin" run scripts/monitor.lua scripts/targets.example.lua --base "$base" --interval 1.5s --for 4s \
+cmd "luafetch run scripts/monitor.lua --targets scripts/targets.example.lua --base $base --interval 1.5s --for 4s --textfile metrics.prom"
+"$bin" run scripts/monitor.lua --targets scripts/targets.example.lua --base "$base" --interval 1.5s --for 4s \
   --textfile "$tmp/metrics.prom" </dev/null &
 monitor=$!
 pids+=($monitor)

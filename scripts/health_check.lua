@@ -1,18 +1,40 @@
 -- health_check.lua — check a list of endpoints concurrently and print UP/DOWN with latency.
 --
--- usage: luafetch run scripts/health_check.lua URL...
---        (or edit DEFAULT_URLS below)
--- Exit status: 0 when every endpoint answered 2xx/3xx, 1 otherwise.
+-- usage: luafetch run health_check [--timeout S] [--concurrency N] URL...   (--help)
+-- Exit status: 0 when every endpoint answered 2xx/3xx, 1 otherwise, 2 bad usage.
 local http = require "http"
 local task = require "task"
+local argparse = require "argparse"
 
-local DEFAULT_URLS = {
-  "http://127.0.0.1:8080/health",
-}
-local MAX_CONCURRENT = 20
-local TIMEOUT = 5
+local function positive(name)
+  return function(text)
+    local n = tonumber(text)
+    if not n or n <= 0 then return nil, name .. " needs a positive number, got '" .. text .. "'" end
+    return n
+  end
+end
 
-local urls = #arg > 0 and arg or DEFAULT_URLS
+local parser = argparse("luafetch run health_check",
+  "Check endpoints concurrently and print UP/DOWN with latency.",
+  "Exit status: 0 every endpoint answered 2xx/3xx, 1 otherwise, 2 bad usage.")
+parser:add_help(false)
+parser:flag("-h --help", "Show this help and exit.")
+parser:argument("urls", "The endpoints to check."):args("*")
+parser:option("--timeout", "Seconds per check (5)."):argname("<s>"):convert(positive("--timeout"))
+parser:option("-c --concurrency", "Checks in flight at most (20)."):argname("<n>"):convert(positive("--concurrency"))
+
+local ok, opts = parser:pparse(arg)
+if not ok then error({ exit_code = 2, message = "health_check.lua: " .. opts .. " (try --help)" }, 0) end
+if opts.help then
+  io.stdout:write(parser:get_help(), "\n")
+  return 0
+end
+if #opts.urls == 0 then
+  error({ exit_code = 2, message = "health_check.lua: no URL given (try --help)" }, 0)
+end
+local urls = opts.urls
+local MAX_CONCURRENT = math.floor(opts.concurrency or 20)
+local TIMEOUT = opts.timeout or 5
 
 local sem = task.semaphore(MAX_CONCURRENT)
 local checks = {}

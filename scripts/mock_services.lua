@@ -1,7 +1,7 @@
 -- mock_services.lua — a pretend set of web services on one local port, for `make demo`, the
 -- script specs, and for trying the example scripts without touching a real site.
 --
--- usage: luafetch run scripts/mock_services.lua [PORT]      (PORT 0 or none: the OS picks one)
+-- usage: luafetch run mock_services [PORT]      (PORT 0 or none: the OS picks one; --help)
 --
 -- Prints `PORT <n>` on stdout (one line, flushed: read it, don't guess), then serves on
 -- 127.0.0.1 until SIGINT or SIGTERM. Nothing here is meant for the internet.
@@ -22,7 +22,26 @@ local http = require "http"
 local task = require "task"
 local cjson = require "cjson"
 
-local port = tonumber(arg and arg[1]) or 0
+local argparse = require "argparse"
+
+local parser = argparse("luafetch run mock_services",
+  "Pretend web services on one local port (127.0.0.1), for the demo, the specs and trying the "
+  .. "example scripts. Prints PORT <n> on stdout, then serves until SIGINT or SIGTERM.")
+parser:add_help(false)
+parser:flag("-h --help", "Show this help and exit.")
+parser:argument("port", "Port to listen on (0 or none: the OS picks one)."):args("?")
+  :convert(function(text)
+    local n = math.tointeger(tonumber(text))
+    if not n or n < 0 or n > 65535 then return nil, "PORT must be 0-65535, got '" .. text .. "'" end
+    return n
+  end)
+local ok, opts = parser:pparse(arg or {})
+if not ok then error({ exit_code = 2, message = "mock_services.lua: " .. opts .. " (try --help)" }, 0) end
+if opts.help then
+  io.stdout:write(parser:get_help(), "\n")
+  return 0
+end
+local port = opts.port or 0
 
 local started = task.now()
 local stats = { requests = 0, inflight = 0, max_inflight = 0, paths = {}, times = {} }

@@ -1,10 +1,11 @@
 -- monitor.lua — check endpoints on a schedule, print UP/DOWN with latency, alert when a target
 -- changes state (a log line, a webhook POST, a shell command), and serve Prometheus /metrics.
 --
--- usage: luafetch run scripts/monitor.lua [TARGETS_FILE] [options]
+-- usage: luafetch run monitor [--targets] TARGETS_FILE [options]      (--help lists them)
 --
---   TARGETS_FILE        a Lua file returning the targets (default scripts/targets.example.lua;
---                       the fields are explained there and in docs/scripts/monitor.md)
+--   TARGETS_FILE        a Lua file returning the targets; a relative name not found in the current
+--                       folder is looked up beside this script, so `--targets targets.example.lua`
+--                       works from anywhere (the fields: that file and docs/scripts/monitor.md)
 --   --once              one round, then exit: 0 when every target is UP, 1 otherwise (cron, CI)
 --   --interval 30s      time between rounds (default: the file's `interval`, else 30s)
 --   --for 1m            stop after this long (default: run until SIGINT or SIGTERM)
@@ -16,19 +17,25 @@
 --                       MONITOR_URL, MONITOR_STATE, MONITOR_PREVIOUS, MONITOR_REASON in its environment
 --   --state FILE        remember states across runs (so --once from cron alerts on changes only)
 --   --base URL          prefix for target URLs that start with "/"
+--   --timeout S         seconds per check unless a target says otherwise (default 10)
 --   --quiet             print state changes only, not every check
 --
 -- A target is UP when it answers with the expected status, its body matches `body_match` and
 -- not `body_not_match`, it answers within `max_latency`, and (https) its certificate has at least
 -- `tls_days` days left. The first round alerts only for targets that are DOWN.
+-- Exit status: 0 (--once: every target UP), 1 (--once: a target DOWN), 2 bad usage.
 local http = require "http"
 local task = require "task"
 local schedule = require "schedule"
 local prometheus = require "plugins.prometheus"
 local cjson = require "cjson.safe"
+local argparse = require "argparse"
+
+-- the folder of this script: example files are looked up beside it
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 
 local CONFIG = {
-  targets_file = "scripts/targets.example.lua",
+  targets_file = nil,    -- required: TARGETS_FILE or --targets
   interval = nil,        -- nil: the targets file's `interval`, else "30s"
   duration = nil,        -- stop after this long (seconds or "1m"); nil: run until a signal
   once = false,
@@ -306,37 +313,87 @@ end
 -- Command line
 ---------------------------------------------------------------------------
 
-local VALUE_OPTIONS = { ["--interval"] = "interval", ["--for"] = "duration", ["--metrics-port"] = "metrics_port",
-  ["--metrics-host"] = "metrics_host", ["--textfile"] = "textfile", ["--webhook"] = "webhook",
-  ["--on-change"] = "on_change", ["--state"] = "state_file", ["--base"] = "base_url" }
+local function is_file(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
 
----Settings from CONFIG and the arguments.
+---A relative path not found from the current folder is looked up beside this script.
+---@param path string
+---@return string
+function M.find_file(path)
+  if is_file(path) or path:sub(1, 1) == "/" then return path end
+  local beside = HERE .. "/" .. path
+  return is_file(beside) and beside or path
+end
+
+---The argument parser (lua-argparse).
+function M.parser()
+  local p = argparse("luafetch run monitor",
+    "Check endpoints on a schedule, print UP/DOWN with latency, alert when a target changes "
+    .. "state, serve Prometheus /metrics.",
+    "An example targets file: " .. HERE .. "/targets.example.lua (try: luafetch run monitor "
+    .. "--targets targets.example.lua --base http://127.0.0.1:8080 --once).\n"
+    .. "Exit status: 0 (--once: every target UP), 1 (--once: a target DOWN), 2 bad usage.")
+  p:add_help(false)
+  p:help_max_width(80)
+  p:flag("-h --help", "Show this help and exit.")
+  p:argument("targets_file", "Lua file returning the targets (same as --targets)."):args("?")
+  p:option("--targets", "Lua file returning the targets; a relative name is also looked up beside this script.")
+    :argname("<file>")
+  p:flag("--once", "One round, then exit: 0 when every target is UP, 1 otherwise (cron, CI).")
+  p:option("--interval", "Time between rounds (default: the file's interval, else 30s)."):argname("<time>")
+  p:option("--for", "Stop after this long (default: run until SIGINT or SIGTERM)."):argname("<time>")
+    :target("duration")
+  p:option("--metrics-port", "Serve /metrics and /status on this port (0: any)."):argname("<port>")
+  p:option("--metrics-host", "Listen address for the above (default 127.0.0.1)."):argname("<host>")
+  p:option("--textfile", "Write the metrics to PATH after every round (node_exporter textfile).")
+    :argname("<path>")
+  p:option("--webhook", "POST a JSON alert to URL on every state change."):argname("<url>")
+  p:option("--on-change", "Run `sh -c CMD` in the background on every state change."):argname("<cmd>")
+  p:option("--state", "Remember states across runs in FILE."):argname("<file>"):target("state_file")
+  p:option("--base", "Prefix for target URLs that start with /."):argname("<url>"):target("base_url")
+  p:option("--timeout", "Seconds per check unless a target says otherwise (default 10)."):argname("<s>")
+  p:flag("--quiet", "Print state changes only, not every check.")
+  return p
+end
+
+---Settings from CONFIG and the arguments; nil when --help was asked for (and printed).
 ---@param args string[]
----@return table
+---@return table|nil
 function M.settings(args)
+  local p = M.parser()
+  local ok, given = p:pparse(args)
+  if not ok then usage_error(given .. " (try --help)") end
+  if given.help then
+    io.stdout:write(p:get_help(), "\n")
+    return nil
+  end
   local cfg = {}
   for k, v in pairs(CONFIG) do cfg[k] = v end
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if VALUE_OPTIONS[a] then
-      if args[i + 1] == nil then usage_error(a .. " needs a value") end
-      cfg[VALUE_OPTIONS[a]] = args[i + 1]
-      i = i + 2
-    elseif a == "--once" then
-      cfg.once, i = true, i + 1
-    elseif a == "--quiet" then
-      cfg.quiet, i = true, i + 1
-    elseif a:match("^%-") then
-      usage_error("unknown option " .. a)
-    else
-      cfg.targets_file, i = a, i + 1
-    end
+  for _, k in ipairs{ "interval", "duration", "metrics_port", "metrics_host", "textfile", "webhook",
+                      "on_change", "state_file", "base_url", "once", "quiet", "timeout" } do
+    if given[k] ~= nil then cfg[k] = given[k] end
   end
+  if given.targets_file and given.targets and given.targets_file ~= given.targets then
+    usage_error("give the targets file once (TARGETS_FILE or --targets)")
+  end
+  local targets = given.targets or given.targets_file
+  if not targets then
+    usage_error("no targets file: give one with --targets FILE (an example: " .. HERE
+      .. "/targets.example.lua; see --help)")
+  end
+  cfg.targets_file = M.find_file(targets)
   if cfg.metrics_port ~= nil then
     local port = math.tointeger(tonumber(cfg.metrics_port))
     if not port or port < 0 or port > 65535 then usage_error("--metrics-port needs a port number") end
     cfg.metrics_port = port
+  end
+  if given.timeout ~= nil then
+    local t = tonumber(given.timeout)
+    if not t or t <= 0 then usage_error("--timeout needs a positive number of seconds") end
+    cfg.timeout = t
   end
   if cfg.duration ~= nil then
     local seconds, err = schedule.parse_interval(cfg.duration)
@@ -348,6 +405,7 @@ end
 
 local function main(args)
   local cfg = M.settings(args)
+  if not cfg then return 0 end
   local targets, file = M.load_targets(cfg.targets_file, cfg.base_url)
   local monitor = M.new(cfg, targets)
 

@@ -1,5 +1,5 @@
 -- scrape.example.lua — settings for scripts/scrape.lua, to copy and edit:
---   luafetch run scripts/scrape.lua --config scripts/scrape.example.lua
+--   luafetch run scrape --config scrape.example.lua   (found beside scrape.lua from anywhere)
 -- Any setting of CONFIG at the top of scrape.lua can be given here; command-line options win.
 return {
   start_urls = { "http://127.0.0.1:8080/shop/" },

@@ -1,10 +1,12 @@
 -- scrape.lua — crawl product-style pages politely; write one JSON line per page (and, if asked,
 -- a CSV of the extracted fields).
 --
--- usage: luafetch run scripts/scrape.lua [options] [START_URL...]
+-- usage: luafetch run scrape [options] START_URL...      (--help lists the options)
+--        luafetch run scrape --config FILE [options] [START_URL...]
 --
 --   --config FILE      a Lua file returning settings that replace those of CONFIG below
---                      (see scripts/scrape.example.lua)
+--                      (see scrape.example.lua beside this script; a relative name not found in
+--                      the current folder is looked up beside this script)
 --   --out FILE         JSON lines output (default products.jsonl; "-" for stdout)
 --   --csv FILE         also write the extracted fields as CSV (columns: CONFIG.csv_columns)
 --   --fresh            start over: overwrite the output instead of resuming from it
@@ -28,9 +30,13 @@ local retry = require "plugins.retry"
 local jsonl = require "plugins.jsonl"
 local csv = require "plugins.csv"
 local cjson = require "cjson.safe"
+local argparse = require "argparse"
+
+-- the folder of this script: example files are looked up beside it
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 
 local CONFIG = {
-  start_urls = { "http://127.0.0.1:8080/shop/" },
+  start_urls = nil,      -- required: START_URL arguments or the --config file's start_urls
   follow = nil,          -- Lua patterns; a link is followed when it matches one (nil: same hosts as start_urls)
   skip = {},             -- Lua patterns; matching links are never followed
   max_pages = 50,        -- pages fetched in this run (robots.txt not counted)
@@ -407,62 +413,104 @@ end
 -- Command line
 ---------------------------------------------------------------------------
 
-local NUMBER_OPTIONS = { ["--max-pages"] = "max_pages", ["--max-depth"] = "max_depth",
-  ["--concurrency"] = "concurrency", ["--per-host"] = "per_host", ["--delay"] = "delay",
-  ["--retries"] = "retries", ["--timeout"] = "timeout" }
-local STRING_OPTIONS = { ["--out"] = "output", ["--csv"] = "csv", ["--user-agent"] = "user_agent" }
+local function is_file(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
 
----Settings from CONFIG, a --config file and the arguments.
+---A relative path not found from the current folder is looked up beside this script.
+---@param path string
+---@return string
+function M.find_file(path)
+  if is_file(path) or path:sub(1, 1) == "/" then return path end
+  local beside = HERE .. "/" .. path
+  return is_file(beside) and beside or path
+end
+
+---A converter for option `name`: a non-negative number, or an error naming the option.
+local function non_negative(name)
+  return function(text)
+    local n = tonumber(text)
+    if not n or n < 0 then return nil, name .. " needs a non-negative number, got '" .. text .. "'" end
+    return n
+  end
+end
+
+---The argument parser (lua-argparse).
+function M.parser()
+  local p = argparse("luafetch run scrape",
+    "Crawl pages politely (robots.txt, per-host limits, retries); write one JSON line per page "
+    .. "and, if asked, a CSV of the extracted fields. Resumes from its output file.",
+    "Settings to copy and edit: " .. HERE .. "/scrape.example.lua (luafetch run scrape "
+    .. "--config scrape.example.lua).\n"
+    .. "Exit status: 0 no page failed, 1 some did (after retries), 2 bad usage.")
+  p:add_help(false)
+  p:help_max_width(80)
+  p:flag("-h --help", "Show this help and exit.")
+  p:argument("start_urls", "Where the crawl starts (replace the config's start_urls)."):args("*")
+  p:option("--config", "Lua file returning settings (a relative name is also looked up beside this script).")
+    :argname("<file>")
+  p:option("--out", "JSON lines output (default products.jsonl; - for stdout)."):argname("<file>")
+    :target("output")
+  p:option("--csv", "Also write the extracted fields as CSV."):argname("<file>")
+  p:flag("--fresh", "Start over: overwrite the output instead of resuming from it.")
+  p:option("--max-pages", "Pages fetched in this run (50)."):argname("<n>"):convert(non_negative("--max-pages"))
+  p:option("--max-depth", "Link hops from a start URL (5)."):argname("<n>"):convert(non_negative("--max-depth"))
+  p:option("--concurrency", "Pages in flight in all (8)."):argname("<n>"):convert(non_negative("--concurrency"))
+  p:option("--per-host", "Pages in flight per host (2)."):argname("<n>"):convert(non_negative("--per-host"))
+  p:option("--delay", "Seconds between request starts on one host (0.2)."):argname("<s>"):convert(non_negative("--delay"))
+  p:option("--retries", "Retries of one page (2)."):argname("<n>"):convert(non_negative("--retries"))
+  p:option("--timeout", "Seconds per attempt (10)."):argname("<s>"):convert(non_negative("--timeout"))
+  p:option("--user-agent", "User agent (luafetch-scrape/0.1)."):argname("<ua>")
+  p:flag("--ignore-robots", "Do not read or obey robots.txt.")
+  return p
+end
+
+---Settings from CONFIG, a --config file and the arguments; nil when --help was asked for (and
+---printed).
 ---@param args string[]
----@return table
+---@return table|nil
 function M.settings(args)
+  local p = M.parser()
+  local ok, given = p:pparse(args)
+  if not ok then usage_error(given .. " (try --help)") end
+  if given.help then
+    io.stdout:write(p:get_help(), "\n")
+    return nil
+  end
   local cfg = {}
   for k, v in pairs(CONFIG) do cfg[k] = v end
-  local urls = {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local value = args[i + 1]
-    if a == "--config" then
-      if not value then usage_error("--config needs a file") end
-      local chunk, err = loadfile(value)
-      if not chunk then usage_error(err) end
-      local t = chunk()
-      if type(t) ~= "table" then usage_error(value .. " must return a table of settings") end
-      for k, v in pairs(t) do cfg[k] = v end
-      i = i + 2
-    elseif NUMBER_OPTIONS[a] then
-      if not tonumber(value) or tonumber(value) < 0 then usage_error(a .. " needs a non-negative number") end
-      cfg[NUMBER_OPTIONS[a]] = tonumber(value)
-      i = i + 2
-    elseif STRING_OPTIONS[a] then
-      if not value then usage_error(a .. " needs a value") end
-      cfg[STRING_OPTIONS[a]] = value
-      i = i + 2
-    elseif a == "--fresh" then
-      cfg.fresh, i = true, i + 1
-    elseif a == "--ignore-robots" then
-      cfg.robots, i = false, i + 1
-    elseif a:match("^%-%-") then
-      usage_error("unknown option " .. a)
-    else
-      urls[#urls + 1] = a
-      i = i + 1
-    end
+  if given.config then
+    local path = M.find_file(given.config)
+    local chunk, err = loadfile(path)
+    if not chunk then usage_error(err) end
+    local t = chunk()
+    if type(t) ~= "table" then usage_error(path .. " must return a table of settings") end
+    for k, v in pairs(t) do cfg[k] = v end
   end
-  if #urls > 0 then cfg.start_urls = urls end
+  for _, k in ipairs{ "output", "csv", "fresh", "max_pages", "max_depth", "concurrency", "per_host",
+                      "delay", "retries", "timeout", "user_agent" } do
+    if given[k] ~= nil and given[k] ~= false then cfg[k] = given[k] end
+  end
+  if given.ignore_robots then cfg.robots = false end
+  if #given.start_urls > 0 then cfg.start_urls = given.start_urls end
   for _, k in ipairs{ "concurrency", "per_host" } do
     local n = type(cfg[k]) == "number" and math.tointeger(cfg[k])
     if not n or n < 1 then usage_error(k .. " must be a positive integer") end
     cfg[k] = n
   end
-  if type(cfg.start_urls) ~= "table" or #cfg.start_urls == 0 then usage_error("no start URL") end
+  if type(cfg.start_urls) ~= "table" or #cfg.start_urls == 0 then
+    usage_error("no start URL: give START_URL... or --config FILE (an example: " .. HERE
+      .. "/scrape.example.lua; see --help)")
+  end
   if type(cfg.extract) ~= "function" then usage_error("extract must be a function") end
   return cfg
 end
 
 local function main(args)
   local cfg = M.settings(args)
+  if not cfg then return 0 end
   local out = cfg.output == "-" and io.stderr or io.stdout
   local function say(line)
     out:write(line, "\n")

@@ -1,7 +1,8 @@
 -- sources.example.lua — settings for scripts/aggregate.lua: three APIs of the mock shop merged
 -- into one view of customers, plus an optional slow source that may fail without failing the run.
 --
--- run: luafetch run scripts/aggregate.lua --config scripts/sources.example.lua --base http://127.0.0.1:8080
+-- run: luafetch run aggregate --config sources.example.lua --base http://127.0.0.1:8080
+-- (a relative --config name is looked up beside aggregate.lua when it is not in the current folder)
 return {
   sources = {
     { name = "users", url = "/api/users" },

@@ -1,5 +1,7 @@
--- targets.example.lua — the targets of scripts/monitor.lua. Copy this file, list your endpoints,
--- and run: luafetch run scripts/monitor.lua my-targets.lua [--once | --metrics-port 9101]
+-- targets.example.lua — the targets of monitor.lua. Copy this file, list your endpoints,
+-- and run: luafetch run monitor --targets my-targets.lua [--once | --metrics-port 9101]
+-- (try this one from any folder: luafetch run mock_services 8080 &
+--  luafetch run monitor --targets targets.example.lua --once)
 --
 -- Every field but name and url is optional:
 --   name            unique, shown in output, alerts and metrics (label "target")

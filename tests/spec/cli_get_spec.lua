@@ -124,10 +124,10 @@ describe("luafetch get: argument parsing", function()
     local cases = {
       { {}, "no URL given" },
       { { "--bogus", "u" }, "unknown option '%-%-bogus'" },
-      { { "-c", "0", "u" }, "must be a positive integer, got '0'" },
+      { { "-c", "0", "u" }, "^%-c must be a positive integer, got '0'" },
       { { "--timeout", "-1", "u" }, "unknown option '%-1'" },
-      { { "--timeout", "soon", "u" }, "must be a positive number, got 'soon'" },
-      { { "--retries", "1.5", "u" }, "must be a non%-negative integer" },
+      { { "--timeout", "soon", "u" }, "^%-%-timeout must be a positive number, got 'soon'" },
+      { { "--retries", "1.5", "u" }, "^%-%-retries must be a non%-negative integer" },
       { { "--threshold", "p95<<1", "u" }, "bad threshold 'p95<<1'" },
       { { "--threshold", "latency<1", "u" }, "unknown metric 'latency'" },
       { { "-d", "a", "--json", "{}", "u" }, "not several" },

@@ -172,6 +172,16 @@ describe("scripts/aggregate.lua", function()
     assert.truthy(err:find("two sources are named 'a'", 1, true), err)
     _, err, code = aggregate{ "--config", "/nonexistent.lua" }
     assert.are.equal(2, code)
+    _, err, code = aggregate{ "--timeout", "soon" }
+    assert.are.equal(2, code)
+    assert.truthy(err:find("--timeout needs a non-negative number, got 'soon'", 1, true), err)
+  end)
+
+  it("--help prints the options and exits 0", function()
+    local out, err, code = aggregate{ "--help" }
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("Usage: luafetch run aggregate", 1, true), out)
+    assert.truthy(out:find("--config", 1, true), out)
   end)
 end)
 

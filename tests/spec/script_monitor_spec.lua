@@ -226,9 +226,36 @@ describe("scripts/monitor.lua", function()
     end
     local _, err, code = monitor{ targets("{ name = 'a', url = '/x' }"), "--nope" }
     assert.are.equal(2, code)
-    assert.truthy(err:find("unknown option --nope", 1, true), err)
+    assert.truthy(err:find("unknown option '--nope'", 1, true), err)
     _, err, code = monitor{ "/nonexistent/targets.lua", "--once" }
     assert.are.equal(2, code, err)
+  end)
+
+  it("--help prints the options and exits 0; no targets file is bad usage, never a run", function()
+    local out, err, code = monitor{ "--help" }
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("Usage: luafetch run monitor", 1, true), out)
+    assert.truthy(out:find("--once", 1, true), out)
+    assert.truthy(out:find("--metrics-port", 1, true), out)
+    -- with no arguments it used to check 127.0.0.1:8080 forever
+    out, err, code = monitor{}
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.truthy(err:find("no targets file", 1, true), err)
+    assert.truthy(err:find(ROOT .. "/scripts/targets.example.lua", 1, true), err)
+  end)
+
+  it("finds targets.example.lua beside itself from any folder, and runs by name", function()
+    local errfile = tmpfile()
+    -- from /, by path, with the example named relative to the script
+    local p = assert(io.popen(("cd / && timeout 30 %s run %s --targets targets.example.lua --base %s --once 2>%s </dev/null")
+      :format(q(BIN), q(SCRIPT), q(mock.url), q(errfile))))
+    local out = p:read("a")
+    local _, _, code = p:close()
+    assert_clean(read(errfile))
+    assert.are.equal(1, code, out .. (read(errfile) or "")) -- the example has DOWN targets on purpose
+    assert.truthy(out:find("round 1:", 1, true), out)
+    assert.truthy(out:find("UP    health ", 1, true), out)
   end)
 end)
 

@@ -171,10 +171,22 @@ describe("scripts/scrape.lua", function()
   it("refuses bad usage with exit status 2", function()
     local _, err, code = scrape{ "--bogus" }
     assert.are.equal(2, code)
-    assert.truthy(err:find("unknown option --bogus", 1, true), err)
+    assert.truthy(err:find("unknown option '--bogus'", 1, true), err)
     _, err, code = scrape{ "--per-host", "0", "http://x/" }
     assert.are.equal(2, code)
     assert.truthy(err:find("per_host must be a positive integer", 1, true), err)
+    -- no start URL: it used to crawl 127.0.0.1:8080; now it says what to give
+    _, err, code = scrape{}
+    assert.are.equal(2, code)
+    assert.truthy(err:find("no start URL", 1, true), err)
+    assert.truthy(err:find("scrape.example.lua", 1, true), err)
+  end)
+
+  it("--help prints the options and exits 0", function()
+    local out, err, code = scrape{ "--help" }
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("Usage: luafetch run scrape", 1, true), out)
+    assert.truthy(out:find("--max-pages", 1, true), out)
   end)
 end)
 
