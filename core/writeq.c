@@ -41,7 +41,8 @@ static int start(struct writeq *q)
     uv_write_t *req = malloc(sizeof *req);
     if (!req)
         return UV_ENOMEM;
-    uv_buf_t b = uv_buf_init(q->flight.data, (unsigned)q->flight.len);
+    uv_buf_t b = uv_buf_init(q->flight.data, 0);
+    b.len = q->flight.len; /* size_t on Unix: a queue over 4 GiB is not cut by an unsigned */
     req->data = q;
     int rc = uv_write(req, q->stream, &b, 1, on_write);
     if (rc < 0) {
