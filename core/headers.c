@@ -3,17 +3,20 @@
  * whitespace before its colon is read differently by different parsers: refuse both. */
 #include "headers.h"
 
-int header_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    }
-    return 0;
-}
+#define L(c) [c] = c
+#define U(c) [c] = (c) - 'A' + 'a'
+const unsigned char header_token_lower[256] = {
+    L('!'), L('#'), L('$'), L('%'), L('&'), L('\''), L('*'), L('+'), L('-'), L('.'),
+    L('0'), L('1'), L('2'), L('3'), L('4'), L('5'), L('6'), L('7'), L('8'), L('9'),
+    U('A'), U('B'), U('C'), U('D'), U('E'), U('F'), U('G'), U('H'), U('I'), U('J'), U('K'),
+    U('L'), U('M'), U('N'), U('O'), U('P'), U('Q'), U('R'), U('S'), U('T'), U('U'), U('V'),
+    U('W'), U('X'), U('Y'), U('Z'), L('^'), L('_'), L('`'),
+    L('a'), L('b'), L('c'), L('d'), L('e'), L('f'), L('g'), L('h'), L('i'), L('j'), L('k'),
+    L('l'), L('m'), L('n'), L('o'), L('p'), L('q'), L('r'), L('s'), L('t'), L('u'), L('v'),
+    L('w'), L('x'), L('y'), L('z'), L('|'), L('~'),
+};
+#undef L
+#undef U
 
 int header_name_ok(const char *s, size_t n)
 {

@@ -203,10 +203,6 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct http_response *r = resp_of(p);
     if (count_header_bytes(r, len))
         return -1;
-    /* llhttp lets spaces into a name ("X-A : v"): RFC 9112 §5.1 has none before the colon. */
-    for (size_t i = 0; i < len; i++) /* a piece of a name: llhttp may split one across reads */
-        if (!header_tchar((unsigned char)at[i]))
-            return malformed(r, "whitespace or a bad character in a header name");
     r->name_len += len;
     if (!r->in_value) {
         /* first piece of a new name */
@@ -214,13 +210,21 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         if (++r->header_count > r->max_header_count)
             return fail(r, NET_LIMIT, "too many response headers");
     }
-    if (r->headers_done)
-        return 0; /* a chunked body's trailer: counted, not merged into the headers */
-    if (buf_reserve(&r->headers, len))
+    /* A chunked body's trailer is checked and counted, not merged into the headers. */
+    int keep = !r->headers_done;
+    if (keep && buf_reserve(&r->headers, len))
         return -1;
-    for (size_t i = 0; i < len; i++)
-        r->headers.data[r->headers.len++] = (char)tolower((unsigned char)at[i]);
-    r->headers.data[r->headers.len] = '\0';
+    /* One pass checks each byte (llhttp lets spaces into a name, "X-A : v", and RFC 9112 §5.1
+     * has none before the colon) and lower-cases it. llhttp may split a name across reads. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = header_token_lower[(unsigned char)at[i]];
+        if (!c)
+            return malformed(r, "whitespace or a bad character in a header name");
+        if (keep)
+            r->headers.data[r->headers.len++] = (char)c;
+    }
+    if (keep)
+        r->headers.data[r->headers.len] = '\0';
     return 0;
 }
 
