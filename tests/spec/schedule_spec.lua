@@ -3,6 +3,8 @@
 -- and next_time (lists, ranges, steps, names, 0/7 = Sunday, the day-of-month/day-of-week OR rule,
 -- macros, clear errors); a cron job firing on a fake wall clock; stop() with its bounded wait and
 -- on_stop; and graceful SIGTERM/SIGINT stops of a child `luafetch run` that lose no run.
+-- Jobs, cron and stop() run on a virtual clock (below): their times are exact, so the specs
+-- assert the schedule's arithmetic and hold on a loaded machine or under valgrind.
 
 local schedule = require "schedule"
 local task = require "task"
@@ -11,9 +13,68 @@ local logger = require "plugins.logger"
 local BASE = assert(os.getenv("FIXTURE_URL"), "FIXTURE_URL is not set (run tests/run_specs.sh)")
 local BIN = assert(os.getenv("LUAFETCH_BIN"), "LUAFETCH_BIN is not set (run tests/run_specs.sh)")
 
--- Timing tolerance: a loaded 2-core machine (or the ASan build) wakes late, never early.
-local LATE = 0.08
-local EARLY = 0.005
+-- Tolerance on the virtual clock: its times are exact but for floating-point rounding.
+local LATE = 1e-6
+local EARLY = 1e-6
+
+-- The virtual clock. schedule reads task.now and task.sleep from the task module at every call;
+-- while a spec runs they are replaced by a clock that stands still while any task can run and,
+-- once every task waits, jumps to the earliest sleeper's wake-up time and wakes it (the
+-- "autojump" clocks of Trio and asyncio test loops). A run then starts at exactly its tick however
+-- late the host's timers fire; the host's timer accuracy is task_spec's concern.
+local real_now, real_sleep = task.now, task.sleep
+local clock
+
+local function use_virtual_clock()
+  local c = { now = 1000.0, sleepers = {}, seq = 0, activity = 0 }
+  task.now = function() return c.now end
+  task.sleep = function(d)
+    if not (type(d) == "number" and d > 0) then return real_sleep(d) end
+    local gate = task.semaphore(0)
+    c.seq, c.activity = c.seq + 1, c.activity + 1
+    c.sleepers[#c.sleepers + 1] = { at = c.now + d, seq = c.seq, gate = gate, task = task.current() }
+    gate:acquire()
+  end
+  -- Three loop turns with no new sleeper and no wake-up: every task is waiting (a task spawned
+  -- in a turn starts in the next one).
+  c.driver = task.spawn(function()
+    while true do
+      local before = c.activity
+      for _ = 1, 3 do real_sleep(0) end
+      if c.activity == before then
+        local best
+        for i = #c.sleepers, 1, -1 do
+          local s = c.sleepers[i]
+          if s.task:status() == "done" then -- cancelled while asleep
+            table.remove(c.sleepers, i)
+          elseif not best or s.at < best.at or (s.at == best.at and s.seq < best.seq) then
+            best = s
+          end
+        end
+        if best then
+          for i, s in ipairs(c.sleepers) do
+            if s == best then table.remove(c.sleepers, i) break end
+          end
+          if best.at > c.now then c.now = best.at end
+          c.activity = c.activity + 1
+          best.gate:release()
+        else
+          real_sleep(0.001)
+        end
+      end
+    end
+  end)
+  clock = c
+end
+
+local function use_real_clock()
+  task.now, task.sleep = real_now, real_sleep
+  if not clock then return end
+  clock.driver:cancel()
+  -- tasks a spec left asleep (runs of cancelled jobs) wake now rather than never
+  for _, s in ipairs(clock.sleepers) do s.gate:release() end
+  clock = nil
+end
 
 local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
@@ -85,7 +146,8 @@ describe("schedule.parse_interval", function()
 end)
 
 describe("schedule.every", function()
-  after_each(cleanup)
+  before_each(use_virtual_clock)
+  after_each(function() cleanup(); use_real_clock() end)
 
   it("runs anchored to the start: the k-th run at start + k*interval, however long runs take",
     function()
@@ -440,7 +502,8 @@ seq("0 * * * *", 2025, 11, 2, 0, 50, 3)
 end)
 
 describe("schedule.cron jobs", function()
-  after_each(cleanup)
+  before_each(use_virtual_clock)
+  after_each(function() cleanup(); use_real_clock() end)
 
   it("fires when the wall clock reaches the next matching minute", function()
     -- a wall clock 0.2 s before a minute boundary, running at real speed
@@ -480,7 +543,8 @@ describe("schedule.cron jobs", function()
 end)
 
 describe("schedule.stop", function()
-  after_each(cleanup)
+  before_each(use_virtual_clock)
+  after_each(function() cleanup(); use_real_clock() end)
 
   it("stops every job, waits for runs in flight, then calls on_stop", function()
     local events = {}
