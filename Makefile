@@ -12,7 +12,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 
 DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
               node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev \
-              valgrind gdb tinyproxy microsocks ca-certificates
+              valgrind gdb iproute2 tinyproxy microsocks ca-certificates
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time
 
