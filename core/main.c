@@ -61,8 +61,11 @@ static const char *find_script(const char *name, char *out, size_t size)
             *slash = '\0'; /* the bin directory */
             char share[PATH_MAX + 32];
             snprintf(share, sizeof share, "%s/../share/luafetch", exe);
-            if (find_in(share, name, out, size))
+            char real[PATH_MAX];
+            if (find_in(share, name, out, size) && realpath(out, real) && strlen(real) < size) {
+                memcpy(out, real, strlen(real) + 1); /* without the "bin/.." */
                 return out;
+            }
         }
     }
     return name;

@@ -93,3 +93,50 @@ describe("plugins.logger", function()
     assert.are.same({ "shared|via get" }, lines)
   end)
 end)
+
+describe("plugins.logger on a terminal", function()
+  local BIN = assert(os.getenv("LUAFETCH_BIN"), "LUAFETCH_BIN is not set (run tests/run_specs.sh)")
+  local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+  it("colours the level only when asked or on a terminal, never in JSON", function()
+    local log, lines = logger.capture{ format = "{level} {message}", colour = true }
+    log:warning("careful")
+    assert.are.equal("\27[33mWARNING\27[0m careful", lines[1])
+    log, lines = logger.capture{ format = "{level} {message}" } -- a function output: no terminal
+    log:warning("careful")
+    assert.are.equal("WARNING careful", lines[1])
+    log, lines = logger.capture{ format = "json", colour = true }
+    log:error("x")
+    assert.is_nil(lines[1]:find("\27", 1, true))
+    -- stderr is a file here: the default is no colour, decided at the first line rendered
+    local l = logger.new{ output = io.stderr, format = "{level} {message}" }
+    assert.is_nil(l.colour)
+    assert.are.equal("ERROR x", l:render("ERROR", "x"))
+    assert.is_false(l.colour)
+  end)
+
+  it("writes a line above the progress bar, which is drawn again below it", function()
+    local code = [[
+      local progress = require "plugins.progress"
+      local logger = require "plugins.logger"
+      local bar = progress.new{ mode = "always", total = 2, interval = 0 }
+      bar.on_start{ total = 2 }
+      bar.on_result("a", { success = true })
+      logger.new{ format = "{level} {message}" }:info("hello")
+      bar.on_result("b", { success = true })
+      bar.on_finish()
+    ]]
+    local errfile = os.tmpname()
+    assert(os.execute(("%s -e %s 2>%s"):format(q(BIN), q(code), q(errfile))))
+    local f = assert(io.open(errfile))
+    local err = f:read("a")
+    f:close()
+    os.remove(errfile)
+    local bar = "[##########..........] 1/2  50.0%"
+    local at = assert(err:find(bar, 1, true), err)
+    -- the bar, then its line cleared, the log line at the start of the line, the bar again
+    local rest = err:sub(at)
+    assert.matches("^%[#+%.+%] 1/2 [^\r\n]*\r +\rINFO hello\n\r%[#+%.+%] 1/2 ", rest)
+    assert.is_nil(err:find("\27", 1, true)) -- a file: no colour
+  end)
+end)

@@ -228,3 +228,58 @@ print("done")
     assert.are.equal("\n", err:sub(-1))
   end)
 end)
+
+describe("plugins.progress terminal manners", function()
+  it("colour only on a terminal, never with NO_COLOR or TERM=dumb", function()
+    local function env(t) return function(name) return t[name] end end
+    -- the specs' stdout and stderr are files, not terminals
+    assert.is_false(progress.is_tty(1))
+    assert.is_false(progress.is_tty(2))
+    assert.is_false(progress.colour_enabled(2, env{}))
+    assert.is_false(progress.colour_enabled(2, env{ NO_COLOR = "1" }))
+    assert.is_false(progress.colour_enabled(2, env{ TERM = "dumb" }))
+    -- on a terminal (a child under `script`): yes, unless NO_COLOR (set, not empty) or TERM=dumb
+    local function on_tty(prefix)
+      local log = os.tmpname()
+      local code = "io.stdout:write(tostring(require('plugins.progress').colour_enabled(1)))"
+      os.execute(("script -qec %s %s >/dev/null 2>&1"):format(
+        shell_quote(prefix .. " " .. shell_quote(BIN) .. " -e " .. shell_quote(code)), shell_quote(log)))
+      local f = assert(io.open(log))
+      local text = f:read("a")
+      f:close()
+      os.remove(log)
+      return text:match("\n(%a+)") or text:match("^(%a+)")
+    end
+    assert.are.equal("true", on_tty("NO_COLOR= TERM=xterm"))
+    assert.are.equal("false", on_tty("NO_COLOR=1 TERM=xterm"))
+    assert.are.equal("false", on_tty("TERM=dumb"))
+  end)
+
+  it("print_above clears the bar, writes the lines, and draws the bar again below", function()
+    local p, out = captured{ mode = "always", total = 4, interval = 0, tty = true }
+    assert.is_false(progress.showing())
+    p.on_start{ total = 4 }
+    p.on_result("a", OK)
+    assert.is_true(progress.showing())
+    local bar = out[#out]
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    progress.print_above(f, "a line\n")
+    f:close()
+    local g = assert(io.open(path))
+    assert.are.equal("a line\n", g:read("a"))
+    g:close()
+    os.remove(path)
+    -- cleared with spaces as wide as the bar, then the same bar again
+    assert.are.equal("\r" .. string.rep(" ", #bar - 1) .. "\r", out[#out - 1])
+    assert.are.equal(bar, out[#out])
+    p.on_finish()
+    assert.is_false(progress.showing())
+    -- no bar: a plain write, nothing drawn
+    local before = #out
+    local h = assert(io.open(os.tmpname(), "w"))
+    progress.print_above(h, "x\n")
+    h:close()
+    assert.are.equal(before, #out)
+  end)
+end)
