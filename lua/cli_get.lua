@@ -464,8 +464,28 @@ function M.text_line(o)
   return string.format("ERR %s %s %s", o.kind or "error", message, o.url)
 end
 
+local JSON_KEYS = { "url", "status", "size", "timings", "attempts", "elapsed", "final_url", "error", "kind" }
+local TIMING_KEYS = { "dns", "connect", "tls", "ttfb", "total" }
+
+--- A JSON object with its keys in the order given (lines that diff and read well).
+---@param record table
+---@param keys string[]
+---@return string
+local function ordered_json(record, keys)
+  local encode = require("plugins.jsonl").encode
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = record[k]
+    if v ~= nil then
+      if k == "timings" then v = ordered_json(v, TIMING_KEYS) else v = encode(v) end
+      parts[#parts + 1] = encode(k) .. ":" .. v
+    end
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
 --- The JSON line of one URL: url, status, size, timings (the names of res.timings), attempts,
---- elapsed; error and kind when it failed.
+--- elapsed, final_url; error and kind when it failed.
 ---@param o Outcome
 ---@return string
 function M.json_line(o)
@@ -481,7 +501,7 @@ function M.json_line(o)
     record.error = o.err
     record.kind = o.kind
   end
-  return require("plugins.jsonl").encode(record)
+  return ordered_json(record, JSON_KEYS)
 end
 
 --- The response head as curl -i prints it.
