@@ -54,7 +54,13 @@ local function exec(prog, args, opts)
   local out = p:read("a")
   local _, how, code = p:close()
   assert.are.equal("exit", how)
-  return out, read(errfile), code, task.now() - started
+  local err = read(errfile)
+  -- under the ASan build a child's sanitizer report would stay in its stderr: pass it on and fail
+  if err:find("Sanitizer", 1, true) or err:find("runtime error:", 1, true) then
+    io.stderr:write(err)
+    error("sanitizer report from a child process", 2)
+  end
+  return out, err, code, task.now() - started
 end
 
 local function get(args, opts)
