@@ -245,7 +245,7 @@ describe("scripts/monitor.lua", function()
     assert.truthy(err:find(ROOT .. "/scripts/targets.example.lua", 1, true), err)
   end)
 
-  it("finds targets.example.lua beside itself from any folder, and runs by name", function()
+  it("finds targets.example.lua beside itself from any folder", function()
     local errfile = tmpfile()
     -- from /, by path, with the example named relative to the script
     local p = assert(io.popen(("cd / && timeout 30 %s run %s --targets targets.example.lua --base %s --once 2>%s </dev/null")
