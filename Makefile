@@ -12,7 +12,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 
 DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
               node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev \
-              valgrind gdb iproute2 tinyproxy microsocks ca-certificates
+              valgrind gdb iproute2 tinyproxy microsocks ca-certificates lua-argparse curl zsh
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time
 
@@ -46,7 +46,7 @@ FUZZERS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuz
 FAILMALLOC := $(BUILD)/torture/failmalloc.so
 
 .PHONY: all deps deps-bench test test-unit test-specs test-asan test-valgrind demo bench install \
-        clean fuzz fuzz-build torture soak
+        install-data uninstall clean fuzz fuzz-build torture soak
 
 all: deps $(BUILD)/luafetch
 
@@ -92,10 +92,10 @@ $(BUILD)/obj/llhttp_http.o: $(LLHTTP_SRC)/http.c
 	@mkdir -p $(dir $@)
 	$(CC) -I$(LLHTTP_INC) $(CFLAGS) -w -c -o $@ $<
 
-# host.c has the install's share directory built in: rebuild it when PREFIX changes.
+# host.c and main.c have the install's share directory built in: rebuild them when PREFIX changes.
 $(BUILD)/prefix.stamp: FORCE
 	@mkdir -p $(BUILD); echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
-$(BUILD)/obj/host.o $(BUILD)/asan/host.o: $(BUILD)/prefix.stamp
+$(BUILD)/obj/host.o $(BUILD)/asan/host.o $(BUILD)/obj/main.o $(BUILD)/asan/main.o: $(BUILD)/prefix.stamp
 FORCE:
 
 $(BUILD)/luafetch: $(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/main.o
@@ -167,11 +167,33 @@ demo: all
 bench: all deps-bench
 	@bash bench/run.sh $(BUILD)
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/luafetch/plugins $(DESTDIR)$(PREFIX)/share/luafetch/scripts
+# The program, then everything else. install-data needs no build: the specs install it into a
+# temporary prefix beside a copy of the program under test (tests/spec/cli_spec.lua).
+SHARE     = $(DESTDIR)$(PREFIX)/share
+install: all install-data
+	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/luafetch $(DESTDIR)$(PREFIX)/bin/luafetch
-	install -m 644 $(PLUGINS) $(DESTDIR)$(PREFIX)/share/luafetch/plugins/
-	install -m 644 $(wildcard scripts/*.lua) $(DESTDIR)$(PREFIX)/share/luafetch/scripts/
+	@echo "installed under $(DESTDIR)$(PREFIX): bin/luafetch, man luafetch, bash and zsh completion,"
+	@echo "  scripts, plugins and LuaLS stubs in share/luafetch, docs in share/doc/luafetch"
+
+install-data:
+	install -d $(SHARE)/luafetch/plugins $(SHARE)/luafetch/scripts $(SHARE)/luafetch/types/plugins \
+	  $(SHARE)/man/man1 $(SHARE)/bash-completion/completions $(SHARE)/zsh/site-functions \
+	  $(SHARE)/doc/luafetch/scripts
+	install -m 644 $(PLUGINS) $(SHARE)/luafetch/plugins/
+	install -m 644 $(wildcard scripts/*.lua) $(SHARE)/luafetch/scripts/
+	install -m 644 $(wildcard types/*.lua) types/luarc.example.json $(SHARE)/luafetch/types/
+	install -m 644 $(wildcard types/plugins/*.lua) $(SHARE)/luafetch/types/plugins/
+	install -m 644 docs/luafetch.1 $(SHARE)/man/man1/luafetch.1
+	install -m 644 contrib/completion/luafetch.bash $(SHARE)/bash-completion/completions/luafetch
+	install -m 644 contrib/completion/_luafetch $(SHARE)/zsh/site-functions/_luafetch
+	install -m 644 README.md $(wildcard docs/*.md docs/*.png) $(SHARE)/doc/luafetch/
+	install -m 644 $(wildcard docs/scripts/*.md) $(SHARE)/doc/luafetch/scripts/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/luafetch $(SHARE)/man/man1/luafetch.1 \
+	  $(SHARE)/bash-completion/completions/luafetch $(SHARE)/zsh/site-functions/_luafetch
+	rm -rf $(SHARE)/luafetch $(SHARE)/doc/luafetch
 
 clean:
 	rm -rf $(BUILD)
