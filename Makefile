@@ -16,13 +16,16 @@ DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbed
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time
 
-CPPFLAGS  += -Icore -I$(BUILD)/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC) \
+CPPFLAGS  += -Icore/host -Icore/net -Icore/http -Icore/lua -I$(BUILD)/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC) \
              -DLUAFETCH_VERSION='"$(VERSION)"' -DLUAFETCH_SHAREDIR='"$(PREFIX)/share/luafetch"'
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -std=gnu11
 LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lgumbo -lz -lm -ldl -lpthread
 
-CORE_SRC  := $(filter-out core/main.c,$(wildcard core/*.c))
+# core/ by layer: net (TCP, tunnels, TLS, DNS, pool), http (request lifecycle, wire formats,
+# server), lua (bindings), host (loop, tasks, main).
+CORE_HDR  := $(wildcard core/*/*.h)
+CORE_SRC  := $(filter-out core/host/main.c,$(wildcard core/*/*.c))
 LUA_MODS  := $(wildcard lua/*.lua)
 PLUGINS   := $(wildcard plugins/*.lua)
 EMBED_ARGS = $(foreach f,$(LUA_MODS),$(basename $(notdir $(f)))=$(f)) \
@@ -33,7 +36,7 @@ LLHTTP_OBJ := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llhtt
 
 # The sanitizer build: same sources, clang, ASan + UBSan, its own object directory.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-ASAN_OBJ  := $(patsubst $(BUILD)/obj/%,$(BUILD)/asan/%,$(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/main.o)
+ASAN_OBJ  := $(patsubst $(BUILD)/obj/%,$(BUILD)/asan/%,$(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/host/main.o)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 ASAN_UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/asan-tests/%,$(wildcard tests/unit/test_*.c))
@@ -73,11 +76,11 @@ $(BUILD)/gen/embed.c: $(BUILD)/tools/embed $(LUA_MODS) $(PLUGINS)
 	@mkdir -p $(dir $@)
 	$(BUILD)/tools/embed $@ $(EMBED_ARGS)
 
-$(BUILD)/obj/embed.o: $(BUILD)/gen/embed.c core/lua_bindings.h
+$(BUILD)/obj/embed.o: $(BUILD)/gen/embed.c core/lua/lua_bindings.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/obj/%.o: core/%.c $(wildcard core/*.h)
+$(BUILD)/obj/%.o: core/%.c $(CORE_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
@@ -95,14 +98,14 @@ $(BUILD)/obj/llhttp_http.o: $(LLHTTP_SRC)/http.c
 # host.c and main.c have the install's share directory built in: rebuild them when PREFIX changes.
 $(BUILD)/prefix.stamp: FORCE
 	@mkdir -p $(BUILD); echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
-$(BUILD)/obj/host.o $(BUILD)/asan/host.o $(BUILD)/obj/main.o $(BUILD)/asan/main.o: $(BUILD)/prefix.stamp
+$(BUILD)/obj/host/host.o $(BUILD)/asan/host/host.o $(BUILD)/obj/host/main.o $(BUILD)/asan/host/main.o: $(BUILD)/prefix.stamp
 FORCE:
 
-$(BUILD)/luafetch: $(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/main.o
+$(BUILD)/luafetch: $(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/host/main.o
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- sanitizer build -------------------------------------------------------
-$(BUILD)/asan/%.o: core/%.c $(wildcard core/*.h)
+$(BUILD)/asan/%.o: core/%.c $(CORE_HDR)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(ASAN_FLAGS) $(WARN) -c -o $@ $<
 $(BUILD)/asan/embed.o: $(BUILD)/gen/embed.c
@@ -200,7 +203,7 @@ clean:
 
 # --- fuzzing: `make fuzz FUZZ_SECONDS=60` runs each harness that long (`make test`: 20 s each) -
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzzobj/%.o: core/%.c $(wildcard core/*.h)
+$(BUILD)/fuzzobj/%.o: core/%.c $(CORE_HDR)
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -c -o $@ $<
 $(BUILD)/fuzzobj/embed.o: $(BUILD)/gen/embed.c

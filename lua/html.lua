@@ -1,4 +1,4 @@
--- html.lua — the `html` module: parse HTML5 (gumbo, in core/lua_html.c) and extract what scrapers
+-- html.lua — the `html` module: parse HTML5 (gumbo, in core/lua/lua_html.c) and extract what scrapers
 -- need: title, meta tags, links, and elements found by a small CSS selector subset.
 -- The C side owns the tree and its lifetime; this file adds the selector engine and the helpers.
 local C = require "_html"

@@ -1,5 +1,5 @@
 -- server.lua — http.serve: an embedded HTTP/1.1 server for loopback and internal use (mock APIs,
--- /metrics, webhooks). The network side is C (core/server.c through _server); this file checks
+-- /metrics, webhooks). The network side is C (core/http/server.c through _server); this file checks
 -- options and runs each request's handler as a new task, then hands its answer back to C.
 local C = require "_server"
 

@@ -1,5 +1,5 @@
 ---@meta
--- LuaLS stubs for the C module `_html` (core/lua_html.c, libgumbo), which lua/html.lua wraps.
+-- LuaLS stubs for the C module `_html` (core/lua/lua_html.c, libgumbo), which lua/html.lua wraps.
 
 ---@class HtmlElement
 ---@field tag string lower-case tag name

@@ -1,5 +1,5 @@
 ---@meta
--- LuaLS stubs for the C module `_http` (core/lua_http.c), which lua/http.lua wraps.
+-- LuaLS stubs for the C module `_http` (core/lua/lua_http.c), which lua/http.lua wraps.
 
 ---@class _http
 local _http = {}

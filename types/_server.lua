@@ -1,5 +1,5 @@
 ---@meta
--- LuaLS stubs for the C module `_server` (core/lua_server.c), which lua/server.lua wraps.
+-- LuaLS stubs for the C module `_server` (core/lua/lua_server.c), which lua/server.lua wraps.
 
 ---@class _server
 local _server = {}

@@ -1,5 +1,5 @@
 ---@meta
--- LuaLS stubs for the C module `_task` (core/lua_task.c), which lua/task.lua wraps.
+-- LuaLS stubs for the C module `_task` (core/lua/lua_task.c), which lua/task.lua wraps.
 
 ---@class TaskHandle
 local TaskHandle = {}

@@ -1,5 +1,5 @@
 ---@meta html
--- LuaLS stubs for `require "html"` (lua/html.lua over core/lua_html.c, libgumbo). docs/html.md.
+-- LuaLS stubs for `require "html"` (lua/html.lua over core/lua/lua_html.c, libgumbo). docs/html.md.
 
 ---@class html
 local html = {}

@@ -1,5 +1,5 @@
 ---@meta http
--- LuaLS stubs for `require "http"` (lua/http.lua over core/lua_http.c). DESIGN.md "http".
+-- LuaLS stubs for `require "http"` (lua/http.lua over core/lua/lua_http.c). DESIGN.md "http".
 
 ---@class http
 local http = {}

@@ -1,5 +1,5 @@
 ---@meta task
--- LuaLS stubs for `require "task"` (lua/task.lua over core/lua_task.c). DESIGN.md "task".
+-- LuaLS stubs for `require "task"` (lua/task.lua over core/lua/lua_task.c). DESIGN.md "task".
 
 ---@class task
 local task = {}

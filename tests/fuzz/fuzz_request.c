@@ -1,4 +1,4 @@
-/* fuzz_request.c — libFuzzer driver for the server's request parser (core/server_parse.c, with
+/* fuzz_request.c — libFuzzer driver for the server's request parser (core/http/server_parse.c, with
  * http1.c's chunked checks around llhttp), without a socket. Input: byte 0 is the read size (0: all
  * at once), byte 1 picks the limits, the rest is what a client sends; pipelined requests are parsed
  * in turn, as server.c does. Properties that must hold are checked with abort(). */

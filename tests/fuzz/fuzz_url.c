@@ -1,4 +1,4 @@
-/* fuzz_url.c — libFuzzer driver for core/url.c: url_parse, url_authority and url_resolve.
+/* fuzz_url.c — libFuzzer driver for core/http/url.c: url_parse, url_authority and url_resolve.
  * The input is "base\nref": base alone goes to url_parse, both to url_resolve, whose result is
  * parsed again. Properties that must hold are checked with abort(). Only stack and url-owned
  * memory: everything is freed before returning. */

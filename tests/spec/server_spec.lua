@@ -1,4 +1,4 @@
--- server_spec.lua: http.serve (lua/server.lua over core/server.c) inside the host, on real sockets.
+-- server_spec.lua: http.serve (lua/server.lua over core/http/server.c) inside the host, on real sockets.
 -- Servers run in this process on port 0 and are called with http.get/post from this task, so the
 -- handler tasks and the client share the loop. Byte-level cases (garbage, oversized heads and
 -- bodies, slowloris, pipelining, 100-continue, HTTP/1.0) use a raw Python client started in the

@@ -1,4 +1,4 @@
-/* test_dns.c — core/dns.c on a real libuv loop: the TTL cache (dns_get_stats hits), merged concurrent
+/* test_dns.c — core/net/dns.c on a real libuv loop: the TTL cache (dns_get_stats hits), merged concurrent
  * lookups, IP literals answered at once, failures, cancel, expiry, and freeing the cache while a lookup
  * runs. Names come from /etc/hosts ("localhost") or are reserved to fail (".invalid", RFC 6761). */
 #include "dns.h"

@@ -1,4 +1,4 @@
-/* test_headers.c — header_name_ok, header_tchar and header_value_ok (core/headers.c): RFC 9110 tokens
+/* test_headers.c — header_name_ok, header_tchar and header_value_ok (core/http/headers.c): RFC 9110 tokens
  * for names and methods; values free of CR, LF, NUL and other control bytes (tab and obs-text allowed). */
 #include "headers.h"
 

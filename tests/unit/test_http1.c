@@ -1,4 +1,4 @@
-/* test_http1.c — core/http1.c without a network: http_response_feed on whole and split inputs
+/* test_http1.c — core/http/http1.c without a network: http_response_feed on whole and split inputs
  * (down to one byte at a time), Content-Length, chunked, EOF-delimited and HEAD bodies, interim 1xx
  * responses, gzip/deflate decoding (every gzip member, transfer codings), limits and malformed input
  * (the chunked framing llhttp leaves unchecked, status and field-name checks, cut at every byte);

@@ -1,4 +1,4 @@
-/* test_pool.c — pool keys (core/pool.c): scheme/host/port, every TLS option of trust changes an
+/* test_pool.c — pool keys (core/net/pool.c): scheme/host/port, every TLS option of trust changes an
  * https key, '|' and '\' in paths cannot make two keys collide; an empty pool on a real loop. */
 #include "pool.h"
 

@@ -1,4 +1,4 @@
-/* test_tls.c — drives core/tls.c against real TLS 1.2 servers on loopback (tests/fixtures/tls_echo.py)
+/* test_tls.c — drives core/net/tls.c against real TLS 1.2 servers on loopback (tests/fixtures/tls_echo.py)
  * with certificates that tests/fixtures/certs.sh generates into build/tls-certs. Blocking sockets; the
  * test pumps bytes between the socket and tls_conn_feed / the send callback. Run from the repo root
  * (or pass it as argv[1]). Prints "N passed, M failed" last; exits 1 on any failure. */

@@ -1,4 +1,4 @@
-/* test_url.c — url_parse, url_authority and url_resolve (core/url.c): schemes, hosts, ports, IPv6,
+/* test_url.c — url_parse, url_authority and url_resolve (core/http/url.c): schemes, hosts, ports, IPv6,
  * refused userinfo and control characters, targets; RFC 3986 §5.4 reference resolution examples and
  * the percent-encoding of raw UTF-8 and spaces in a resolved reference. */
 #include "url.h"
