@@ -180,6 +180,36 @@ end
 ---@param path string  a path, or "-" for stdin
 ---@return string|nil text
 ---@return string|nil err
+-- Writes a whole file and checks every step: true, or nil and the reason.
+local function write_file(path, ...)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  local ok, werr = f:write(...)
+  local closed, cerr = f:close()
+  if not ok then return nil, werr end
+  if not closed then return nil, cerr end
+  return true
+end
+
+---Writes head and body to path: through PATH.part renamed into place, so nothing half-written is
+---ever left under PATH, except for a device or FIFO (/dev/null, /dev/stdout), which is written in
+---place: renaming over it would replace it with a regular file.
+function M.write_output(path, head, body)
+  if require("_http").path_kind(path) == "other" then
+    return write_file(path, head, body)
+  end
+  local part = path .. ".part"
+  local ok, err = write_file(part, head, body)
+  if ok then
+    ok, err = os.rename(part, path)
+  end
+  if not ok then
+    os.remove(part)
+    return nil, err
+  end
+  return true
+end
+
 local function read_all(path)
   if path == "-" then return io.stdin:read("a") or "" end
   local f, err = io.open(path, "rb")
@@ -681,17 +711,8 @@ local function run_one(url, o, base, policy, io_)
     local head = (o.include or o.head) and M.head_text(res) or ""
     local body = res.body or ""
     if o.output and o.output ~= "-" then
-      local part = o.output .. ".part"
-      local f, err = io.open(part, "wb")
-      if not f then
-        say("cannot write " .. o.output .. ": " .. tostring(err))
-        return 1
-      end
-      f:write(head, body)
-      f:close()
-      local ok, why = os.rename(part, o.output)
+      local ok, why = M.write_output(o.output, head, body)
       if not ok then
-        os.remove(part)
         say("cannot write " .. o.output .. ": " .. tostring(why))
         return 1
       end

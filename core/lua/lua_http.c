@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dns.h"
 #include "headers.h"
@@ -569,6 +570,20 @@ static int l_configure(lua_State *L)
     return 0;
 }
 
+/* _http.path_kind(path) → "file" | "directory" | "other" (a device, FIFO, socket) | nil when
+ * absent: writers of bodies to paths rename a finished ".part" file only over regular files. */
+static int l_path_kind(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "other");
+    return 1;
+}
+
 /* _http.parse_url(s) → {scheme=, host=, port=, target=, authority=} | nil, err */
 static int l_parse_url(lua_State *L)
 {
@@ -621,6 +636,7 @@ int luaopen_luafetch_http(lua_State *L)
         { "stats", l_stats },
         { "configure", l_configure },
         { "parse_url", l_parse_url },
+        { "path_kind", l_path_kind },
         { "resolve_url", l_resolve_url },
         { "set_response_class", l_set_response_class },
         { "details_headers", l_details_headers },

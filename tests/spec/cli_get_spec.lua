@@ -275,6 +275,23 @@ describe("luafetch get: one URL, compared with curl", function()
     assert.is_nil(read(mine .. ".part"))
   end)
 
+  it("-o onto a FIFO or device writes into it in place, never renaming over it", function()
+    local dir = tmpfile()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir .. " && mkfifo " .. dir .. "/fifo"))
+    -- a reader drains the FIFO into a file, as `-o /dev/stdout | cmd` would
+    local reader = assert(io.popen("timeout 10 cat " .. dir .. "/fifo > " .. dir .. "/got; echo done"))
+    local out, err, code = get{ "-o", dir .. "/fifo", BASE .. "/bytes/777" }
+    assert.are.equal(0, code, err)
+    assert.are.equal("done\n", reader:read("a"))
+    reader:close()
+    assert.are.equal(777, #read(dir .. "/got"))
+    local kind = io.popen("stat -c %F " .. dir .. "/fifo"):read("l")
+    assert.are.equal("fifo", kind) -- still the FIFO: not replaced by a renamed regular file
+    assert.is_nil(read(dir .. "/fifo.part"))
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("-w prints curl's write-out variables with curl's values", function()
     local format = "%{http_code} %{response_code} %{size_download} %{num_redirects} "
       .. "%{url_effective} %{http_version} %{content_type}\\n"
