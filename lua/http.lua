@@ -17,6 +17,7 @@ local DEFAULT_MAX_REDIRECTS = 5
 ---@field reused boolean served over a pooled connection
 ---@field timings table seconds: dns, connect, tls, ttfb, total
 ---@field tls table|nil version, cipher, verified, expires, resumed (https only)
+---@field version string HTTP version of the response: "1.0", "1.1" (or "2")
 ---@field redirects integer hops followed
 local Response = {}
 
@@ -25,6 +26,7 @@ local LAZY = {
   headers = C.details_headers,
   timings = C.details_timings,
   tls = C.details_tls,
+  version = C.details_version,
 }
 
 Response.__index = function(res, k)

@@ -330,6 +330,7 @@ static int on_headers_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
     r->status = p->status_code;
+    r->version = p->http_major * 10 + p->http_minor;
     /* llhttp takes any one to three digits ("000", "20"); RFC 9110 §15 has 100..999. */
     if (r->status < 100)
         return malformed(r, "status code below 100");

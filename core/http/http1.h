@@ -48,6 +48,7 @@ struct http_response {
     llhttp_t parser;
     struct h1_chunks chunks;
     int status;
+    int version;                /* 10, 11 (HTTP/1.0, 1.1); HTTP/2 will give 20 */
     struct buf reason;
     /* name\0value\0 pairs in arrival order; names lower-cased. */
     struct buf headers;

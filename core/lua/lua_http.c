@@ -299,6 +299,7 @@ struct details {
     struct request_timings timings;
     struct tls_info tls;
     int has_tls, tls_resumed;
+    int version;                /* 10, 11, 20 */
     int header_count;
     size_t headers_len;
     char headers[]; /* name\0value\0 pairs, names lower-case */
@@ -347,6 +348,17 @@ static void set_number(lua_State *L, const char *k, double v)
 {
     lua_pushnumber(L, v);
     lua_setfield(L, -2, k);
+}
+
+/* _http.details_version(d) → "1.0", "1.1" or "2" */
+static int l_details_version(lua_State *L)
+{
+    const struct details *d = check_details(L);
+    if (d->version == 20)
+        lua_pushliteral(L, "2");
+    else
+        lua_pushfstring(L, "%d.%d", d->version / 10, d->version % 10);
+    return 1;
 }
 
 /* _http.details_timings(d) → {dns, connect, tls, ttfb, total} in seconds */
@@ -412,6 +424,7 @@ static int push_response(lua_State *co, struct request *r)
     d->has_tls = r->has_tls_info;
     d->tls = r->tls_info;
     d->tls_resumed = r->tls_resumed;
+    d->version = resp->version;
     d->header_count = resp->header_count;
     d->headers_len = resp->headers.len;
     if (resp->headers.len)
@@ -642,6 +655,7 @@ int luaopen_luafetch_http(lua_State *L)
         { "details_headers", l_details_headers },
         { "details_timings", l_details_timings },
         { "details_tls", l_details_tls },
+        { "details_version", l_details_version },
         { NULL, NULL },
     };
     luaL_newmetatable(L, DETAILS);
