@@ -140,12 +140,12 @@ EOF
   fi
 }
 
-# A sample of k: mode 2 (past Lua's one retry) densely over start-up and the plain request, the
-# three modes strided over the rest; `make torture` covers every k up to 2000.
+# A sample of k: every k up to 2000 (start-up, module loads, the plain request) and every 47th
+# beyond (the TLS handshake), in the three modes; `make torture` takes every 5th beyond 2000.
 run_torture() {
   local rc
   stage_start "allocation-failure torture (sample)"
-  TORTURE_RUNS="2 1 0" TORTURE_DENSE=${TORTURE_DENSE:-1200} TORTURE_STRIDE=${TORTURE_STRIDE:-53} \
+  TORTURE_RUNS=${TORTURE_RUNS:-"2 1 0"} TORTURE_DENSE=${TORTURE_DENSE:-2000} TORTURE_STRIDE=${TORTURE_STRIDE:-47} \
     TORTURE_VALGRIND=${TORTURE_VALGRIND:-6} \
     bash "$here/torture/run.sh" "$build/luafetch" "$build/torture/failmalloc.so" >"$log" 2>&1
   rc=$?
@@ -155,9 +155,10 @@ run_torture() {
 }
 
 # Each harness for FUZZ_SECONDS on a copy of its seed corpus (the repository is not written to;
-# `make fuzz` keeps the grown corpus in FUZZ_KEEP). A crash, leak or timeout fails it.
+# `make fuzz` keeps the grown corpus in FUZZ_KEEP). A crash, leak or timeout fails it; the input
+# that did it is kept in BUILD/fuzz/artifacts/NAME/ (reproduce: BUILD/fuzz/NAME FILE).
 run_fuzz() {
-  local f name work seeds rc execs
+  local f name work seeds rc execs arts
   stage_start "fuzz harnesses (${FUZZ_TEST_SECONDS} s each)"
   for f in "$build"/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
@@ -168,21 +169,16 @@ run_fuzz() {
     else
       work=$tmp/fuzz/$name
     fi
-    mkdir -p "$work" "$tmp/fuzz-artifacts/$name"
+    arts=$build/fuzz/artifacts/$name
+    mkdir -p "$work" "$arts"
     [ -d "$seeds" ] && cp -n "$seeds"/* "$work"/ 2>/dev/null
     "$f" -max_total_time="$FUZZ_TEST_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-      -artifact_prefix="$tmp/fuzz-artifacts/$name/" "$work" >"$log" 2>&1
+      -artifact_prefix="$arts/" "$work" >"$log" 2>&1
     rc=$?
     execs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
     echo "-- $name: ${execs:-?} executions, corpus $(ls "$work" | wc -l) inputs$([ -d "$seeds" ] || echo ' (no seed corpus)'), exit $rc"
     if [ $rc -ne 0 ]; then
-      grep -m 20 -E 'ERROR|SUMMARY|runtime error|Test unit written|#0 |#1 |#2 |#3 ' "$log" | sed 's/^/  /'
-      ls "$tmp/fuzz-artifacts/$name" | sed 's/^/  artifact: /'
-      if [ -n "${FUZZ_KEEP:-}" ]; then
-        mkdir -p "$FUZZ_KEEP/artifacts"
-        cp "$tmp/fuzz-artifacts/$name"/* "$FUZZ_KEEP/artifacts/" 2>/dev/null &&
-          echo "  saved in $FUZZ_KEEP/artifacts"
-      fi
+      grep -m 20 -E 'ERROR|SUMMARY|runtime error|Test unit written|#[0-9] ' "$log" | sed 's/^/  /'
     fi
     verdict $rc
   done
