@@ -12,7 +12,8 @@ LLHTTP_INC := /usr/share/include/llhttp
 
 DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
               node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev \
-              valgrind gdb iproute2 tinyproxy microsocks ca-certificates lua-argparse curl zsh
+              valgrind gdb iproute2 tinyproxy microsocks ca-certificates lua-argparse curl zsh \
+              libnghttp2-dev nghttp2-server nghttp2-client nginx-light nodejs h2o
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time
 
@@ -20,7 +21,7 @@ CPPFLAGS  += -Icore/host -Icore/net -Icore/http -Icore/lua -I$(BUILD)/gen -I/usr
              -DLUAFETCH_VERSION='"$(VERSION)"' -DLUAFETCH_SHAREDIR='"$(PREFIX)/share/luafetch"'
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -std=gnu11
-LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lgumbo -lz -lm -ldl -lpthread
+LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lnghttp2 -lgumbo -lz -lm -ldl -lpthread
 
 # core/ by layer: net (TCP, tunnels, TLS, DNS, pool), http (request lifecycle, wire formats,
 # server), lua (bindings), host (loop, tasks, main).
