@@ -13,6 +13,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
               node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev \
               valgrind gdb iproute2 tinyproxy microsocks ca-certificates lua-argparse curl zsh \
+              publicsuffix python3-httpbin gunicorn \
               libnghttp2-dev nghttp2-server nghttp2-client nginx-light nodejs h2o
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time

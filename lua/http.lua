@@ -3,6 +3,7 @@
 -- this file normalises options, follows redirects and decorates the response.
 local C = require "_http"
 local PROXY = require "proxy"
+local CODEC = require "codec"
 
 local M = {}
 
@@ -109,6 +110,7 @@ local OPTIONS = {
   url = true, method = true, headers = true, body = true, json = true, timeout = true,
   max_redirects = true, max_body = "pass", verify = "pass", ca_file = "pass", cert_file = "pass",
   key_file = "pass", decompress = "pass", proxy = true,
+  form = true, multipart = true, auth = true,
 }
 
 -- JSON text with "/" left as is: lua-cjson writes it as "\/", which is valid but noisy. Every
@@ -121,6 +123,38 @@ local function encode_json(value)
   return (encoded:gsub("\\/", "/"))
 end
 
+-- headers with `name` set, unless the script set it (in any case): a copy, never the script's table.
+local function with_default_header(headers, name, value)
+  local lname, copy = name:lower(), {}
+  for k, v in pairs(headers or {}) do
+    if type(k) == "string" and k:lower() == lname then
+      return headers
+    end
+    copy[k] = v
+  end
+  copy[name] = value
+  return copy
+end
+
+-- The body and Content-Type of a `form` or `multipart` option (lua/codec.lua, lua/multipart.lua);
+-- nil, message on a conflict or a bad table.
+local function form_body(form, multipart, body, json)
+  if body ~= nil or json ~= nil or (form ~= nil and multipart ~= nil) then
+    return nil, "give only one of body, json, form and multipart"
+  end
+  if multipart ~= nil then
+    return require("multipart").build(multipart)
+  end
+  if type(form) ~= "table" then
+    return nil, "form must be a table"
+  end
+  local ok, encoded = pcall(CODEC.urlencode, form)
+  if not ok then
+    return nil, "form: " .. tostring(encoded)
+  end
+  return encoded, "application/x-www-form-urlencoded"
+end
+
 -- Builds the table the C core takes; nil, message on bad options. url, method, body and json,
 -- when given (http.get, http.post ...), take the place of the fields of opts: opts is never copied
 -- nor changed.
@@ -128,6 +162,10 @@ local function normalise(opts, url, method, body, json)
   url = url or opts.url
   if type(url) ~= "string" then
     return nil, "url must be a string"
+  end
+  local user, pass -- user:pass@ in the URL means Basic, as curl reads it; the core never sees it
+  if url:find("@", 1, true) then
+    url, user, pass = CODEC.split_userinfo(url)
   end
   method = method or opts.method
   if method ~= nil and type(method) ~= "string" then
@@ -171,6 +209,25 @@ local function normalise(opts, url, method, body, json)
       copy["Content-Type"] = "application/json"
     end
     headers = copy
+  end
+  if opts.form ~= nil or opts.multipart ~= nil then
+    local built, content_type = form_body(opts.form, opts.multipart, body, json)
+    if not built then
+      return nil, content_type
+    end
+    body, req.body = built, built
+    headers = with_default_header(headers, "Content-Type", content_type)
+  end
+  local auth = opts.auth -- false: none, not even the URL's
+  if auth == nil and user then
+    auth = { user, pass }
+  end
+  if auth then
+    local value, err = CODEC.authorization(auth)
+    if not value then
+      return nil, err
+    end
+    headers = with_default_header(headers, "Authorization", value)
   end
   req.headers = headers
   if body ~= nil and type(body) ~= "string" then
@@ -228,6 +285,10 @@ local function follow(req, res, location)
   if scheme ~= "http" and scheme ~= "https" then
     return nil, "refusing redirect to a non-http(s) URL: " .. target
   end
+  local user, pass
+  if target:find("@", 1, true) then
+    target, user, pass = CODEC.split_userinfo(target)
+  end
   local from, to = C.parse_url(req.url), C.parse_url(target)
   if not to then
     return nil, "bad redirect target '" .. target .. "'"
@@ -237,6 +298,9 @@ local function follow(req, res, location)
     if origin(from) == origin(to) or not SENSITIVE[k:lower()] then
       headers[k] = v
     end
+  end
+  if user then -- credentials in the Location itself: Basic for the new URL
+    headers = with_default_header(headers, "Authorization", CODEC.authorization{ user, pass })
   end
   req.headers = headers
   local status = res.status
@@ -256,8 +320,9 @@ local function follow(req, res, location)
 end
 
 -- Runs the exchange hop by hop; each hop's own timings add up to the elapsed time,
--- which bounds the hops that follow by the total timeout.
-local function exchange(req, max_redirects, proxy_option)
+-- which bounds the hops that follow by the total timeout. `hop` (sessions, lua/session.lua) is
+-- called as hop(req) before each hop goes out and hop(req, res) when its answer is in.
+local function exchange(req, max_redirects, proxy_option, hop)
   local total = req.timeout_total
   local elapsed, hops = 0, 0
   -- Without a proxy option or variable (the common case) no hop looks at proxies at all.
@@ -271,11 +336,17 @@ local function exchange(req, max_redirects, proxy_option)
       end
       req.proxy = p or nil
     end
+    if hop then
+      hop(req)
+    end
     local res, err, kind = C.request(req)
     if not res then
       return nil, err, kind
     end
     res.url = req.url
+    if hop then
+      hop(req, res)
+    end
     if not REDIRECT[res.status] or max_redirects == 0 or not res.headers.location then
       if hops > 0 then
         res.redirects = hops
@@ -322,6 +393,13 @@ local function get_simple(url)
   if type(url) ~= "string" then
     return nil, "url must be a string", "invalid"
   end
+  if url:find("@", 1, true) then -- perhaps credentials: the full path takes them out
+    local req, max_redirects, proxy = normalise({}, url, "GET")
+    if not req then
+      return nil, max_redirects, "invalid"
+    end
+    return exchange(req, max_redirects, proxy)
+  end
   return exchange({ url = url, method = "GET", timeout_total = DEFAULT_TIMEOUT }, DEFAULT_MAX_REDIRECTS)
 end
 
@@ -353,6 +431,8 @@ local function with_body(method, url, body, opts)
   local req, max_redirects, proxy
   if type(body) == "table" then
     req, max_redirects, proxy = normalise(opts or {}, url, method, nil, body)
+  elseif body == nil and opts and (opts.form ~= nil or opts.multipart ~= nil) then
+    req, max_redirects, proxy = normalise(opts, url, method)
   else
     req, max_redirects, proxy = normalise(opts or {}, url, method, body or "", nil)
   end
@@ -378,6 +458,24 @@ C.set_response_class(Response)
 
 M.parse_url = C.parse_url
 M.resolve_url = C.resolve_url
+
+---A session: shared defaults and a cookie jar (docs/sessions.md).
+function M.session(opts) return require("session").new(opts) end
+
+M.urlencode = CODEC.urlencode
+M.urldecode = CODEC.urldecode
+M.base64 = CODEC.base64
+M.unbase64 = CODEC.unbase64
+
+-- For lua/session.lua: http.request with a per-hop callback, and the option names it may default.
+function M._send(opts, hop)
+  local req, max_redirects, proxy = normalise(opts)
+  if not req then
+    return nil, max_redirects, "invalid"
+  end
+  return exchange(req, max_redirects, proxy, hop)
+end
+function M._is_option(name) return OPTIONS[name] ~= nil end
 
 ---Starts the embedded HTTP server (docs/server.md): http.serve{host=, port=, handler=, ...}
 M.serve = require("server").serve
