@@ -14,15 +14,16 @@ DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbed
               node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev \
               valgrind gdb iproute2 tinyproxy microsocks ca-certificates lua-argparse curl zsh \
               publicsuffix python3-httpbin gunicorn \
-              libnghttp2-dev nghttp2-server nghttp2-client nginx-light nodejs h2o
+              libnghttp2-dev nghttp2-server nghttp2-client nginx-light nodejs h2o \
+              libhiredis-dev redis-server
 DEPS_BENCH := nginx-light libnginx-mod-http-echo wrk libcurl4-openssl-dev python3-aiohttp \
               lua-http lua5.2 gnuplot-nox nodejs valgrind time
 
-CPPFLAGS  += -Icore/host -Icore/net -Icore/http -Icore/lua -I$(BUILD)/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC) \
+CPPFLAGS  += -Icore/host -Icore/net -Icore/http -Icore/redis -Icore/lua -I$(BUILD)/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC) \
              -DLUAFETCH_VERSION='"$(VERSION)"' -DLUAFETCH_SHAREDIR='"$(PREFIX)/share/luafetch"'
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -std=gnu11
-LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lnghttp2 -lgumbo -lz -lm -ldl -lpthread
+LDLIBS    := -llua5.4 -luv -lmbedtls -lmbedx509 -lmbedcrypto -lnghttp2 -lhiredis -lgumbo -lz -lm -ldl -lpthread
 
 # core/ by layer: net (TCP, tunnels, TLS, DNS, pool), http (request lifecycle, wire formats,
 # server), lua (bindings), host (loop, tasks, main).

@@ -1,0 +1,329 @@
+/* lua_redis.c — the `_redis` bindings under lua/queue.lua: a client per redis:// URL whose calls
+ * (one command, or several pipelined in one round trip) yield the task like http.request does.
+ * The userdata holds a pointer to the client (closed by :close, __close or __gc); a waiting task
+ * holds only its call, which the client owns until done and the continuation frees. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "host.h"
+#include "lua_bindings.h"
+#include "redis.h"
+#include "task.h"
+
+#define CLIENT "luafetch.redis_client"
+#define CALL_BOX "luafetch.redis_call"
+#define MAX_ARGS 100000
+
+struct lua_redis {
+    struct redis_client *c;     /* NULL once closed */
+    double timeout;             /* seconds per call unless the call says (0: none) */
+};
+
+static struct lua_redis *check_client(lua_State *L)
+{
+    return luaL_checkudata(L, 1, CLIENT);
+}
+
+static int push_failure(lua_State *L, const char *msg, const char *kind)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, kind);
+    return 3;
+}
+
+static void push_reply(lua_State *L, const struct redis_reply *r)
+{
+    luaL_checkstack(L, 4, "redis reply nested too deeply");
+    switch (r->type) {
+    case REDIS_T_STRING:
+    case REDIS_T_STATUS:
+        lua_pushlstring(L, r->str, r->len);
+        break;
+    case REDIS_T_INTEGER:
+        lua_pushinteger(L, (lua_Integer)r->integer);
+        break;
+    case REDIS_T_ERROR: /* inside an array or a pipeline: {err = "..."} */
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, r->str, r->len);
+        lua_setfield(L, -2, "err");
+        break;
+    case REDIS_T_ARRAY:
+        lua_createtable(L, r->n > 0x7fffffff ? 0 : (int)r->n, 0);
+        for (size_t i = 0; i < r->n; i++) {
+            push_reply(L, &r->elem[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    default: /* nil, as Redis' own Lua scripting shows it */
+        lua_pushboolean(L, 0);
+        break;
+    }
+}
+
+/* Commands that would turn the connection into something other than request/reply. */
+static int refused_command(const char *name, size_t len)
+{
+    static const char *const names[] = { "subscribe", "psubscribe", "ssubscribe", "unsubscribe",
+                                         "punsubscribe", "sunsubscribe", "monitor", "sync", "psync",
+                                         "quit", "reset", NULL };
+    for (int i = 0; names[i]; i++)
+        if (strlen(names[i]) == len && !strncasecmp(names[i], name, len))
+            return 1;
+    return 0;
+}
+
+/* Appends the command in the table at idx to call; 0, or -1 with err set. */
+static int append_command(lua_State *L, int idx, struct redis_call *call, char *err, size_t errlen)
+{
+    if (!lua_istable(L, idx)) {
+        snprintf(err, errlen, "a command is a table of strings and numbers");
+        return -1;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    if (n < 1 || n > MAX_ARGS) {
+        snprintf(err, errlen, n < 1 ? "empty command" : "too many arguments");
+        return -1;
+    }
+    const char **argv = malloc((size_t)n * sizeof *argv);
+    size_t *lens = malloc((size_t)n * sizeof *lens);
+    int rc = argv && lens ? 0 : -1;
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    luaL_checkstack(L, 2, "redis command");
+    int base = lua_gettop(L);
+    for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
+        int t = lua_rawgeti(L, idx, i);
+        if (t == LUA_TNUMBER) {
+            if (lua_isinteger(L, -1))
+                lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
+            else {
+                char num[64];
+                snprintf(num, sizeof num, "%.17g", lua_tonumber(L, -1));
+                lua_pushstring(L, num);
+            }
+            lua_replace(L, -2);
+        } else if (t != LUA_TSTRING) {
+            snprintf(err, errlen, "argument %d of the command is a %s (strings and numbers only)",
+                     (int)i, lua_typename(L, t));
+            rc = -1;
+            break;
+        }
+        argv[i - 1] = lua_tolstring(L, -1, &lens[i - 1]);
+        /* the strings stay on the stack until the command is copied */
+        if (!lua_checkstack(L, 2)) {
+            snprintf(err, errlen, "too many arguments");
+            rc = -1;
+        }
+    }
+    if (rc == 0 && refused_command(argv[0], lens[0])) {
+        snprintf(err, errlen, "%s is not supported here (it changes what the connection is for)", argv[0]);
+        rc = -1;
+    }
+    if (rc == 0 && redis_call_append(call, (int)n, argv, lens)) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    lua_settop(L, base);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+static void on_done(struct redis_call *call)
+{
+    task_resume(call->data, 0);
+}
+
+/* The wait's op is the box on the task's stack: emptied here, so its __gc frees nothing twice. */
+static void cancel_call(struct task *t)
+{
+    struct redis_call **box = t->wait.op;
+    redis_call_cancel(*box);
+    *box = NULL;
+}
+
+static int box_gc(lua_State *L)
+{
+    struct redis_call **box = luaL_checkudata(L, 1, CALL_BOX);
+    redis_call_free(*box);
+    *box = NULL;
+    return 0;
+}
+
+/* Inside the resumed task: the call's outcome as Lua values, then the call is freed (by the box
+ * if building them raises). ctx: the box's stack index times 2, plus 1 for a pipeline. */
+static int call_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct redis_call **box = luaL_checkudata(L, (int)(ctx >> 1), CALL_BOX);
+    struct redis_call *call = *box;
+    int n;
+    ctx &= 1;
+    if (call->err != REDIS_E_NONE) {
+        n = push_failure(L, call->errmsg, redis_err_name(call->err));
+    } else if (ctx) {
+        lua_createtable(L, call->ncmds, 0);
+        for (int i = 0; i < call->ncmds; i++) {
+            push_reply(L, call->replies[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        n = 1;
+    } else if (call->replies[0]->type == REDIS_T_ERROR) {
+        n = push_failure(L, call->replies[0]->str, "server");
+    } else {
+        push_reply(L, call->replies[0]);
+        n = 1;
+    }
+    redis_call_free(call);
+    *box = NULL;
+    return n;
+}
+
+/* client:call(args [, timeout]) or client:pipeline({args, ...} [, timeout]). Yields. */
+static int start_call(lua_State *L, int pipeline)
+{
+    struct lua_redis *lr = check_client(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    double timeout = luaL_optnumber(L, 3, lr->timeout);
+    struct task *t = task_check_current(L, pipeline ? "redis pipeline" : "redis call");
+    if (!lr->c)
+        return push_failure(L, "the redis client is closed", "invalid");
+    struct redis_call **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    luaL_setmetatable(L, CALL_BOX);
+    int box_idx = lua_gettop(L);
+    struct redis_call *call = *box = redis_call_new();
+    if (!call)
+        return push_failure(L, "out of memory", "invalid");
+    char err[256];
+    int rc = 0;
+    if (pipeline) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+        if (n < 1)
+            rc = -1, snprintf(err, sizeof err, "an empty pipeline");
+        for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
+            lua_rawgeti(L, 2, i);
+            rc = append_command(L, lua_gettop(L), call, err, sizeof err);
+            lua_pop(L, 1);
+        }
+    } else {
+        rc = append_command(L, 2, call, err, sizeof err);
+    }
+    if (rc)
+        return push_failure(L, err, "invalid"); /* the box frees the call */
+    call->done = on_done;
+    call->data = t;
+    redis_call_start(lr->c, call, timeout > 0 ? timeout : 0);
+    /* the box stays on the task's stack: the continuation finds it there */
+    return task_yieldk(L, t, cancel_call, box, (lua_KContext)box_idx * 2 + pipeline, call_cont);
+}
+
+static int l_call(lua_State *L)
+{
+    return start_call(L, 0);
+}
+
+static int l_pipeline(lua_State *L)
+{
+    return start_call(L, 1);
+}
+
+static void set_int(lua_State *L, const char *k, long long v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int l_stats(lua_State *L)
+{
+    struct lua_redis *lr = check_client(L);
+    lua_createtable(L, 0, 6);
+    if (!lr->c)
+        return 1;
+    const struct redis_stats *s = redis_client_stats(lr->c);
+    set_int(L, "calls", (long long)s->calls);
+    set_int(L, "commands", (long long)s->commands);
+    set_int(L, "connects", (long long)s->connects);
+    set_int(L, "connect_failures", (long long)s->connect_failures);
+    set_int(L, "timeouts", (long long)s->timeouts);
+    lua_pushboolean(L, s->connected);
+    lua_setfield(L, -2, "connected");
+    return 1;
+}
+
+static int l_address(lua_State *L)
+{
+    struct lua_redis *lr = check_client(L);
+    lua_pushstring(L, lr->c ? redis_client_address(lr->c) : "(closed)");
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    struct lua_redis *lr = luaL_checkudata(L, 1, CLIENT);
+    if (lr->c) /* at exit too (lua_close): its handles close before the loop ends */
+        redis_client_close(lr->c);
+    lr->c = NULL;
+    return 0;
+}
+
+/* _redis.connect(url [, {timeout=, connect_timeout=}]) → client | nil, msg, "invalid".
+ * Nothing is sent yet: the first call connects. */
+static int l_connect(lua_State *L)
+{
+    const char *url = luaL_checkstring(L, 1);
+    struct redis_config cfg;
+    char err[256];
+    if (redis_url_parse(url, &cfg, err, sizeof err))
+        return push_failure(L, err, "invalid");
+    double timeout = 10;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "timeout");
+        if (lua_isnumber(L, -1))
+            timeout = lua_tonumber(L, -1);
+        lua_getfield(L, 2, "connect_timeout");
+        if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0)
+            cfg.connect_timeout = lua_tonumber(L, -1);
+        lua_pop(L, 2);
+    }
+    struct lua_redis *lr = lua_newuserdatauv(L, sizeof *lr, 0);
+    lr->c = NULL;
+    lr->timeout = timeout > 0 ? timeout : 0;
+    luaL_setmetatable(L, CLIENT);
+    struct host *h = host_of(L);
+    lr->c = redis_client_new(&h->loop, h->net.dns, &cfg);
+    redis_config_free(&cfg);
+    if (!lr->c)
+        return push_failure(L, "out of memory", "invalid");
+    return 1;
+}
+
+int luaopen_luafetch_redis(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "call", l_call }, { "pipeline", l_pipeline }, { "stats", l_stats },
+        { "address", l_address }, { "close", l_close }, { NULL, NULL },
+    };
+    static const luaL_Reg funcs[] = { { "connect", l_connect }, { NULL, NULL } };
+    if (luaL_newmetatable(L, CLIENT)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, CALL_BOX)) {
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
+}
