@@ -110,6 +110,7 @@ local OPTIONS = {
   url = true, method = true, headers = true, body = true, json = true, timeout = true,
   max_redirects = true, max_body = "pass", verify = "pass", ca_file = "pass", cert_file = "pass",
   key_file = "pass", decompress = "pass", proxy = true,
+  http2 = "pass",
   form = true, multipart = true, auth = true,
 }
 

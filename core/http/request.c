@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "conn.h"
+#include "h2.h"
 #include "pool.h"
 #include "proto.h"
 #include "tunnel.h"
@@ -25,6 +26,7 @@ static void resolve(struct request *r);
 static void connect_next(struct request *r);
 static void start_attempt(struct request *r);
 static void arm_timer(struct request *r);
+static void route(struct request *r);
 static const struct conn_handler handler;
 
 int request_is_idempotent(const char *m)
@@ -58,6 +60,7 @@ struct request *request_new(struct net *net)
     r->max_body = 64u * 1024 * 1024;
     r->decompress = 1;
     r->tls.verify = 1;
+    r->http2 = REQUEST_HTTP2_ON;
     uv_timer_init(net->loop, &r->timer);
     r->timer.data = r;
     return r;
@@ -157,11 +160,76 @@ static void drop_attempts(struct request *r, struct conn *keep)
     r->race = NULL;
 }
 
+/* --- the first connect of a key that may speak h2, and those waiting for it ---- */
+
+/* r waits for lead's connection (its ALPN answer) instead of opening one. */
+static void wait_for(struct request *lead, struct request *r)
+{
+    r->phase = PH_QUEUED;
+    r->waiting = 1;
+    r->via.leader = lead;
+    r->queue_next = lead->waiters;
+    lead->waiters = r;
+    if (!r->deadline_phase)
+        r->deadline_phase = ms_after(r, r->timeouts.connect);
+    arm_timer(r);
+}
+
+static void unwait(struct request *r)
+{
+    struct request **pp = &r->via.leader->waiters;
+    while (*pp && *pp != r)
+        pp = &(*pp)->queue_next;
+    if (*pp)
+        *pp = r->queue_next;
+    r->queue_next = NULL;
+    r->waiting = 0;
+    r->via.leader = NULL;
+}
+
+/* r no longer leads: the waiters go on, to the shared connection r made, or each to a connection
+ * of its own (no_wait: r's was HTTP/1.1 or failed), or (r gave up) behind a new leader. A waiter
+ * started here completes on a later loop turn at the earliest (starting). */
+static void lead_over(struct request *r, int no_wait)
+{
+    if (!r->leading)
+        return;
+    r->leading = 0;
+    if (pool_pending(r->net->pool, r->key.data) == r)
+        pool_set_pending(r->net->pool, r->key.data, NULL);
+    struct request *w = r->waiters;
+    r->waiters = NULL;
+    /* in arrival order: the list is newest first */
+    struct request *order = NULL;
+    while (w) {
+        struct request *next = w->queue_next;
+        w->queue_next = order;
+        order = w;
+        w = next;
+    }
+    while (order) {
+        w = order;
+        order = w->queue_next;
+        w->queue_next = NULL;
+        w->waiting = 0;
+        w->via.leader = NULL;
+        w->no_wait = no_wait;
+        w->starting = 1;
+        route(w);
+        w->starting = 0;
+    }
+}
+
 static void release(struct request *r, int reusable)
 {
     uv_timer_stop(&r->timer);
     dns_cancel(&r->dns);
     dequeue(r);
+    if (r->waiting)
+        unwait(r);
+    if (r->attached)
+        proto_h2.detach(r);
+    lead_over(r, r->kind != NET_CANCELED);
     drop_attempts(r, NULL);
     if (r->conn) {
         if (reusable)
@@ -290,6 +358,10 @@ static void arm_timer(struct request *r)
 
 static void send_request(struct request *r)
 {
+    if (!r->wire.len && r->proto->encode(r, &r->wire)) {
+        finish(r, NET_INVALID, "out of memory");
+        return;
+    }
     r->phase = PH_WAIT;
     r->deadline_phase = 0;
     r->last_activity = uv_now(r->net->loop);
@@ -312,6 +384,77 @@ static void send_request(struct request *r)
     /* A failed write surfaces as a closed event; nothing more to do here. */
     if (!r->finished)
         arm_timer(r);
+}
+
+/* r's connection answered h2 by ALPN, or r speaks h2c to it by prior knowledge. */
+static int speaks_h2(const struct request *r, struct conn *c)
+{
+    if (!request_may_mux(r))
+        return 0;
+    if (!r->url.https)
+        return r->http2 == REQUEST_HTTP2_PRIOR;
+    const char *alpn = conn_alpn(c);
+    return alpn && !strcmp(alpn, "h2");
+}
+
+/* r becomes a stream of the session that owns c. */
+static void start_stream(struct request *r, struct conn *c)
+{
+    r->phase = PH_WAIT;
+    r->deadline_phase = 0;
+    r->last_activity = uv_now(r->net->loop);
+    r->has_tls_info = conn_tls_info(c, &r->tls_info, &r->tls_resumed);
+    proto_h2.attach(c, r);
+    if (!r->finished)
+        arm_timer(r);
+}
+
+void request_mux_finish(struct request *r, enum net_kind kind, const char *msg)
+{
+    if (msg)
+        finish(r, kind, "%s", msg);
+    else
+        finish(r, kind, NULL);
+}
+
+/* Starts r again from the pool (a session with room, a leader, an idle or a new connection);
+ * its completion waits for a later loop turn. */
+static void restart(struct request *r)
+{
+    r->phase = PH_NEW;
+    r->reused = 0;
+    r->deadline_phase = 0;
+    if (r->proxy)
+        r->proxy->origin_resolved = 0;
+    unsigned was = r->starting;
+    r->starting = 1;
+    route(r);
+    r->starting = was;
+}
+
+void request_mux_retry(struct request *r)
+{
+    if (r->finished)
+        return;
+    if (r->mux_retries >= H2_MAX_RETRIES) {
+        finish(r, NET_CLOSED, "the server did not take the request (refused %d times)", r->mux_retries + 1);
+        return;
+    }
+    r->mux_retries++;
+    restart(r);
+}
+
+void request_mux_lost(struct request *r, enum net_kind kind, const char *msg)
+{
+    if (r->finished)
+        return;
+    if (r->reused && !r->stale_retry_done && r->resp.bytes_in == 0 && request_is_idempotent(r->method)) {
+        r->stale_retry_done = 1;
+        r->reused = 0;
+        restart(r);
+        return;
+    }
+    finish(r, kind, "%s", msg);
 }
 
 /* The parser refused the response or the connection ended it early. */
@@ -483,11 +626,22 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
         r->timings.tls = since(r->phase_t0);
     else
         r->timings.connect = since(r->phase_t0);
+    if (speaks_h2(r, c)) {
+        if (proto_h2.session_new(r->net, c)) {
+            finish(r, NET_INVALID, "out of memory");
+            return;
+        }
+        r->conn = NULL; /* the session's now */
+        start_stream(r, c);
+        lead_over(r, 0); /* the waiters join the session */
+        return;
+    }
+    lead_over(r, 1); /* HTTP/1.1: the waiters open their own */
     send_request(r);
 }
 
 static const struct conn_handler handler = { on_tcp_connected, on_tls_started, on_ready, on_data,
-                                             on_closed };
+                                             on_closed, NULL };
 
 static void set_port(struct sockaddr_storage *ss, int port)
 {
@@ -646,12 +800,51 @@ static int build_key(struct request *r)
               buf_puts(k, p->pass ? p->pass : "") || buf_puts(k, "@") || buf_puts(k, p->host) ||
               buf_append(k, ":", 1) || buf_put_uint(k, (unsigned)p->port) || buf_puts(k, " ")))
         return -1;
-    return pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls);
+    if (pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls))
+        return -1;
+    /* the protocol offered: connections offering h2 (or speaking h2c) are not HTTP/1.1-only ones */
+    return request_may_mux(r) ? buf_puts(k, r->url.https ? " h2" : " h2c") : 0;
 }
 
-static int build_wire(struct request *r)
+int request_may_mux(const struct request *r)
 {
-    return build_key(r) || r->proto->encode(r, &r->wire);
+    if (r->http2 == REQUEST_HTTP2_OFF)
+        return 0;
+    if (r->url.https)
+        return 1;
+    return r->http2 == REQUEST_HTTP2_PRIOR && !(r->proxy && r->proxy->kind == PROXY_HTTP);
+}
+
+/* A shared h2 connection with room, else the one being set up (wait for it), else an idle
+ * connection, else a new one (leading the key's first connect when it may become shared). */
+static void route(struct request *r)
+{
+    struct net *n = r->net;
+    int mux = request_may_mux(r);
+    if (mux) {
+        struct conn *c = pool_take_shared(n->pool, r->key.data, proto_h2.room);
+        if (c) {
+            r->reused = 1;
+            n->stats.connections_reused++;
+            start_stream(r, c);
+            return;
+        }
+        struct request *lead = r->no_wait ? NULL : pool_pending(n->pool, r->key.data);
+        if (lead && lead != r) {
+            wait_for(lead, r);
+            return;
+        }
+    }
+    if ((r->conn = pool_take(n->pool, r->key.data))) {
+        r->reused = 1;
+        n->stats.connections_reused++;
+        conn_set_owner(r->conn, &handler, r);
+        send_request(r);
+        return;
+    }
+    if (mux && !r->no_wait && !r->leading && pool_set_pending(n->pool, r->key.data, r) == 0)
+        r->leading = 1;
+    resolve(r);
 }
 
 void request_start(struct request *r)
@@ -665,17 +858,12 @@ void request_start(struct request *r)
     r->deadline_total = ms_after(r, r->timeouts.total);
     r->tls.host = r->url.host;
     r->tls.port = r->url.port;
+    r->tls.alpn_h2 = r->url.https && r->http2 != REQUEST_HTTP2_OFF;
     n->stats.requests++;
     n->stats.in_flight++;
-    if (build_wire(r)) {
+    if (build_key(r))
         finish(r, NET_INVALID, "out of memory");
-    } else if ((r->conn = pool_take(n->pool, r->key.data))) {
-        r->reused = 1;
-        n->stats.connections_reused++;
-        conn_set_owner(r->conn, &handler, r);
-        send_request(r);
-    } else {
-        resolve(r);
-    }
+    else
+        route(r);
     r->starting = 0;
 }

@@ -36,6 +36,10 @@ typedef void (*request_done_fn)(struct request *r);
 
 struct proto_ops;
 
+/* The http2 option: HTTP/1.1 only, h2 offered by ALPN on https (the default), or h2c spoken at
+ * once on plain http (prior knowledge). */
+enum request_http2 { REQUEST_HTTP2_OFF, REQUEST_HTTP2_ON, REQUEST_HTTP2_PRIOR };
+
 enum request_proxy_kind { PROXY_NONE, PROXY_HTTP, PROXY_SOCKS5, PROXY_SOCKS5H };
 
 /* The proxy a request goes through (chosen by lua/http.lua), allocated only for requests that
@@ -99,18 +103,39 @@ struct request {
     uv_timer_t timer;
     /* Flags kept small: struct request stays in malloc's small-chunk (tcache) sizes. */
     unsigned char phase;
+    unsigned char http2;        /* enum request_http2 */
     unsigned starting : 1;      /* inside request_start: defer completion */
     unsigned finished : 1;
     unsigned stale_retry_done : 1;
     unsigned queued : 1;
     unsigned done_pending : 1;  /* completion deferred to the next loop turn */
     unsigned resp_ready : 1;    /* resp initialised */
+    unsigned waiting : 1;       /* in a leader's list (via.leader) */
+    unsigned attached : 1;      /* a stream of a session (via.mux) */
+    unsigned held : 1;          /* attached, not submitted yet: the session checks itself first */
+    unsigned leading : 1;       /* r's connect is the pending one of its key */
+    unsigned no_wait : 1;       /* connect on its own: the leader's answer was HTTP/1.1, or it failed */
+    unsigned mux_sent : 1;      /* r's HEADERS went out */
+    unsigned mux_rst_recv : 1;  /* the server reset r's stream */
+    unsigned mux_retries : 3;   /* restarts after refusals */
     uint64_t t0;                /* uv_hrtime at start */
     uint64_t phase_t0;
     uint64_t deadline_total;    /* uv_now ms, 0 = none */
     uint64_t deadline_phase;
     uint64_t last_activity;
-    struct request *queue_next; /* waiting for a connect slot */
+    struct request *queue_next; /* waiting for a connect slot (or see below) */
+    /* HTTP/2 (proto.h's multiplexing seam). While the first connection of a key that may speak
+     * h2 is set up, its request leads and the others for the key wait in its list (linked by
+     * queue_next, which a waiting request does not use otherwise); a request attached to a session
+     * is in the session's list (queue_next, mux_prev). */
+    union {
+        struct request *leader; /* while waiting: the request r waits for */
+        void *mux;              /* while attached: the session r is a stream of (h2.c) */
+    } via;
+    struct request *waiters;    /* as a leader: the requests waiting for its ALPN answer */
+    struct request *mux_prev;
+    uint32_t body_sent;         /* request body bytes handed to the session (bodies < 2 GiB) */
+    int32_t stream_id;          /* 0 until submitted */
 };
 
 struct request *request_new(struct net *net);
@@ -120,6 +145,9 @@ void request_discard(struct request *r);
 void request_start(struct request *r);
 /* Stops everything; done will not run. The request frees itself. */
 void request_cancel(struct request *r);
+/* Whether r may be carried by HTTP/2: https with h2 offered, or h2c by prior knowledge (never
+ * through a forwarding HTTP proxy, which speaks HTTP/1.1 for plain http). */
+int request_may_mux(const struct request *r);
 /* GET, HEAD, PUT, DELETE, OPTIONS, TRACE: safe to send twice. */
 int request_is_idempotent(const char *method);
 

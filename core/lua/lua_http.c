@@ -253,6 +253,18 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
     }
     if (!strcmp(key, "proxy"))
         return fill_proxy(L, r, err, errlen);
+    if (!strcmp(key, "http2")) {
+        if (vt == LUA_TBOOLEAN) {
+            r->http2 = lua_toboolean(L, -1) ? REQUEST_HTTP2_ON : REQUEST_HTTP2_OFF;
+            return 0;
+        }
+        if (vt == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "prior-knowledge")) {
+            r->http2 = REQUEST_HTTP2_PRIOR;
+            return 0;
+        }
+        snprintf(err, errlen, "http2 must be true, false or \"prior-knowledge\"");
+        return -1;
+    }
     if (!strcmp(key, "headers"))
         return 0; /* after the loop: needs its own lua_next */
 unknown:

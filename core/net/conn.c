@@ -26,6 +26,8 @@ static void release_connect_slot(struct conn *c)
 static void on_close(uv_handle_t *h)
 {
     struct conn *c = h->data;
+    if (c->mux_free)
+        c->mux_free(c->mux);
     for (int i = 0; i < c->nlayers; i++)
         c->layer[i]->ops->free(c->layer[i]);
     writeq_free(&c->out);
@@ -89,6 +91,14 @@ int conn_tls_info(struct conn *c, struct tls_info *info, int *resumed)
     return 0;
 }
 
+const char *conn_alpn(struct conn *c)
+{
+    for (int i = 0; i < c->nlayers; i++)
+        if (c->layer[i]->is_tls)
+            return tls_layer_alpn(c->layer[i]);
+    return NULL;
+}
+
 /* --- writing ------------------------------------------------------------- */
 
 /* The write queue drained (status 0) or failed. */
@@ -97,6 +107,21 @@ static void on_written(struct writeq *q, int status)
     struct conn *c = (struct conn *)((char *)q - offsetof(struct conn, out));
     if (status < 0 && !c->closing)
         fail(c, NET_CLOSED, uv_strerror(status));
+    else if (status == 0 && !c->closing && c->handler && c->handler->drained)
+        c->handler->drained(c);
+}
+
+void conn_hold_loop(struct conn *c, int hold)
+{
+    if (hold)
+        uv_ref((uv_handle_t *)&c->tcp);
+    else
+        uv_unref((uv_handle_t *)&c->tcp);
+}
+
+size_t conn_write_queued(const struct conn *c)
+{
+    return c->out.flight.len + c->out.pending.len;
 }
 
 /* Bytes onto the socket: try at once, queue what the kernel did not take. */

@@ -25,6 +25,7 @@ struct conn_handler {
     void (*ready)(struct conn *c, enum net_kind kind, const char *msg);   /* every layer is ready */
     void (*data)(struct conn *c, const char *buf, size_t len);            /* application bytes */
     void (*closed)(struct conn *c, enum net_kind kind, const char *msg);  /* EOF or error */
+    void (*drained)(struct conn *c);   /* every queued byte went to the kernel; may be NULL */
 };
 
 /* What to build on top of TCP, bottom first. Strings are copied by conn_open. */
@@ -51,6 +52,12 @@ struct conn {
     struct conn *idle_next, *idle_prev;   /* the bucket's list, while pooled */
     struct conn *lru_next, *lru_prev;     /* the pool's list across all keys, while pooled */
     struct pool_bucket *bucket;     /* set while idle in the pool */
+    /* A multiplexing protocol's session (HTTP/2), opaque here: set while such a session owns the
+     * conn; the pool lists the conn as shared (many requests at once) while it takes more. */
+    void *mux;
+    void (*mux_free)(void *mux);    /* frees it, from the conn's close callback; may be NULL */
+    struct conn *shared_next, *shared_prev;
+    struct pool_bucket *shared_bucket;
 };
 
 /* Starts a connection to addr (port set). Returns 0 and later calls handler->ready, or a uv error
@@ -67,6 +74,12 @@ void conn_set_owner(struct conn *c, const struct conn_handler *h, void *owner);
 int conn_reusable(struct conn *c);
 /* 1 if an idle c still looks usable to the kernel: no EOF, no error, no unread byte waiting. */
 int conn_alive(struct conn *c);
+/* Whether the conn keeps the loop alive (a live exchange) or not (idle, waiting for reuse). */
+void conn_hold_loop(struct conn *c, int hold);
+/* Bytes handed to conn_write that the kernel has not taken yet (a sender's backpressure). */
+size_t conn_write_queued(const struct conn *c);
+/* The protocol the server chose by ALPN on the TLS layer, or NULL (no TLS, no ALPN answer). */
+const char *conn_alpn(struct conn *c);
 /* The TLS layer's session details: 1 when c has TLS (info and *resumed filled), else 0. */
 int conn_tls_info(struct conn *c, struct tls_info *info, int *resumed);
 

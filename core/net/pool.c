@@ -1,6 +1,9 @@
-/* pool.c — idle keep-alive connections keyed by scheme/host/port and every TLS option of trust.
- * Buckets and idle conns are owned here (a bucket lives while it holds a conn); a sweep timer
- * (unref'd, so an idle pool never keeps the program alive) closes connections idle too long. */
+/* pool.c — idle keep-alive connections keyed by scheme/host/port and every TLS option of trust,
+ * and, per key, the shared (multiplexed) connections that can take more requests and the request
+ * setting up the first connection that may become one. Buckets and idle conns are owned here (a
+ * bucket lives while it holds anything); shared conns stay owned by their session, which lists
+ * and unlists them. A sweep timer (unref'd, so an idle pool never keeps the program alive) closes
+ * connections idle too long. */
 #include "pool.h"
 
 #include <stdio.h>
@@ -19,12 +22,16 @@ struct pool_bucket {
     struct conn *head;          /* most recently parked first */
     struct conn *tail;
     int count;
+    struct conn *shared;        /* multiplexed conns of this key (their sessions own them) */
+    int shared_count;
+    void *pending;              /* the request connecting first for this key, or NULL */
 };
 
 struct pool {
     struct net *net;
     uv_timer_t sweep;
     int idle;
+    int shared;
     int buckets;
     /* Every idle conn across all keys, most recently parked first: the LRU end is the oldest,
      * which both the idle timeout and the max_idle_total cap close first. */
@@ -53,6 +60,12 @@ static void free_bucket(struct pool *p, struct pool_bucket *b)
     p->buckets--;
 }
 
+static void maybe_free_bucket(struct pool *p, struct pool_bucket *b)
+{
+    if (b->count == 0 && b->shared_count == 0 && !b->pending)
+        free_bucket(p, b);
+}
+
 static void unlink_conn(struct pool *p, struct conn *c)
 {
     struct pool_bucket *b = c->bucket;
@@ -75,8 +88,8 @@ static void unlink_conn(struct pool *p, struct conn *c)
     c->idle_next = c->idle_prev = c->lru_next = c->lru_prev = NULL;
     c->bucket = NULL;
     p->idle--;
-    if (--b->count == 0)
-        free_bucket(p, b);
+    b->count--;
+    maybe_free_bucket(p, b);
 }
 
 static void close_idle(struct pool *p, struct conn *c)
@@ -105,7 +118,7 @@ static void idle_ready(struct conn *c, enum net_kind kind, const char *msg)
     idle_closed(c, kind, msg);
 }
 
-static const struct conn_handler idle_handler = { NULL, NULL, idle_ready, idle_data, idle_closed };
+static const struct conn_handler idle_handler = { NULL, NULL, idle_ready, idle_data, idle_closed, NULL };
 
 /* Walks only the expired end of the LRU list: its cost follows what expires, not the keys seen. */
 static void on_sweep(uv_timer_t *t)
@@ -139,6 +152,24 @@ void pool_free(struct pool *p)
 {
     while (p->lru_head)
         close_idle(p, p->lru_head);  /* the last conn of a key frees its bucket */
+    /* Shared conns belong to their sessions: tell each one to end (it unlists itself). */
+    for (unsigned i = 0; i < POOL_BUCKETS; i++) {
+        while (p->bucket[i]) {
+            struct pool_bucket *b = p->bucket[i];
+            b->pending = NULL;
+            if (!b->shared) {
+                maybe_free_bucket(p, b);
+                continue;
+            }
+            struct conn *c = b->shared;
+            if (c->handler)
+                c->handler->closed(c, NET_CANCELED, "shutting down");
+            if (c->shared_bucket) {
+                pool_unshare(p, c);
+                conn_close(c);
+            }
+        }
+    }
     uv_close((uv_handle_t *)&p->sweep, free_pool);
 }
 
@@ -165,10 +196,10 @@ static struct pool_bucket *find(struct pool *p, const char *key, int create)
 struct conn *pool_take(struct pool *p, const char *key)
 {
     struct pool_bucket *b = find(p, key, 0);
-    while (b) {
+    while (b && b->count) {
         struct conn *c = b->head;
         int last = b->count == 1;
-        unlink_conn(p, c);  /* frees b with its last conn */
+        unlink_conn(p, c);  /* may free b with its last conn */
         if (conn_alive(c)) {
             conn_set_owner(c, NULL, NULL);
             uv_ref((uv_handle_t *)&c->tcp);
@@ -191,8 +222,8 @@ void pool_put(struct pool *p, struct conn *c)
     }
     struct pool_bucket *b = find(p, c->pool_key, 1);
     if (!b || b->count >= lim->max_idle_per_host) {
-        if (b && b->count == 0)
-            free_bucket(p, b);
+        if (b)
+            maybe_free_bucket(p, b);
         conn_close(c);
         return;
     }
@@ -219,6 +250,74 @@ void pool_put(struct pool *p, struct conn *c)
     /* Across all hosts: a crawl over many hosts keeps the recently used ones, not every one. */
     while (p->idle > lim->max_idle_total)
         close_idle(p, p->lru_tail);
+}
+
+/* --- shared (multiplexed) connections and the first connect per key ----- */
+
+int pool_share(struct pool *p, struct conn *c)
+{
+    if (c->shared_bucket)
+        return 0;
+    struct pool_bucket *b = find(p, c->pool_key, 1);
+    if (!b)
+        return -1;
+    c->shared_bucket = b;
+    c->shared_prev = NULL;
+    c->shared_next = b->shared;
+    if (b->shared)
+        b->shared->shared_prev = c;
+    b->shared = c;
+    b->shared_count++;
+    p->shared++;
+    return 0;
+}
+
+void pool_unshare(struct pool *p, struct conn *c)
+{
+    struct pool_bucket *b = c->shared_bucket;
+    if (!b)
+        return;
+    if (c->shared_prev)
+        c->shared_prev->shared_next = c->shared_next;
+    else
+        b->shared = c->shared_next;
+    if (c->shared_next)
+        c->shared_next->shared_prev = c->shared_prev;
+    c->shared_next = c->shared_prev = NULL;
+    c->shared_bucket = NULL;
+    b->shared_count--;
+    p->shared--;
+    maybe_free_bucket(p, b);
+}
+
+struct conn *pool_take_shared(struct pool *p, const char *key, int (*room)(void *mux))
+{
+    struct pool_bucket *b = find(p, key, 0);
+    for (struct conn *c = b ? b->shared : NULL; c; c = c->shared_next)
+        if (!c->closing && room(c->mux))
+            return c;
+    return NULL;
+}
+
+int pool_set_pending(struct pool *p, const char *key, void *who)
+{
+    struct pool_bucket *b = find(p, key, who != NULL);
+    if (!b)
+        return who ? -1 : 0;
+    b->pending = who;
+    maybe_free_bucket(p, b);
+    return 0;
+}
+
+void *pool_pending(struct pool *p, const char *key)
+{
+    struct pool_bucket *b = find(p, key, 0);
+    return b ? b->pending : NULL;
+}
+
+int pool_shared_count(const struct pool *p)
+{
+    return p->shared;
 }
 
 int pool_bucket_count(const struct pool *p)

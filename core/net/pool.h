@@ -1,6 +1,7 @@
-/* pool.h — idle keep-alive connections keyed by scheme/host/port and every TLS option of trust.
- * The pool owns idle conns (closing them on expiry, excess or any sign of life); pool_take
- * hands one back to a request, which then owns it. */
+/* pool.h — idle keep-alive connections keyed by scheme/host/port, every TLS option of trust and
+ * the protocol offered. The pool owns idle conns (closing them on expiry, excess or any sign of
+ * life); pool_take hands one back to a request, which then owns it. Shared conns (a multiplexing
+ * session owns each, c->mux) are only listed here, so requests find one with room. */
 #ifndef LUAFETCH_POOL_H
 #define LUAFETCH_POOL_H
 
@@ -21,6 +22,18 @@ void pool_put(struct pool *p, struct conn *c);
 /* Writes the pool key of a target into out: "http://host:port" or with the TLS options. */
 int pool_key(struct buf *out, int https, const char *host, int port, const struct tls_options *tls);
 int pool_idle_count(const struct pool *p);
+
+/* Lists c (owned by the session c->mux) under its key as able to take more requests. 0 or -1. */
+int pool_share(struct pool *p, struct conn *c);
+/* Unlists it (no more room for good: GOAWAY, closing). Safe when not listed. */
+void pool_unshare(struct pool *p, struct conn *c);
+/* A shared conn of key whose session has room (room(c->mux) != 0), or NULL. Still the session's. */
+struct conn *pool_take_shared(struct pool *p, const char *key, int (*room)(void *mux));
+/* The first connect for key that may become shared: who (opaque) is setting it up; NULL clears.
+ * 0 or -1 (out of memory). */
+int pool_set_pending(struct pool *p, const char *key, void *who);
+void *pool_pending(struct pool *p, const char *key);
+int pool_shared_count(const struct pool *p);
 /* Keys with at least one idle conn (empty buckets are freed). */
 int pool_bucket_count(const struct pool *p);
 

@@ -40,6 +40,9 @@ static const int allowed_suites[] = {
     0,
 };
 
+/* ALPN offer when HTTP/2 is allowed (RFC 7301; the server picks). */
+static const char *alpn_h2_list[] = { "h2", "http/1.1", NULL };
+
 #if MBEDTLS_VERSION_MAJOR != 2
 #error "tls.c is written for mbedTLS 2.x (2.28 LTS)"
 #endif
@@ -55,9 +58,10 @@ struct tls_ca {                 /* one parsed PEM bundle, shared by every config
     mbedtls_x509_crt chain;
 };
 
-struct tls_cfg {                /* one mbedtls_ssl_config per distinct (verify, ca_file, cert_file, key_file) */
+struct tls_cfg {                /* one mbedtls_ssl_config per distinct (verify, ca_file, cert_file, key_file, alpn) */
     struct tls_cfg *next;
     int verify;
+    int alpn_h2;
     char *ca_file, *cert_file, *key_file;
     mbedtls_ssl_config conf;
     int has_own;
@@ -293,8 +297,8 @@ static struct tls_cfg *cfg_get(const struct tls_options *o, char *err, size_t er
     struct tls_cfg *c;
     int ret;
     for (c = G.cfgs; c; c = c->next)
-        if (c->verify == verify && str_eq(c->ca_file, o->ca_file) && str_eq(c->cert_file, o->cert_file) &&
-            str_eq(c->key_file, o->key_file))
+        if (c->verify == verify && c->alpn_h2 == (o->alpn_h2 ? 1 : 0) && str_eq(c->ca_file, o->ca_file) &&
+            str_eq(c->cert_file, o->cert_file) && str_eq(c->key_file, o->key_file))
             return c;
     c = calloc(1, sizeof *c);
     if (!c) {
@@ -305,6 +309,7 @@ static struct tls_cfg *cfg_get(const struct tls_options *o, char *err, size_t er
     mbedtls_x509_crt_init(&c->own_cert);
     mbedtls_pk_init(&c->own_key);
     c->verify = verify;
+    c->alpn_h2 = o->alpn_h2 ? 1 : 0;
     c->ca_file = xstrdup(o->ca_file);
     c->cert_file = xstrdup(o->cert_file);
     c->key_file = xstrdup(o->key_file);
@@ -326,6 +331,12 @@ static struct tls_cfg *cfg_get(const struct tls_options *o, char *err, size_t er
     mbedtls_ssl_conf_curves(&c->conf, preferred_curves);
     mbedtls_ssl_conf_ciphersuites(&c->conf, allowed_suites);
     mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    /* ALPN is part of the config's identity: a config offers h2 or it offers nothing (HTTP/1.1
+     * servers never see the extension, as before). */
+    if (c->alpn_h2 && (ret = mbedtls_ssl_conf_alpn_protocols(&c->conf, alpn_h2_list)) != 0) {
+        set_err(err, errlen, ret, "TLS configuration failed (ALPN)");
+        goto fail;
+    }
     if (verify) {
         struct tls_ca *ca = ca_get(o->ca_file ? o->ca_file : system_bundle(), err, errlen);
         if (!ca)
@@ -832,6 +843,11 @@ void tls_conn_get_info(struct tls_conn *t, struct tls_info *info)
     info->verified = t->done && t->cfg->verify && mbedtls_ssl_get_verify_result(&t->ssl) == 0;
     peer = t->done ? mbedtls_ssl_get_peer_cert(&t->ssl) : NULL;
     info->expires = peer ? x509_time_unix(&peer->valid_to) : 0;
+}
+
+const char *tls_conn_alpn(struct tls_conn *t)
+{
+    return t->done ? mbedtls_ssl_get_alpn_protocol(&t->ssl) : NULL;
 }
 
 int tls_conn_resumed(struct tls_conn *t)

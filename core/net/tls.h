@@ -23,6 +23,7 @@ struct tls_options {
     const char *key_file;   /* client key (PEM), NULL = none */
     const char *host;       /* SNI and name to check: host name or IP literal (never NULL) */
     int port;               /* with host, keys the session-resumption cache */
+    int alpn_h2;            /* 1: offer "h2" and "http/1.1" by ALPN; 0: no ALPN (HTTP/1.1 only) */
 };
 
 struct tls_info {
@@ -57,6 +58,8 @@ void tls_conn_close_notify(struct tls_conn *t);
 void tls_conn_get_info(struct tls_conn *t, struct tls_info *info);
 /* 1 if received bytes wait to be read: buffered ciphertext or decrypted plaintext. */
 int tls_conn_input_pending(struct tls_conn *t);
+/* The protocol the server chose by ALPN ("h2", "http/1.1"), or NULL when none was chosen. */
+const char *tls_conn_alpn(struct tls_conn *t);
 /* 1 if the handshake resumed a cached session. */
 int tls_conn_resumed(struct tls_conn *t);
 void tls_conn_free(struct tls_conn *t);

@@ -123,3 +123,8 @@ int tls_layer_info(struct layer *l, struct tls_info *info, int *resumed)
     *resumed = tls_conn_resumed(t->tls);
     return 1;
 }
+
+const char *tls_layer_alpn(struct layer *l)
+{
+    return tls_conn_alpn(((struct tls_layer *)l)->tls);
+}

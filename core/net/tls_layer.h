@@ -10,5 +10,7 @@
 struct layer *tls_layer_new(const struct tls_options *o, char *err, size_t errlen);
 /* Session details of a TLS layer; returns 1. */
 int tls_layer_info(struct layer *l, struct tls_info *info, int *resumed);
+/* The protocol the server chose by ALPN, or NULL. */
+const char *tls_layer_alpn(struct layer *l);
 
 #endif
