@@ -864,7 +864,9 @@ int h2_fuzz_input(const uint8_t *data, size_t len)
     s->fuzz = 1;
     struct request *r = request_new(&net);
     char err[64];
-    if (!r || url_parse(&r->url, "https://127.0.0.1:9/x", err, sizeof err) || !(r->method = strdup("GET"))) {
+    /* a retry (GOAWAY, REFUSED_STREAM) goes to a closed loopback port, and is canceled below */
+    if (!r || url_parse(&r->url, "http://127.0.0.1:9/x", err, sizeof err) || !(r->method = strdup("GET")) ||
+        buf_puts(&r->key, "http://127.0.0.1:9 h2c")) {
         if (r)
             request_discard(r);
         session_end(s, NET_CLOSED, NULL);
@@ -872,6 +874,7 @@ int h2_fuzz_input(const uint8_t *data, size_t len)
         return 0;
     }
     r->done = fuzz_done;
+    r->http2 = REQUEST_HTTP2_PRIOR;
     r->stale_retry_done = 1;
     r->max_body = 1 << 20;
     r->starting = 0;
