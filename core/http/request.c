@@ -326,6 +326,14 @@ static void on_timer(uv_timer_t *t)
     }
     if (r->phase == PH_WAIT && read_idle_ms(r) &&
         now - r->last_activity >= read_idle_ms(r)) {
+        /* Not idle while the request is still going out and the kernel keeps taking it. */
+        size_t unsent = r->conn ? conn_unsent(r->conn) : 0;
+        if (unsent && unsent != r->unsent_seen) {
+            r->unsent_seen = unsent;
+            r->last_activity = now;
+            arm_timer(r);
+            return;
+        }
         finish(r, NET_TIMEOUT, "no data for %gs (read timeout)", r->timeouts.read);
         return;
     }
@@ -680,7 +688,7 @@ static void start_attempt(struct request *r)
     struct net *n = r->net;
     struct connect_race *race = r->race;
     while (r->addr_index < r->addrs->count) {
-        if (race->n >= REQUEST_MAX_ATTEMPTS || (race->n > 0 && n->connecting >= n->limits.max_connecting)) {
+        if (race->n >= REQUEST_MAX_ATTEMPTS) {
             race->next_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
             return;
         }
@@ -698,7 +706,7 @@ static void start_attempt(struct request *r)
                 race->next_at = uv_now(n->loop) + REQUEST_ATTEMPT_DELAY_MS;
             return;
         }
-        if (rc == UV_EINVAL) {
+        if (rc == UV_EINVAL && err[0]) {
             finish(r, stack.tls && !stack.tunnel ? NET_TLS : NET_INVALID, "%s", err);
             return;
         }
@@ -789,6 +797,16 @@ static void resolve(struct request *r)
 
 /* --- start --------------------------------------------------------------- */
 
+/* Appends s with the key's separators escaped, so no two credentials make the same key
+ * ("a:b" + "c" against "a" + "b:c"). */
+static int put_escaped(struct buf *k, const char *s)
+{
+    for (; s && *s; s++)
+        if ((strchr(":@ \\", *s) && buf_append(k, "\\", 1)) || buf_append(k, s, 1))
+            return -1;
+    return 0;
+}
+
 /* The pool key: the proxy's part first (kind, credentials, address), then the origin's. */
 static int build_key(struct request *r)
 {
@@ -796,8 +814,8 @@ static int build_key(struct request *r)
     struct buf *k = &r->key;
     const struct request_proxy *p = r->proxy;
     if (p && (buf_puts(k, "proxy=") || buf_puts(k, scheme[p->kind]) || buf_puts(k, "://") ||
-              buf_puts(k, p->user ? p->user : "") || buf_puts(k, p->user ? ":" : "") ||
-              buf_puts(k, p->pass ? p->pass : "") || buf_puts(k, "@") || buf_puts(k, p->host) ||
+              put_escaped(k, p->user) || buf_puts(k, p->user ? ":" : "") ||
+              put_escaped(k, p->pass) || buf_puts(k, "@") || buf_puts(k, p->host) ||
               buf_append(k, ":", 1) || buf_put_uint(k, (unsigned)p->port) || buf_puts(k, " ")))
         return -1;
     if (pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls))

@@ -123,6 +123,7 @@ struct request {
     uint64_t deadline_total;    /* uv_now ms, 0 = none */
     uint64_t deadline_phase;
     uint64_t last_activity;
+    size_t unsent_seen;         /* conn_unsent at the last read-timeout check */
     struct request *queue_next; /* waiting for a connect slot (or see below) */
     /* HTTP/2 (proto.h's multiplexing seam). While the first connection of a key that may speak
      * h2 is set up, its request leads and the others for the key wait in its list (linked by

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 #include "tls_layer.h"
 
@@ -81,6 +83,17 @@ int conn_alive(struct conn *c)
         n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+size_t conn_unsent(struct conn *c)
+{
+    uv_os_fd_t fd;
+    int in_kernel = 0;
+    if (c->closing)
+        return 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &in_kernel) < 0)
+        in_kernel = 0;
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->out.pending.len + (size_t)in_kernel;
 }
 
 int conn_tls_info(struct conn *c, struct tls_info *info, int *resumed)
@@ -210,7 +223,9 @@ static void open_layer(struct conn *c, int i)
         if (c->closing)
             return;
     }
-    l->ops->open(l);
+    /* A layer whose first bytes cannot be queued (out of memory) may not have said so. */
+    if (l->ops->open(l) < 0 && !c->closing)
+        fail(c, l->is_tls ? NET_TLS : NET_PROXY, "cannot send the handshake");
 }
 
 void layer_ready(struct layer *l)

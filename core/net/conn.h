@@ -80,6 +80,8 @@ void conn_hold_loop(struct conn *c, int hold);
 size_t conn_write_queued(const struct conn *c);
 /* The protocol the server chose by ALPN on the TLS layer, or NULL (no TLS, no ALPN answer). */
 const char *conn_alpn(struct conn *c);
+/* Bytes written but not yet taken by the kernel (0 when the queue is empty). */
+size_t conn_unsent(struct conn *c);
 /* The TLS layer's session details: 1 when c has TLS (info and *resumed filled), else 0. */
 int conn_tls_info(struct conn *c, struct tls_info *info, int *resumed);
 

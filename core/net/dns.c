@@ -327,8 +327,9 @@ struct dns_addrs *dns_resolve(struct dns_cache *c, const char *host, struct dns_
             e->literal = 1;
             e->addrs = lit;
             insert(c, e, h);
+            addrs_ref(lit); /* the caller's reference first: prune may drop e (and its ref) */
             prune(c);
-            return addrs_ref(lit);
+            return lit;
         }
         e = calloc(1, sizeof *e);
         if (!e || !(e->host = strdup(host))) {

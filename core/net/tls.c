@@ -97,6 +97,7 @@ struct tls_conn {
     unsigned char *in;          /* received ciphertext not yet consumed: in[in_off .. in_len) */
     size_t in_off, in_len, in_cap;
     int oom;                    /* tls_conn_feed could not buffer: next call fails */
+    int send_failed;            /* the transport refused bytes (peer reset or closed) */
     char *host;                 /* normalised: no brackets, no zone, no trailing dot */
     int port;
     int ip_len;                 /* 4 or 16 when host is an IP literal, else 0 */
@@ -449,7 +450,10 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
         return 0;
     if (len > INT32_MAX)
         len = INT32_MAX;
-    return t->send(t->ud, buf, len) == 0 ? (int)len : MBEDTLS_ERR_NET_SEND_FAILED;
+    if (t->send(t->ud, buf, len) == 0)
+        return (int)len;
+    t->send_failed = 1;
+    return MBEDTLS_ERR_NET_SEND_FAILED;
 }
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
@@ -811,6 +815,11 @@ int tls_conn_write(struct tls_conn *t, const unsigned char *buf, size_t len, cha
         return TLS_ERROR;
     }
     return TLS_OK;
+}
+
+int tls_conn_send_failed(const struct tls_conn *t)
+{
+    return t->send_failed;
 }
 
 void tls_conn_close_notify(struct tls_conn *t)

@@ -67,4 +67,7 @@ void tls_conn_free(struct tls_conn *t);
  * tls_conn_free). All functions are for one thread (the loop's): the process-wide caches have no lock. */
 void tls_global_cleanup(void);
 
+/* 1 if the transport refused bytes (the peer closed or reset): a closed connection, not a TLS failure. */
+int tls_conn_send_failed(const struct tls_conn *t);
+
 #endif

@@ -76,7 +76,8 @@ static int tls_write(struct layer *l, const char *data, size_t len)
     struct tls_layer *t = (struct tls_layer *)l;
     char err[256];
     if (tls_conn_write(t->tls, (const unsigned char *)data, len, err, sizeof err) != TLS_OK) {
-        layer_fail(l, NET_TLS, err);
+        /* the socket refused the record: the peer closed or reset, not a TLS failure */
+        layer_fail(l, tls_conn_send_failed(t->tls) ? NET_CLOSED : NET_TLS, err);
         return -1;
     }
     return 0;

@@ -1,0 +1,787 @@
+-- queue.lua — the shared URL frontier on Redis Streams: any number of luafetch processes on any
+-- number of hosts read one stream through one consumer group and write one result stream.
+--
+--   q:push(entry [, {dedupe=true}])   XADD (dedupe: a fingerprint set, atomically, in a script)
+--   q:source()                        for f:each: own pending first (XREADGROUP … 0), stale entries of
+--                                     dead consumers (XAUTOCLAIM after `lease`), then new ones
+--                                     (XREADGROUP … COUNT batch BLOCK); a lease keeper extends
+--                                     what this process holds (XCLAIM … JUSTID)
+--   q:sink()                          settles each result in one server-side script: the result is
+--                                     written to <stream>:results only if XACK removed the entry
+--                                     (so a repeat writes nothing), a final failure goes to
+--                                     <stream>:dead; results are grouped into one call per flush
+--   q:politeness{limit=, rate=}       a fetcher plugin: per-host slots and request rate shared by
+--                                     every worker (an atomic script on the server)
+--
+-- At least once: an entry is acknowledged only in the same step that records its outcome; a
+-- worker that dies leaves its entries pending, and they are reclaimed after `lease` seconds.
+-- Failures return nil, message, kind ("redis" or "invalid"). docs/scale-out.md has the model.
+local R = require "_redis"
+local task = require "task"
+local cjson = require "cjson.safe"
+
+local M = {}
+
+local RETRY_CONSUMER = "luafetch:retry" -- failed entries wait here (not owned by a live worker)
+local REQUEST_FIELDS = { method = "string", headers = "table", body = "string", json = "table",
+                         timeout = "number", max_redirects = "number", verify = "boolean",
+                         decompress = "boolean" }
+
+---------------------------------------------------------------------------
+-- Server-side scripts (EVALSHA, loaded again after NOSCRIPT: a restarted server forgets them)
+---------------------------------------------------------------------------
+
+local function script(src) return { src = src } end
+
+-- KEYS: stream, seen. ARGV: fingerprint, then the entry's field/value pairs.
+local PUSH_DEDUPE = script [[
+if redis.call('SADD', KEYS[2], redis.sha1hex(ARGV[1])) == 0 then return false end
+local args = { 'XADD', KEYS[1], '*' }
+for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+return redis.call(unpack(args))
+]]
+
+-- Settles a batch: writes nothing before every key has been checked (a script is not rolled back).
+-- KEYS: stream, results, dead, errors. ARGV: group, consumer, retry consumer, then records:
+--   r id url status success elapsed attempts body|""   (a result; body "" with keep_body off)
+--   d id url error kind deliveries                      (dead-letter)
+--   p id kind error                                     (park for a later delivery)
+-- Returns { results written, dead written, parked }.
+local SETTLE = script [[
+for i = 1, 3 do
+  local t = redis.call('TYPE', KEYS[i]).ok
+  if t ~= 'stream' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE key ' .. KEYS[i] .. ' holds a ' .. t .. ', not a stream')
+  end
+end
+local t = redis.call('TYPE', KEYS[4]).ok
+if t ~= 'hash' and t ~= 'none' then
+  return redis.error_reply('WRONGTYPE key ' .. KEYS[4] .. ' holds a ' .. t .. ', not a hash')
+end
+local group, me, retry = ARGV[1], ARGV[2], ARGV[3]
+local i, wrote, dead, parked = 4, 0, 0, 0
+while i <= #ARGV do
+  local op, id = ARGV[i], ARGV[i + 1]
+  if op == 'r' then
+    if redis.call('XACK', KEYS[1], group, id) == 1 then
+      local rec = { 'XADD', KEYS[2], '*', 'id', id, 'url', ARGV[i + 2], 'status', ARGV[i + 3],
+                    'success', ARGV[i + 4], 'elapsed', ARGV[i + 5], 'attempts', ARGV[i + 6] }
+      if ARGV[i + 7] ~= '' then rec[#rec + 1] = 'body'; rec[#rec + 1] = string.sub(ARGV[i + 7], 2) end
+      redis.call(unpack(rec))
+      redis.call('XDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[4], id)
+      wrote = wrote + 1
+    end
+    i = i + 8
+  elseif op == 'd' then
+    if redis.call('XACK', KEYS[1], group, id) == 1 then
+      redis.call('XADD', KEYS[3], '*', 'id', id, 'url', ARGV[i + 2], 'error', ARGV[i + 3],
+                 'kind', ARGV[i + 4], 'deliveries', ARGV[i + 5])
+      redis.call('XDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[4], id)
+      dead = dead + 1
+    end
+    i = i + 6
+  else -- 'p': only if it is still ours (a worker that claimed it meanwhile keeps it)
+    local p = redis.call('XPENDING', KEYS[1], group, id, id, 1)
+    if p[1] and p[1][2] == me then
+      redis.call('HSET', KEYS[4], id, ARGV[i + 2] .. '\t' .. ARGV[i + 3])
+      redis.call('XCLAIM', KEYS[1], group, retry, 0, id, 'JUSTID')
+      parked = parked + 1
+    end
+    i = i + 4
+  end
+end
+return { wrote, dead, parked }
+]]
+
+-- Claims entries idle for `lease` (a dead worker's, or parked ones) and returns them with their
+-- delivery counts; one delivered more than max times without an outcome is dead-lettered.
+-- KEYS: stream, dead, errors. ARGV: group, consumer, min idle ms, start, count, max deliveries.
+-- Returns { next start, { {id, fields, deliveries}, ... }, dead-lettered }.
+local RECLAIM = script [[
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local max, out, dead = tonumber(ARGV[6]), {}, 0
+for _, e in ipairs(r[2]) do
+  local id, fields = e[1], e[2]
+  if fields then
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    local n = p[1] and p[1][4] or 1
+    if n > max then
+      local last = redis.call('HGET', KEYS[3], id)
+      local kind, err = 'lease', 'no outcome after ' .. (n - 1) .. ' deliveries: the workers holding it stopped'
+      if last then kind, err = string.match(last, '^([^\t]*)\t(.*)$') end
+      local url = ''
+      for j = 1, #fields, 2 do if fields[j] == 'url' then url = fields[j + 1] end end
+      redis.call('XADD', KEYS[2], '*', 'id', id, 'url', url, 'error', err, 'kind', kind,
+                 'deliveries', n - 1)
+      redis.call('XACK', KEYS[1], ARGV[1], id)
+      redis.call('XDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[3], id)
+      dead = dead + 1
+    else
+      out[#out + 1] = { id, fields, n }
+    end
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], id) -- deleted from the stream (Redis 6.2 shows it as nil)
+  end
+end
+return { r[1], out, dead }
+]]
+
+-- Extends the lease of the ids this consumer still owns. KEYS: stream. ARGV: group, consumer, ids.
+local EXTEND = script [[
+local ids = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then ids[#ids + 1] = ARGV[i] end
+end
+local n = #ids
+if n == 0 then return 0 end
+ids[n + 1] = 'JUSTID'
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))
+return n
+]]
+
+-- A host slot (limit) and the shared request rate (GCRA, one request per 1/rate s): 0 when taken,
+-- else the ms to wait. KEYS: slots zset, rate key. ARGV: limit, rate, slot ttl ms, token.
+local HOST_ACQUIRE = script [[
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, rate, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= limit then return 10 end
+end
+if rate > 0 then
+  local interval = 1000 / rate
+  local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tat > now then return math.max(1, math.ceil(tat - now)) end
+  redis.call('SET', KEYS[2], tostring(now + interval), 'PX', math.ceil(interval) + 1000)
+end
+if limit > 0 then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 0
+]]
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+
+local function fail(msg, kind) return nil, msg, kind end
+
+-- "redis" for every failure that comes from Redis or the connection to it
+local function rfail(err) return nil, "redis: " .. tostring(err), "redis" end
+
+local function hostname()
+  local f = io.open("/proc/sys/kernel/hostname")
+  local name = f and f:read("l")
+  if f then f:close() end
+  return name or os.getenv("HOSTNAME") or "localhost"
+end
+
+local function pid()
+  local f = io.open("/proc/self/stat")
+  local line = f and f:read("l")
+  if f then f:close() end
+  return line and line:match("^(%d+)") or tostring(math.random(1, 1e9))
+end
+
+-- field list {k1, v1, k2, v2, ...} → map
+local function fields_map(list)
+  local m = {}
+  if type(list) ~= "table" then return m end
+  for i = 1, #list - 1, 2 do m[list[i]] = list[i + 1] end
+  return m
+end
+
+--- Runs a script by its SHA, loading it first (and again after NOSCRIPT).
+local function eval(client, s, keys, args, timeout)
+  for _ = 1, 2 do
+    if not s.sha then
+      local sha, err, kind = client:call{ "SCRIPT", "LOAD", s.src }
+      if not sha then return nil, err, kind end
+      s.sha = sha
+    end
+    local cmd = { "EVALSHA", s.sha, #keys }
+    for i = 1, #keys do cmd[#cmd + 1] = keys[i] end
+    for i = 1, #args do cmd[#cmd + 1] = args[i] end
+    local r, err, kind = client:call(cmd, timeout)
+    if r ~= nil or kind ~= "server" or not err:find("^NOSCRIPT") then return r, err, kind end
+    s.sha = nil
+  end
+  return nil, "NOSCRIPT after loading the script", "server"
+end
+
+--- The entry as stream fields: url [, req = JSON of the request's other fields]. nil, err if bad.
+local function encode_entry(entry)
+  if type(entry) == "string" then
+    if entry == "" then return nil, "an empty URL" end
+    return { "url", entry }, entry
+  end
+  if type(entry) ~= "table" then
+    return nil, "an entry is a URL or a request table, got " .. type(entry)
+  end
+  if type(entry.url) ~= "string" or entry.url == "" then return nil, "a request table needs a url" end
+  local req, any = {}, false
+  for k, v in pairs(entry) do
+    if k ~= "url" then
+      local want = REQUEST_FIELDS[k]
+      if not want then return nil, "unknown request field '" .. tostring(k) .. "'" end
+      if type(v) ~= want then return nil, ("request field %s must be a %s"):format(k, want) end
+      req[k] = v
+      any = true
+    end
+  end
+  if not any then return { "url", entry.url }, entry.url end
+  local json, err = cjson.encode(req)
+  if not json then return nil, "cannot encode the request: " .. tostring(err) end
+  local fp = (entry.method or "GET"):upper() .. " " .. entry.url .. " " .. (entry.body or
+    (entry.json and cjson.encode(entry.json)) or "")
+  return { "url", entry.url, "req", json }, fp
+end
+
+--- The item for the fetcher from stream fields: the URL string, or a request table. nil, err if
+--- the entry is malformed.
+local function decode_entry(fields)
+  local url = fields.url
+  if type(url) ~= "string" or url == "" then return nil, "malformed entry: no url field" end
+  if not fields.req then return url end
+  local req, err = cjson.decode(fields.req)
+  if type(req) ~= "table" then return nil, "malformed entry: req is not JSON: " .. tostring(err) end
+  req.url = url
+  return req
+end
+
+---------------------------------------------------------------------------
+-- The queue
+---------------------------------------------------------------------------
+
+---@class Queue
+local Q = {}
+Q.__index = Q
+Q.__close = function(q) q:close() end
+
+local function positive(v, name, dflt, integer)
+  if v == nil then return dflt end
+  if type(v) ~= "number" or v <= 0 or (integer and math.type(v) ~= "integer" and v % 1 ~= 0) then
+    return nil, name .. " must be a positive " .. (integer and "integer" or "number")
+  end
+  return integer and math.tointeger(v) or v
+end
+
+--- A queue on the Redis at `url`. Nothing is sent yet.
+---@param opts table  url, stream, group, consumer, lease, max_deliveries, batch, block, timeout, on_error
+---@return Queue|nil, string|nil, string|nil
+function M.redis(opts)
+  if type(opts) ~= "table" then return fail("queue.redis expects a table of options", "invalid") end
+  local known = { url = 1, stream = 1, group = 1, consumer = 1, lease = 1, max_deliveries = 1,
+                  batch = 1, block = 1, timeout = 1, on_error = 1 }
+  for k in pairs(opts) do
+    if not known[k] then return fail("queue.redis: unknown option '" .. tostring(k) .. "'", "invalid") end
+  end
+  local url = opts.url or os.getenv("REDIS_URL") or "redis://127.0.0.1:6379"
+  if type(opts.stream) ~= "string" or opts.stream == "" then
+    return fail("queue.redis: stream (a key name) is required", "invalid")
+  end
+  local q = setmetatable({
+    url = url, stream = opts.stream, group = opts.group or "fetchers",
+    consumer = opts.consumer or (hostname() .. ":" .. pid()),
+    on_error = opts.on_error,
+    held = {}, nheld = 0,          -- id → record, for every entry read and not yet settled
+    outbox = {}, flushing = false, -- settle records waiting for the next flush
+    tally = { read = 0, reclaimed = 0, results = 0, dead = 0, parked = 0, extended = 0,
+                 repeats = 0, flushes = 0, lost_leases = 0 },
+    keys = {},
+  }, Q)
+  local err
+  for _, o in ipairs{ { "lease", 60 }, { "block", 1 }, { "timeout", 10 } } do
+    q[o[1]], err = positive(opts[o[1]], o[1], o[2])
+    if err then return fail("queue.redis: " .. err, "invalid") end
+  end
+  for _, o in ipairs{ { "max_deliveries", 5 }, { "batch", 64 } } do
+    q[o[1]], err = positive(opts[o[1]], o[1], o[2], true)
+    if err then return fail("queue.redis: " .. err, "invalid") end
+  end
+  if type(q.group) ~= "string" or q.group == "" or type(q.consumer) ~= "string" or q.consumer == "" then
+    return fail("queue.redis: group and consumer must be non-empty strings", "invalid")
+  end
+  local s = q.stream
+  q.keys = { results = s .. ":results", dead = s .. ":dead", seen = s .. ":seen", errors = s .. ":errors" }
+  local kind
+  q.cmd, err, kind = R.connect(url, { timeout = q.timeout })
+  if not q.cmd then return fail("queue.redis: " .. err, kind) end
+  -- blocking reads on a connection of their own: nothing else waits behind them
+  q.reader = assert(R.connect(url, { timeout = q.timeout }))
+  return q
+end
+
+--- Reports a Redis failure the worker goes on after (throttled: one line per message and 5 s).
+function Q:warn(msg)
+  if self.on_error then return self.on_error(msg) end
+  local now = task.now()
+  self.warned = self.warned or {}
+  if (self.warned[msg] or -1e9) + 5 > now then return end
+  self.warned[msg] = now
+  io.stderr:write("queue: ", msg, "\n")
+end
+
+--- Checks the connection and the keys' types: true, or nil, msg, kind.
+function Q:check()
+  local r, err = self.cmd:pipeline{ { "PING" }, { "TYPE", self.stream }, { "TYPE", self.keys.results },
+                                     { "TYPE", self.keys.dead } }
+  if not r then return rfail(err) end
+  if type(r[1]) == "table" then return rfail(r[1].err) end
+  local names = { self.stream, self.keys.results, self.keys.dead }
+  for i = 2, 4 do
+    local t = type(r[i]) == "table" and r[i].err or r[i]
+    if t ~= "stream" and t ~= "none" then
+      return rfail(("key %s holds a %s, not a stream"):format(names[i - 1], t))
+    end
+  end
+  return true
+end
+
+--- Adds an entry (a URL or a request table). Returns its id; with dedupe, false, "duplicate"
+--- for a URL already pushed with dedupe.
+---@return string|false|nil id
+---@return string|nil err
+---@return string|nil kind
+function Q:push(entry, opts)
+  local fields, fp = encode_entry(entry)
+  if not fields then return fail("queue push: " .. fp, "invalid") end
+  local r, err
+  if opts and opts.dedupe then
+    local args = { fp }
+    for i = 1, #fields do args[#args + 1] = fields[i] end
+    r, err = eval(self.cmd, PUSH_DEDUPE, { self.stream, self.keys.seen }, args)
+    if r == false then return false, "duplicate" end
+  else
+    local cmd = { "XADD", self.stream, "*" }
+    for i = 1, #fields do cmd[#cmd + 1] = fields[i] end
+    r, err = self.cmd:call(cmd)
+  end
+  if not r then return rfail(err) end
+  return r
+end
+
+--- Pushes many entries, `per_call` of them per round trip. Returns the number added and the
+--- number of duplicates skipped, or nil, msg, kind (entries of earlier round trips are in).
+function Q:push_many(entries, opts, per_call)
+  per_call = per_call or 500
+  local dedupe = opts and opts.dedupe
+  local added, dups = 0, 0
+  local i = 1
+  while i <= #entries do
+    local cmds = {}
+    for j = i, math.min(#entries, i + per_call - 1) do
+      local fields, fp = encode_entry(entries[j])
+      if not fields then return fail(("queue push: entry %d: %s"):format(j, fp), "invalid") end
+      local cmd
+      if dedupe then
+        if not PUSH_DEDUPE.sha then
+          local sha, err = self.cmd:call{ "SCRIPT", "LOAD", PUSH_DEDUPE.src }
+          if not sha then return rfail(err) end
+          PUSH_DEDUPE.sha = sha
+        end
+        cmd = { "EVALSHA", PUSH_DEDUPE.sha, 2, self.stream, self.keys.seen, fp }
+      else
+        cmd = { "XADD", self.stream, "*" }
+      end
+      for k = 1, #fields do cmd[#cmd + 1] = fields[k] end
+      cmds[#cmds + 1] = cmd
+    end
+    local r, err = self.cmd:pipeline(cmds)
+    if not r then return rfail(err) end
+    if dedupe and type(r[1]) == "table" and tostring(r[1].err):find("^NOSCRIPT") then
+      PUSH_DEDUPE.sha = nil -- a restarted server: load it again and send this batch again
+    else
+      for _, v in ipairs(r) do
+        if type(v) == "table" then return rfail(v.err) end
+        if v == false then dups = dups + 1 else added = added + 1 end
+      end
+      i = i + #cmds
+    end
+  end
+  return added, dups
+end
+
+--- { length=, pending=, dead=, results= }: entries not yet done, delivered and not yet settled
+--- (all consumers), dead letters, results. nil, msg, kind on failure.
+function Q:stats()
+  local r, err = self.cmd:pipeline{ { "XLEN", self.stream }, { "XPENDING", self.stream, self.group },
+                                     { "XLEN", self.keys.dead }, { "XLEN", self.keys.results } }
+  if not r then return rfail(err) end
+  for i, v in ipairs(r) do
+    if type(v) == "table" and v.err and not (i == 2 and v.err:find("^NOGROUP")) then return rfail(v.err) end
+  end
+  local pending = type(r[2]) == "table" and math.tointeger(r[2][1]) or 0
+  return { length = r[1], pending = pending, dead = r[3], results = r[4] }
+end
+
+--- Local counters: entries read, reclaimed, results written, dead-lettered, parked for a retry,
+--- leases extended, and the Redis round trips of both connections.
+function Q:counters()
+  local c = {}
+  for k, v in pairs(self.tally) do c[k] = v end
+  local a, b = self.cmd:stats(), self.reader:stats()
+  c.round_trips = (a.calls or 0) + (b.calls or 0)
+  c.commands = (a.commands or 0) + (b.commands or 0)
+  c.connects = (a.connects or 0) + (b.connects or 0)
+  c.held = self.nheld
+  return c
+end
+
+function Q:close()
+  if self.closed then return end
+  self.closed = true
+  if self.keeper and self.keeper:status() ~= "done" and self.keeper ~= task.current() then
+    self.keeper:cancel()
+  end
+  self.cmd:close()
+  self.reader:close()
+end
+
+---------------------------------------------------------------------------
+-- Holding entries, leases
+---------------------------------------------------------------------------
+
+function Q:hold(rec)
+  if not self.held[rec.id] then self.nheld = self.nheld + 1 end
+  self.held[rec.id] = rec
+  if not self.keeper or self.keeper:status() == "done" then
+    self.keeper = task.spawn(function() self:keep_leases() end)
+  end
+end
+
+function Q:release(id)
+  if self.held[id] then
+    self.held[id] = nil
+    self.nheld = self.nheld - 1
+  end
+end
+
+--- Extends the leases of held entries every lease/3 s; ends when nothing is held.
+function Q:keep_leases()
+  local every = math.max(0.05, self.lease / 3)
+  local last = task.now()
+  while not self.closed and self.nheld > 0 do
+    task.sleep(math.min(0.1, every))
+    if not self.closed and self.nheld > 0 and task.now() - last >= every then
+      last = task.now()
+      local args = { self.group, self.consumer }
+      for id in pairs(self.held) do args[#args + 1] = id end
+      local n, err = eval(self.cmd, EXTEND, { self.stream }, args)
+      if n then
+        self.tally.extended = self.tally.extended + n
+        local lost = #args - 2 - n
+        if lost > 0 then self.tally.lost_leases = self.tally.lost_leases + lost end
+      elseif not self.closed then
+        self:warn("redis: cannot extend leases: " .. tostring(err))
+      end
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Reading
+---------------------------------------------------------------------------
+
+local Source = {}
+Source.__index = Source
+
+--- Creates the group if needed (reading from the stream's start, so entries pushed before any
+--- worker are read). true, or nil, err.
+function Q:ensure_group()
+  if self.group_ready then return true end
+  local r, err, kind = self.cmd:call{ "XGROUP", "CREATE", self.stream, self.group, "0", "MKSTREAM" }
+  if not r and not (kind == "server" and err:find("^BUSYGROUP")) then return nil, err end
+  self.group_ready = true
+  return true
+end
+
+--- The source for f:each: an iterator function (every fetcher version takes one) giving URLs
+--- and request tables. opts.drain: end once nothing is new or pending; else run until q:stop().
+---@param opts? { drain: boolean }
+---@return fun(): string|table|nil
+function Q:source(opts)
+  local src = setmetatable({
+    q = self, drain = opts and opts.drain, buf = {}, head = 1, count = 0, order = {},
+    own_pending = "0", reclaim_start = "0-0", next_reclaim = 0, backoff = 0,
+    connects = nil, stopping = self.stopping or false, finished = false,
+  }, Source)
+  self.current_source = src
+  return function() return src:next() end
+end
+
+--- Stop reading (SIGTERM): what was read already is still handed out, then the source ends.
+function Q:stop()
+  self.stopping = true
+  if self.current_source then self.current_source.stopping = true end
+end
+
+function Source:push(id, fields, deliveries)
+  local q = self.q
+  if q.held[id] then return end -- in flight here already (own pending after a reconnect)
+  local map = fields_map(fields)
+  local item, err = decode_entry(map)
+  local rec = { id = id, url = map.url or "", deliveries = deliveries, item = item }
+  q:hold(rec)
+  q.tally.read = q.tally.read + 1
+  if not item then
+    rec.item = nil
+    q:settle{ "d", id, rec.url, err, "invalid", tostring(deliveries) }
+    return
+  end
+  self.buf[#self.buf + 1] = rec
+end
+
+-- entries of an XREADGROUP reply: { { stream, { {id, fields}, ... } } } or false
+local function entries_of(reply)
+  if type(reply) ~= "table" or type(reply[1]) ~= "table" then return {} end
+  return reply[1][2] or {}
+end
+
+--- One read: own pending (after start or a reconnect), reclaims now and then, else new entries.
+--- Returns true when something was read, false when nothing is there, nil, err on failure.
+function Source:fill()
+  local q = self.q
+  if self.stopping then return false end
+  local ok, err = q:ensure_group()
+  if not ok then return nil, err end
+  local connects = q.reader:stats().connects
+  if self.connects and connects ~= self.connects then self.own_pending = "0" end
+  self.connects = connects
+  if self.own_pending then
+    local r, e, kind = q.reader:call{ "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", q.batch,
+                                      "STREAMS", q.stream, self.own_pending }
+    if r == nil then
+      if kind == "server" and e:find("^NOGROUP") then q.group_ready = false end
+      return nil, e
+    end
+    local list = entries_of(r)
+    if #list == 0 then
+      self.own_pending = nil
+    else
+      local ids = {}
+      for _, e2 in ipairs(list) do ids[#ids + 1] = e2[1] end
+      self.own_pending = ids[#ids]
+      -- delivery counts (the history read counted as one)
+      local p = q.cmd:call{ "XPENDING", q.stream, q.group, ids[1], ids[#ids], #ids, q.consumer }
+      local counts = {}
+      for _, row in ipairs(type(p) == "table" and p or {}) do counts[row[1]] = row[4] end
+      for _, e2 in ipairs(list) do
+        if e2[2] then self:push(e2[1], e2[2], counts[e2[1]] or 1) end
+      end
+      return true
+    end
+  end
+  local now = task.now()
+  if now >= self.next_reclaim then
+    local r, e = eval(q.cmd, RECLAIM, { q.stream, q.keys.dead, q.keys.errors },
+      { q.group, q.consumer, math.floor(q.lease * 1000), self.reclaim_start, q.batch, q.max_deliveries })
+    if not r then return nil, e end
+    self.reclaim_start = r[1]
+    q.tally.dead = q.tally.dead + (r[3] or 0)
+    for _, e2 in ipairs(r[2]) do
+      q.tally.reclaimed = q.tally.reclaimed + 1
+      self:push(e2[1], e2[2], e2[3])
+    end
+    if self.reclaim_start == "0-0" then
+      self.next_reclaim = now + math.min(5, math.max(0.1, q.lease / 2))
+    end
+    if #r[2] > 0 then return true end
+  end
+  if self.stopping then return false end
+  local r, e, kind = q.reader:call({ "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", q.batch,
+                                     "BLOCK", math.floor(q.block * 1000), "STREAMS", q.stream, ">" },
+                                   q.block + q.timeout)
+  if r == nil then
+    if kind == "server" and e:find("^NOGROUP") then q.group_ready = false end
+    return nil, e
+  end
+  local list = entries_of(r)
+  for _, e2 in ipairs(list) do self:push(e2[1], e2[2], 1) end
+  return #list > 0
+end
+
+--- Whether nothing is new or pending, apart from what this process holds. Settled entries are
+--- deleted from the stream, so what it holds beyond the pending ones is new.
+function Source:drained()
+  local q = self.q
+  local r, e = q.cmd:pipeline{ { "XPENDING", q.stream, q.group }, { "XLEN", q.stream } }
+  if not r then return nil, e end
+  local pending = type(r[1]) == "table" and math.tointeger(r[1][1]) or 0
+  local length = math.tointeger(r[2]) or 0
+  return pending <= q.nheld and length - pending <= 0
+end
+
+--- The next item for the fetcher (a URL or a request table), or nil at the end.
+function Source:next()
+  local q = self.q
+  while true do
+    local rec = self.buf[self.head]
+    if rec then
+      self.buf[self.head] = nil
+      self.head = self.head + 1
+      self.count = self.count + 1
+      self.order[self.count] = rec
+      rec.index = self.count
+      if type(rec.item) == "table" then rec.item.queue_id = rec.id end
+      return rec.item
+    end
+    self.buf, self.head = {}, 1
+    if self.finished or q.closed then break end
+    local got, err = self:fill()
+    if got == nil then
+      if q.closed then break end
+      q:warn("redis: " .. tostring(err))
+      self.backoff = math.min(2, self.backoff > 0 and self.backoff * 2 or 0.05)
+      task.sleep(self.backoff)
+    else
+      self.backoff = 0
+      if not got and #self.buf == 0 then
+        if self.stopping then break end
+        if self.drain then
+          local done = self:drained()
+          if done then break end
+        end
+      end
+    end
+  end
+  self.finished = true
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- Settling results
+---------------------------------------------------------------------------
+
+--- Queues one settle record and, unless a flush is running, flushes until the outbox is empty
+--- (group commit: the results that finish while one flush is on the wire go in the next one).
+function Q:settle(record)
+  self.outbox[#self.outbox + 1] = record
+  if self.flushing then return end
+  self.flushing = true
+  local backoff = 0
+  while #self.outbox > 0 and not self.closed do
+    local batch = self.outbox
+    self.outbox = {}
+    local args = { self.group, self.consumer, RETRY_CONSUMER }
+    for _, rec in ipairs(batch) do
+      for i = 1, #rec do args[#args + 1] = rec[i] end
+    end
+    while true do
+      local r, err = eval(self.cmd, SETTLE, { self.stream, self.keys.results, self.keys.dead, self.keys.errors }, args)
+      if r then
+        self.tally.flushes = self.tally.flushes + 1
+        self.tally.results = self.tally.results + r[1]
+        self.tally.dead = self.tally.dead + r[2]
+        self.tally.parked = self.tally.parked + r[3]
+        local results = 0
+        for _, rec in ipairs(batch) do
+          if rec[1] == "r" then results = results + 1 end
+        end
+        self.tally.repeats = self.tally.repeats + (results - r[1])
+        break
+      end
+      if self.closed then break end
+      self:warn("redis: cannot record results: " .. tostring(err))
+      backoff = math.min(2, backoff > 0 and backoff * 2 or 0.05)
+      task.sleep(backoff)
+    end
+    for _, rec in ipairs(batch) do self:release(rec[2]) end
+  end
+  self.flushing = false
+end
+
+local function num(v) return v == nil and "" or (math.type(v) == "float" and ("%.3f"):format(v) or tostring(v)) end
+
+--- on_result for f:each: a response (any status) becomes a result; a failure without one is
+--- parked for another delivery, or dead-lettered after max_deliveries (kind invalid: at once).
+---@param opts? { keep_body: boolean }
+function Q:sink(opts)
+  local keep_body = opts and opts.keep_body
+  local src = self.current_source
+  return function(_, result, index, item)
+    local rec
+    if type(item) == "table" and item.queue_id then
+      rec = self.held[item.queue_id]
+    end
+    if not rec and src then
+      rec = src.order[index]
+      -- (a fetcher that does not pass the item on: the index alone)
+      if rec and item ~= nil and rec.item ~= item then rec = nil end
+    end
+    if not rec then
+      -- a source other than this queue's: find the entry by URL
+      for _, h in pairs(self.held) do
+        if h.item == item and not h.settling then rec = h break end
+      end
+    end
+    if not rec then return end
+    if src and src.order[rec.index or -1] == rec then src.order[rec.index] = nil end
+    rec.settling = true
+    if result.status_code then
+      self:settle{ "r", rec.id, rec.url, tostring(result.status_code), result.success and "true" or "false",
+                   num(result.elapsed), num(result.attempts),
+                   keep_body and ("=" .. (result.body or "")) or "" }
+    elseif result.kind == "invalid" or rec.deliveries >= self.max_deliveries then
+      self:settle{ "d", rec.id, rec.url, tostring(result.error), tostring(result.kind),
+                   tostring(rec.deliveries) }
+    else
+      self:settle{ "p", rec.id, tostring(result.kind), tostring(result.error) }
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Politeness shared through Redis
+---------------------------------------------------------------------------
+
+--- A fetcher plugin: at most `limit` requests in flight per host and at most `rate` requests per
+--- second per host, across every worker on this queue (keys <stream>:host:<host>,
+--- <stream>:rate:<host>). A slot is held at most `ttl` seconds (a dead worker's slots expire).
+---@param opts { limit: integer|nil, rate: number|nil, ttl: number|nil }
+function Q:politeness(opts)
+  local limit, rate = opts.limit or 0, opts.rate or 0
+  local ttl = math.floor((opts.ttl or math.max(self.lease, 60)) * 1000)
+  local q, n = self, 0
+  local plugin = { name = "queue.politeness" }
+  function plugin.on_request(req)
+    if limit <= 0 and rate <= 0 then return end
+    local host = req.host or ""
+    n = n + 1
+    local token = q.consumer .. ":" .. n
+    local keys = { q.stream .. ":host:" .. host, q.stream .. ":rate:" .. host }
+    local backoff = 0
+    while not q.closed do
+      local wait, err = eval(q.cmd, HOST_ACQUIRE, keys, { limit, rate, ttl, token })
+      if wait == 0 then
+        if limit > 0 then req._queue_slot = { keys[1], token } end
+        return
+      end
+      if not wait then
+        q:warn("redis: cannot take a host slot: " .. tostring(err))
+        backoff = math.min(1, backoff > 0 and backoff * 2 or 0.05)
+        task.sleep(backoff)
+      else
+        task.sleep(math.min(wait, 200) / 1000)
+      end
+    end
+  end
+  local function release(req)
+    local slot = req and req._queue_slot
+    if not slot then return end
+    req._queue_slot = nil
+    q.cmd:call{ "ZREM", slot[1], slot[2] }
+  end
+  plugin.on_response = release
+  plugin.on_error = release
+  return plugin
+end
+
+M.RETRY_CONSUMER = RETRY_CONSUMER
+return M
