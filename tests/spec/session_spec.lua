@@ -79,7 +79,7 @@ describe("auth", function()
   end)
 
   it("user:pass@ in a URL is Basic, percent-decoded, as curl reads it, and never in res.url", function()
-    for _, userinfo in ipairs{ "us%40er:p%3Ass", "user", ":pw", "a%20b:c%2Fd" } do
+    for _, userinfo in ipairs{ "us%40er:p%3Ass", "user", ":pw", "a%20b:c%2Fd", "", ":", "u:" } do
       local url = "http://" .. userinfo .. "@127.0.0.1:" .. PORT .. "/echo"
       local res = ok(http.get(url))
       local c = decode(curl(q(url)))
