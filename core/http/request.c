@@ -640,10 +640,13 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
             return;
         }
         r->conn = NULL; /* the session's now */
+        pool_note_h1(r->net->pool, r->key.data, 0);
         start_stream(r, c);
         lead_over(r, 0); /* the waiters join the session */
         return;
     }
+    if (request_may_mux(r))
+        pool_note_h1(r->net->pool, r->key.data, 1);
     lead_over(r, 1); /* HTTP/1.1: the waiters open their own */
     send_request(r);
 }
@@ -833,25 +836,19 @@ int request_may_mux(const struct request *r)
     return r->http2 == REQUEST_HTTP2_PRIOR && !(r->proxy && r->proxy->kind == PROXY_HTTP);
 }
 
-/* A shared h2 connection with room, else the one being set up (wait for it), else an idle
- * connection, else a new one (leading the key's first connect when it may become shared). */
+/* A shared h2 connection with room, else an idle connection, else the first one being set up
+ * for the key (wait for its ALPN answer), else a new one (leading the key's first connect when
+ * it may become shared). */
 static void route(struct request *r)
 {
     struct net *n = r->net;
     int mux = request_may_mux(r);
-    if (mux) {
-        struct conn *c = pool_take_shared(n->pool, r->key.data, proto_h2.room);
-        if (c) {
-            r->reused = 1;
-            n->stats.connections_reused++;
-            start_stream(r, c);
-            return;
-        }
-        struct request *lead = r->no_wait ? NULL : pool_pending(n->pool, r->key.data);
-        if (lead && lead != r) {
-            wait_for(lead, r);
-            return;
-        }
+    struct conn *c;
+    if (mux && (c = pool_take_shared(n->pool, r->key.data, proto_h2.room))) {
+        r->reused = 1;
+        n->stats.connections_reused++;
+        start_stream(r, c);
+        return;
     }
     if ((r->conn = pool_take(n->pool, r->key.data))) {
         r->reused = 1;
@@ -860,8 +857,16 @@ static void route(struct request *r)
         send_request(r);
         return;
     }
-    if (mux && !r->no_wait && !r->leading && pool_set_pending(n->pool, r->key.data, r) == 0)
-        r->leading = 1;
+    /* a server that answered HTTP/1.1 before: no waiting, no leading */
+    if (mux && !r->no_wait && !pool_known_h1(n->pool, r->key.data)) {
+        struct request *lead = pool_pending(n->pool, r->key.data);
+        if (lead && lead != r) {
+            wait_for(lead, r);
+            return;
+        }
+        if (!r->leading && pool_set_pending(n->pool, r->key.data, r) == 0)
+            r->leading = 1;
+    }
     resolve(r);
 }
 

@@ -6,6 +6,7 @@
  * connections idle too long. */
 #include "pool.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,10 @@
 #include "conn.h"
 
 #define POOL_BUCKETS 1024
+/* Keys whose server answered HTTP/1.1 to an h2 offer: their requests open connections at once
+ * instead of waiting for a first one's answer. A hash per key, overwritten round robin: a
+ * forgotten or colliding key costs one wait, never a wrong protocol. */
+#define POOL_H1_SLOTS 512
 
 /* The idle connections of one key; freed as soon as it holds none. */
 struct pool_bucket {
@@ -37,6 +42,8 @@ struct pool {
      * which both the idle timeout and the max_idle_total cap close first. */
     struct conn *lru_head, *lru_tail;
     struct pool_bucket *bucket[POOL_BUCKETS];
+    uint64_t h1[POOL_H1_SLOTS];
+    unsigned h1_next;
 };
 
 static const struct conn_handler idle_handler;
@@ -313,6 +320,38 @@ void *pool_pending(struct pool *p, const char *key)
 {
     struct pool_bucket *b = find(p, key, 0);
     return b ? b->pending : NULL;
+}
+
+static uint64_t key_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h | 1; /* never 0, the empty slot */
+}
+
+void pool_note_h1(struct pool *p, const char *key, int h1)
+{
+    uint64_t h = key_hash(key);
+    for (unsigned i = 0; i < POOL_H1_SLOTS; i++)
+        if (p->h1[i] == h) {
+            if (!h1)
+                p->h1[i] = 0;
+            return;
+        }
+    if (h1) {
+        p->h1[p->h1_next] = h;
+        p->h1_next = (p->h1_next + 1) % POOL_H1_SLOTS;
+    }
+}
+
+int pool_known_h1(const struct pool *p, const char *key)
+{
+    uint64_t h = key_hash(key);
+    for (unsigned i = 0; i < POOL_H1_SLOTS; i++)
+        if (p->h1[i] == h)
+            return 1;
+    return 0;
 }
 
 int pool_shared_count(const struct pool *p)

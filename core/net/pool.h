@@ -34,6 +34,9 @@ struct conn *pool_take_shared(struct pool *p, const char *key, int (*room)(void 
 int pool_set_pending(struct pool *p, const char *key, void *who);
 void *pool_pending(struct pool *p, const char *key);
 int pool_shared_count(const struct pool *p);
+/* Remembers (h1 = 1) or forgets that key's server answered an h2 offer with HTTP/1.1. */
+void pool_note_h1(struct pool *p, const char *key, int h1);
+int pool_known_h1(const struct pool *p, const char *key);
 /* Keys with at least one idle conn (empty buckets are freed). */
 int pool_bucket_count(const struct pool *p);
 
