@@ -207,3 +207,71 @@ describe("res.version", function()
     assert.are.equal("1.0", old.version)
   end)
 end)
+
+-- A misbehave.py server (see its docstring); returns its base URL and a stop function.
+local function misbehave(mode, scheme, ...)
+  local args = table.concat({ ... }, " ")
+  local p = assert(io.popen(("exec python3 %s/tests/fixtures/misbehave.py %s %s"):format(ROOT, mode, args), "r"))
+  local port = (p:read("l") or ""):match("^PORT (%d+)$")
+  assert(port, "misbehave.py " .. mode .. " did not start")
+  return ("%s://127.0.0.1:%s"):format(scheme, port), function() p:close() end
+end
+
+describe("regressions from the review of the connect path", function()
+  after_each(restore)
+
+  it("a small DNS cache with lookups in flight does not free an IP literal's addresses in use", function()
+    http.configure{ dns_cache_size = 1 }
+    local slow = task.spawn(function() return http.get("http://still-resolving.invalid/", { timeout = 5 }) end)
+    task.sleep(0)
+    local res, err, kind = http.get(BASE .. "/bytes/1")
+    assert.is_table(res, tostring(err) .. " " .. tostring(kind))
+    slow:join()
+  end)
+
+  it("the read timeout is the server's silence: a slow but steady upload is not cut", function()
+    local url, stop = misbehave("slowread", "http")
+    local body = string.rep("x", 4 * 1024 * 1024) -- ~1.6 s at the server's pace
+    local res, err, kind = http.post(url .. "/", body, { timeout = { read = 0.8, total = 30 } })
+    stop()
+    assert.is_table(res, tostring(err) .. " " .. tostring(kind))
+    assert.are.equal(200, res.status)
+  end)
+
+  it("the stagger starts the next address even when every connect slot is taken", function()
+    local stop = black_hole("127.0.0.2")
+    local name = fresh_name()
+    http.configure{ hosts = { [name] = { "127.0.0.2", "127.0.0.1" } }, max_connecting = 1 }
+    local res, err, kind = http.get(("http://%s:%d/bytes/1"):format(name, PORT), { timeout = { connect = 3 } })
+    http.configure{ max_connecting = 128, hosts = { [name] = false } }
+    stop()
+    assert.is_table(res, tostring(err) .. " " .. tostring(kind))
+    assert.is_true(res.timings.connect < 2, "connect " .. res.timings.connect)
+  end)
+
+  it("an address the kernel refuses outright (link-local without a scope) is kind connect, and the next is tried", function()
+    local res, err, kind = http.get("http://[fe80::1]:80/")
+    assert.is_nil(res)
+    assert.are.equal("connect", kind, err)
+    local name = fresh_name()
+    http.configure{ hosts = { [name] = { "fe80::1", "127.0.0.1" } } }
+    local ok = http.get(("http://%s:%d/bytes/1"):format(name, PORT))
+    http.configure{ hosts = { [name] = false } }
+    assert.is_table(ok)
+  end)
+
+  it("a reset right after the TLS handshake is kind closed (retryable), not tls", function()
+    local certs = os.getenv("FIXTURE_CERTS")
+    local url, stop = misbehave("tls-rst", "https", certs .. "/good.pem", certs .. "/good.key")
+    local kinds = {}
+    for _ = 1, 8 do
+      local res, err, kind = http.get(url .. "/", { ca_file = certs .. "/ca.pem" })
+      assert.is_nil(res)
+      kinds[kind] = (kinds[kind] or 0) + 1
+    end
+    stop()
+    local seen = {}
+    for k, n in pairs(kinds) do seen[#seen + 1] = k .. "=" .. n end
+    assert.is_nil(kinds.tls, "kinds: " .. table.concat(seen, " "))
+  end)
+end)

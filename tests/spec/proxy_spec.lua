@@ -165,6 +165,15 @@ describe("HTTP proxy (tinyproxy)", function()
     assert.is_true(again.reused)
   end)
 
+  it("never reuses a tunnel opened with other credentials, however they are spelt", function()
+    -- user "a:b" with password "c", and user "a" with password "b:c": one string if unescaped
+    local ca = CERTS .. "/././././ca.pem"
+    local first = assert(http.get(TLS_GOOD .. "/bytes/1", { proxy = with_auth(P.TINYPROXY, "a%3Ab", "c"), ca_file = ca }))
+    assert.is_false(first.reused)
+    local second = assert(http.get(TLS_GOOD .. "/bytes/1", { proxy = with_auth(P.TINYPROXY, "a", "b%3Ac"), ca_file = ca }))
+    assert.is_false(second.reused)
+  end)
+
   it("still refuses a wrong-host certificate inside the tunnel", function()
     local res, err, kind = http.get(TLS_WRONGHOST .. "/", { proxy = P.TINYPROXY, ca_file = CA })
     assert.is_nil(res)
