@@ -12,6 +12,9 @@
  *   FAILMALLOC_PROGRAM=P  count only in a process whose argv[0] ends in "/P" or is P: the preload
  *                         is inherited by wrappers (timeout, valgrind's launcher), which must
  *                         not see failures.
+ *   FAILMALLOC_TIME=t     time() returns t. Lua seeds its string hashes with time() and addresses,
+ *                         and table growth depends on collisions: with this and ASLR off
+ *                         (setarch -R) the k-th allocation is the same call in every run.
  *   FAILMALLOC_REPORT=F   at exit, writes "<calls> <k if it was injected, else 0>\n" to file F.
  *
  * Calls are counted from the entry of main() (this library wraps __libc_start_main), so the
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t);
@@ -117,6 +121,26 @@ int posix_memalign(void **out, size_t align, size_t n)
         return ENOMEM;
     *out = p;
     return 0;
+}
+
+time_t time(time_t *out)
+{
+    static time_t fixed = -1;
+    time_t now;
+    if (fixed == -1) {
+        const char *t = getenv("FAILMALLOC_TIME");
+        fixed = t ? (time_t)strtoll(t, NULL, 10) : 0;
+    }
+    if (fixed > 0) {
+        now = fixed;
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = ts.tv_sec;
+    }
+    if (out)
+        *out = now;
+    return now;
 }
 
 /* --- counting from main() --------------------------------------------------- */

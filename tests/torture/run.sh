@@ -6,7 +6,8 @@
 #
 # Knobs (environment):
 #   TORTURE_RUNS="1 2 0"  failure modes: r consecutive calls from k fail (0 = every call from k on)
-#   TORTURE_DENSE=2000    every k in 1..min(N, DENSE)
+#   TORTURE_DENSE=2000    every k in FROM..min(N, DENSE)
+#   TORTURE_FROM=1        where the dense range starts
 #   TORTURE_STRIDE=25     then every STRIDE-th k up to N (0: none)
 #   TORTURE_OFFSET=0      shifts the strided k (so successive CI runs can cover other k)
 #   TORTURE_VALGRIND=12   k values (spread over 1..N, mode 2) run under valgrind memcheck
@@ -24,6 +25,7 @@ root=$(cd "$here/../.." && pwd)
 script=$here/script.lua
 runs=${TORTURE_RUNS:-1 2 0}
 dense=${TORTURE_DENSE:-2000}
+from=${TORTURE_FROM:-1}
 stride=${TORTURE_STRIDE:-25}
 offset=${TORTURE_OFFSET:-0}
 vg_count=${TORTURE_VALGRIND:-12}
@@ -64,18 +66,33 @@ tls_port=$(port_of "$tmp/tls.out")
 args=("$script" "http://127.0.0.1:$plain_port" "https://127.0.0.1:$tls_port" "$tmp/certs/ca.pem")
 
 # --- one run --------------------------------------------------------------------------------
-# The environment the program sees is the same in every mode (gdb's LINES/COLUMNS removed), so a
-# k found by the runner fails the same call under --why.
-run_env=(env -u LINES -u COLUMNS LD_PRELOAD="$so" FAILMALLOC_PROGRAM=luafetch LUAFETCH_LUA_CACHE=0)
+# Lua seeds its string hashes with time() and stack and heap addresses, and table growth depends
+# on collisions: for the k-th allocation to be the same call in every run (up to the TLS
+# handshake's random numbers), every run gets the same environment, variable for variable and
+# byte for byte (its size moves the stack), the same time() (FAILMALLOC_TIME) and no address
+# randomisation (setarch -R; gdb disables it too), so a k found here fails the same call under
+# --why given the same FAILMALLOC_TIME.
+export FAILMALLOC_TIME=${FAILMALLOC_TIME:-$(date +%s)}
+pin=()
+setarch -R true 2>/dev/null && pin=(setarch -R)
+
+# penv R K: sets PENV, the program's whole environment.
+penv() {
+  local kk
+  kk=$(printf %08d "$2")
+  PENV=(PATH=/usr/bin:/bin LD_PRELOAD="$so" FAILMALLOC_PROGRAM=luafetch LUAFETCH_LUA_CACHE=0
+        FAILMALLOC_TIME="$FAILMALLOC_TIME" FAILMALLOC_RUN="$1" FAILMALLOC_K="$kk"
+        FAILMALLOC_REPORT="$tmp/report.$1.$kk")
+}
 
 # why K R: gdb backtraces at the injected failure and where the program ended.
 why() {
-  gdb -q -batch -ex 'set startup-with-shell off' -ex 'unset environment LINES' \
-    -ex 'unset environment COLUMNS' -ex "set environment LD_PRELOAD=$so" \
-    -ex 'set environment LUAFETCH_LUA_CACHE=0' -ex 'set environment FAILMALLOC_PROGRAM=luafetch' \
-    -ex "set environment FAILMALLOC_K=$1" -ex "set environment FAILMALLOC_RUN=$2" \
-    -ex 'set breakpoint pending on' -ex 'break failmalloc_injected' -ex run -ex 'bt 25' \
-    -ex continue -ex 'bt 25' --args "$bin" run "${args[@]}" 2>&1 | grep -E '^#|^Program|signal|exited'
+  local v ex=(-ex 'set startup-with-shell off' -ex 'unset environment')
+  penv "$2" "$1"
+  for v in "${PENV[@]}"; do ex+=(-ex "set environment $v"); done
+  gdb -q -batch "${ex[@]}" -ex 'set breakpoint pending on' -ex 'break failmalloc_injected' \
+    -ex run -ex 'bt 25' -ex continue -ex 'bt 25' --args "$bin" run "${args[@]}" 2>&1 |
+    grep -E '^#|^Program|signal|exited'
 }
 
 # Ends inside third-party code that luafetch cannot prevent. known_aborts are matched against the
@@ -96,26 +113,28 @@ fi
 
 # --- counting run ---------------------------------------------------------------------------
 cd "$tmp"
-"${run_env[@]}" FAILMALLOC_K=0 FAILMALLOC_REPORT="$tmp/count" timeout "$limit" "$bin" run "${args[@]}" \
-  >"$tmp/expected" 2>"$tmp/count.err"
+penv 1 0
+env -i "${PENV[@]}" timeout "$limit" "${pin[@]}" "$bin" run "${args[@]}" >"$tmp/expected" 2>"$tmp/count.err"
 rc=$?
-if [ $rc -ne 0 ] || [ ! -s "$tmp/count" ]; then
+count=$tmp/report.1.00000000
+if [ $rc -ne 0 ] || [ ! -s "$count" ]; then
   echo "the script fails without any injected failure (exit $rc):"
   cat "$tmp/count.err"
   exit 1
 fi
-n=$(awk '{print $1}' "$tmp/count")
+n=$(awk '{print $1}' "$count")
 echo "script: $n allocation calls counted from main(); output: $(tr '\t\n' '  ' <"$tmp/expected")"
 
 # one_run R K: prints "R K CLASS RC" (CLASS ok|signal|status|hang|output|silent|handles); keeps stderr
 # of failing runs.
 one_run() {
   local r=$1 k=$2 rc class=ok
+  penv "$r" "$k"
   # in a subshell whose stderr is /dev/null, so bash's "Aborted" job notices stay out of the log
-  ( env -u LINES -u COLUMNS LD_PRELOAD="$so" FAILMALLOC_PROGRAM=luafetch LUAFETCH_LUA_CACHE=0 \
-      FAILMALLOC_RUN="$r" FAILMALLOC_K="$k" timeout -k 2 "$limit" "$bin" run $script_args \
+  ( env -i "${PENV[@]}" timeout -k 2 "$limit" $pin_cmd "$bin" run $script_args \
       >"$tmp/o.$r.$k" 2>"$tmp/e.$r.$k"; exit $? ) 2>/dev/null
   rc=$?
+  rm -f "$tmp/report.$r.$(printf %08d "$k")"
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     class=hang
   elif [ $rc -gt 128 ] && [ $rc -le 192 ]; then
@@ -133,13 +152,14 @@ one_run() {
   rm -f "$tmp/o.$r.$k" "$tmp/e.$r.$k"
   echo "$r $k $class $rc"
 }
-export -f one_run
+export -f one_run penv
 export bin so tmp out limit
+export pin_cmd="${pin[*]}"
 export script_args="${args[*]}" # no spaces in these paths and URLs
 
 ks() {
   local top=$((n < dense ? n : dense))
-  seq 1 "$top"
+  seq "$from" "$top"
   [ "$stride" -gt 0 ] && [ "$n" -gt "$top" ] && seq $((top + 1 + offset % stride)) "$stride" "$n"
 }
 
@@ -200,14 +220,16 @@ for r in $runs; do
     printf '  %s\n    k = %s\n' "$what" "$(echo "$klist" | tr ' ' '\n' | grep . | sort -n | ranges)"
   done
 done
-echo "torture: $(wc -l <"$results") runs in ${elapsed}s (backtrace of one k: $0 BIN SO --why K R)"
+echo "torture: $(wc -l <"$results") runs in ${elapsed}s (a backtrace of one k:" \
+  "FAILMALLOC_TIME=$FAILMALLOC_TIME $0 BIN SO --why K R)"
 
 # --- a sample under valgrind: no leak, no invalid access on the error paths -----------------
 if [ "$vg_count" -gt 0 ] && command -v valgrind >/dev/null; then
   vg_fail=0
   for i in $(seq 1 "$vg_count"); do
     k=$(( (n * i) / (vg_count + 1) ))
-    "${run_env[@]}" FAILMALLOC_RUN=2 FAILMALLOC_K="$k" timeout 120 valgrind -q --error-exitcode=99 \
+    penv 2 "$k"
+    env -i "${PENV[@]}" timeout 120 valgrind -q --error-exitcode=99 \
       --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
       --num-callers=30 --log-file="$tmp/vg.$k" "$bin" run "${args[@]}" >/dev/null 2>&1
     rc=$?
