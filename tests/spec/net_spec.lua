@@ -212,9 +212,12 @@ end)
 local function misbehave(mode, scheme, ...)
   local args = table.concat({ ... }, " ")
   local p = assert(io.popen(("exec python3 %s/tests/fixtures/misbehave.py %s %s"):format(ROOT, mode, args), "r"))
-  local port = (p:read("l") or ""):match("^PORT (%d+)$")
+  local port, pid = (p:read("l") or ""):match("^PORT (%d+) PID (%d+)$")
   assert(port, "misbehave.py " .. mode .. " did not start")
-  return ("%s://127.0.0.1:%s"):format(scheme, port), function() p:close() end
+  return ("%s://127.0.0.1:%s"):format(scheme, port), function()
+    os.execute("kill " .. pid)
+    p:close()
+  end
 end
 
 describe("regressions from the review of the connect path", function()
