@@ -551,8 +551,9 @@ function Source:fill()
   if self.stopping then return false end
   local ok, err = q:ensure_group()
   if not ok then return nil, err end
+  -- a new connection after the first one: read this consumer's own pending entries again
   local connects = q.reader:stats().connects
-  if self.connects and connects ~= self.connects then self.own_pending = "0" end
+  if self.connects and self.connects > 0 and connects > self.connects then self.own_pending = "0" end
   self.connects = connects
   if self.own_pending then
     local r, e, kind = q.reader:call{ "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", q.batch,
@@ -570,11 +571,19 @@ function Source:fill()
       self.own_pending = ids[#ids]
       -- delivery counts (the history read counted as one)
       local p = q.cmd:call{ "XPENDING", q.stream, q.group, ids[1], ids[#ids], #ids, q.consumer }
-      local counts = {}
+      local counts, restore = {}, {}
       for _, row in ipairs(type(p) == "table" and p or {}) do counts[row[1]] = row[4] end
       for _, e2 in ipairs(list) do
-        if e2[2] then self:push(e2[1], e2[2], counts[e2[1]] or 1) end
+        local held = q.held[e2[1]]
+        if held then
+          -- still in flight here: that read was no delivery, put its count back
+          restore[#restore + 1] = { "XCLAIM", q.stream, q.group, q.consumer, 0, e2[1],
+                                    "RETRYCOUNT", held.deliveries, "JUSTID" }
+        elseif e2[2] then
+          self:push(e2[1], e2[2], counts[e2[1]] or 1)
+        end
       end
+      if #restore > 0 then q.cmd:pipeline(restore) end
       return true
     end
   end
