@@ -443,7 +443,6 @@ describe("http request validation", function()
     { "an empty host", { url = "http:///x" } },
     { "a space in the URL", { url = BASE .. "/a b" } },
     { "CR LF in the URL", { url = BASE .. "/\r\nX-Injected: 1" } },
-    { "credentials in the URL", { url = "http://user:pw@127.0.0.1:" .. PORT .. "/echo" } },
     { "a bad port", { url = "http://127.0.0.1:99999/" } },
     { "a non-string url", { url = 42 } },
     { "no url", {} },
@@ -497,7 +496,7 @@ describe("http request validation", function()
   end)
 
   it("returns invalid at once from http.get without options too", function()
-    for _, url in ipairs{ "ftp://127.0.0.1/", "http://a b/", "http://u@127.0.0.1/", BASE .. "/\r\n", "" } do
+    for _, url in ipairs{ "ftp://127.0.0.1/", "http://a b/", BASE .. "/\r\n", "" } do
       local before = http.stats().requests
       local elapsed, res, err, kind = timed(http.get, url)
       assert_kind("invalid", res, err, kind)
