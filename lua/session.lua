@@ -2,6 +2,7 @@
 -- auth, timeout, any other request option) and a cookie jar applied on every hop, redirects
 -- included. A session holds no connection of its own: the pool is shared by every request.
 local http = require "http"
+local C = require "_http"
 local cookies = require "cookies"
 
 local M = {}
@@ -106,9 +107,19 @@ local function cookie_hop(jar)
   local first = true
   return function(req, res)
     if res then
-      local set = res.headers["set-cookie"]
-      if set then
-        jar:store(req.url, cookies.split_set_cookie(set))
+      -- each Set-Cookie as received (a value may hold ", x=": joined headers cannot be split back
+      -- with certainty); a response without the core's details (built in Lua) is split instead
+      local details = rawget(res, "_details")
+      if details then
+        local values = C.details_values(details, "set-cookie")
+        if values[1] then
+          jar:store(req.url, values)
+        end
+      else
+        local set = res.headers["set-cookie"]
+        if set then
+          jar:store(req.url, cookies.split_set_cookie(set))
+        end
       end
       return
     end

@@ -362,6 +362,31 @@ static void set_number(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
+/* _http.details_values(d, name) → array of the values of header `name` (lower-case) in arrival
+ * order: Set-Cookie values must not be joined with ", " and split again (dates hold commas). */
+static int l_details_values(lua_State *L)
+{
+    const struct details *d = check_details(L);
+    size_t wl;
+    const char *want = luaL_checklstring(L, 2, &wl);
+    lua_newtable(L);
+    const char *p = d->headers, *end = d->headers + d->headers_len;
+    lua_Integer n = 0;
+    while (d->headers_len && p < end) {
+        size_t nl = strlen(p);
+        const char *v = p + nl + 1;
+        if (v >= end)
+            break;
+        size_t vl = strlen(v);
+        if (nl == wl && memcmp(p, want, nl) == 0) {
+            lua_pushlstring(L, v, vl);
+            lua_rawseti(L, -2, ++n);
+        }
+        p = v + vl + 1;
+    }
+    return 1;
+}
+
 /* _http.details_version(d) → "1.0", "1.1" or "2" */
 static int l_details_version(lua_State *L)
 {
@@ -668,6 +693,7 @@ int luaopen_luafetch_http(lua_State *L)
         { "details_timings", l_details_timings },
         { "details_tls", l_details_tls },
         { "details_version", l_details_version },
+        { "details_values", l_details_values },
         { NULL, NULL },
     };
     luaL_newmetatable(L, DETAILS);

@@ -540,3 +540,15 @@ describe("sessions", function()
     assert.are.same({ ca = "1", cb = "2" }, decode(ok(s2:get("/cookies")).body).cookies)
   end)
 end)
+
+describe("Set-Cookie values as received", function()
+  it("a value holding ', x=' stays one cookie (the headers are not joined and split again)", function()
+    local raw = "HTTP/1.1 200 OK\r\nSet-Cookie: a=1, b=2; Path=/\r\nSet-Cookie: c=3; Path=/\r\n" ..
+                "Content-Length: 2\r\nConnection: close\r\n\r\nok"
+    local hex = raw:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)
+    local s = http.session{}
+    local res = assert(s:get(BASE .. "/raw?hex=" .. hex))
+    assert.are.equal(200, res.status)
+    assert.are.equal("a=1, b=2; c=3", s.cookies:get(BASE .. "/"))
+  end)
+end)
