@@ -11,7 +11,7 @@ LLHTTP_SRC := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
 DEPS_BUILD := build-essential pkg-config liblua5.4-dev lua5.4 libuv1-dev libmbedtls-dev zlib1g-dev \
-              node-llhttp lua-busted lua-cjson openssl python3 clang libclang-rt-14-dev libgumbo-dev \
+              node-llhttp lua-busted lua-cjson openssl python3 clang clang-rt libgumbo-dev \
               valgrind gdb iproute2 tinyproxy microsocks ca-certificates lua-argparse curl zsh \
               publicsuffix python3-httpbin gunicorn \
               libnghttp2-dev nghttp2-server nghttp2-client nginx-light nodejs h2o \
@@ -57,19 +57,13 @@ FAILMALLOC := $(BUILD)/torture/failmalloc.so
 all: deps $(BUILD)/luafetch
 
 # apt-get only what is missing; a quick no-op when everything is there.
+# apt-get only what is missing (tools/deps.sh: sudo when not root; clang-rt = the sanitizer runtime
+# of the clang installed); a quick no-op when everything is there.
 deps:
-	@missing=$$(for p in $(DEPS_BUILD); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@bash tools/deps.sh $(DEPS_BUILD)
 
 deps-bench: deps
-	@missing=$$(for p in $(DEPS_BENCH); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@bash tools/deps.sh $(DEPS_BENCH)
 
 $(BUILD)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
