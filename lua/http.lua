@@ -320,6 +320,9 @@ local function follow(req, res, location)
   return true
 end
 
+-- One hop on the wire: the core's request, or the tap lua/cassette.lua sets (record, replay).
+local send = C.request
+
 -- Runs the exchange hop by hop; each hop's own timings add up to the elapsed time,
 -- which bounds the hops that follow by the total timeout. `hop` (sessions, lua/session.lua) is
 -- called as hop(req) before each hop goes out and hop(req, res) when its answer is in.
@@ -340,7 +343,7 @@ local function exchange(req, max_redirects, proxy_option, hop)
     if hop then
       hop(req)
     end
-    local res, err, kind = C.request(req)
+    local res, err, kind = send(req)
     if not res then
       return nil, err, kind
     end
@@ -477,6 +480,13 @@ function M._send(opts, hop)
   return exchange(req, max_redirects, proxy, hop)
 end
 function M._is_option(name) return OPTIONS[name] ~= nil end
+
+-- For lua/cassette.lua: every hop goes through tap(req, raw) (nil restores the core's request);
+-- a response a tap builds itself takes the Response class from M._response.
+function M._set_tap(tap)
+  send = tap and function(req) return tap(req, C.request) end or C.request
+end
+function M._response(t) return setmetatable(t, Response) end
 
 ---Starts the embedded HTTP server (docs/server.md): http.serve{host=, port=, handler=, ...}
 M.serve = require("server").serve

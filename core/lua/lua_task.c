@@ -1,9 +1,11 @@
-/* lua_task.c — the `_task` bindings under lua/task.lua: spawn, join, cancel, sleep, now, suspend, wake.
+/* lua_task.c — the `_task` bindings under lua/task.lua: spawn, join, cancel, sleep, now (real or
+ * virtual clock), suspend, wake.
  * Handles are userdata boxes holding a task pointer; the task outlives its handle when running. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "host.h"
 #include "lua_bindings.h"
@@ -108,6 +110,119 @@ static void cancel_sleep(struct task *t)
     uv_timer_stop(t->timer);
 }
 
+/* The virtual clock (`--clock virtual`, cassette.use): task.now reads vc.now, and a sleep is an
+ * entry in vc.sleepers (sorted by deadline, then by arrival) instead of a libuv timer. The driver,
+ * a 0 ms timer alive while sleepers wait, moves vc.now to the first deadline and wakes its tasks
+ * whenever no task is ready and no request is in flight; while one is (a replay miss sent to the
+ * network), it looks again 1 ms later, so real I/O runs as usual. One host per process: static.
+ * The driver is malloc'd, and closed (freed in its close callback) once no sleeper is left. */
+struct sleeper {
+    double deadline;
+    struct task *task;
+};
+static struct {
+    int on;
+    double now;                 /* seconds, continuing the monotonic clock it started from */
+    struct sleeper *sleepers;   /* owned; grown by doubling */
+    size_t n, cap;
+    uv_timer_t *driver;
+} vc;
+
+static void free_driver(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_vtick(uv_timer_t *timer)
+{
+    struct host *h = timer->data;
+    if (h->ready_head || h->net.stats.in_flight > 0) {
+        uv_timer_start(timer, on_vtick, h->ready_head ? 0 : 1, 0);
+        return;
+    }
+    if (vc.n > 0) {
+        if (vc.sleepers[0].deadline > vc.now)
+            vc.now = vc.sleepers[0].deadline;
+        /* every sleeper due now, in order; one resumed may add sleepers (later ones) */
+        while (vc.n > 0 && vc.sleepers[0].deadline <= vc.now) {
+            struct task *t = vc.sleepers[0].task;
+            vc.n--;
+            memmove(vc.sleepers, vc.sleepers + 1, vc.n * sizeof *vc.sleepers);
+            task_resume(t, 0);
+        }
+    }
+    if (vc.n > 0) {
+        uv_timer_start(timer, on_vtick, 0, 0);
+    } else {
+        uv_close((uv_handle_t *)timer, free_driver);
+        vc.driver = NULL;
+    }
+}
+
+static void cancel_vsleep(struct task *t)
+{
+    for (size_t i = 0; i < vc.n; i++) {
+        if (vc.sleepers[i].task == t) {
+            vc.n--;
+            memmove(vc.sleepers + i, vc.sleepers + i + 1, (vc.n - i) * sizeof *vc.sleepers);
+            break;
+        }
+    }
+    if (vc.n == 0 && vc.driver) {
+        uv_close((uv_handle_t *)vc.driver, free_driver);
+        vc.driver = NULL;
+    }
+    if (vc.n == 0 && !vc.on) {
+        free(vc.sleepers);
+        vc.sleepers = NULL;
+        vc.cap = 0;
+    }
+}
+
+static int vsleep(lua_State *L, struct task *t, double s)
+{
+    struct host *h = host_of(L);
+    if (vc.n == vc.cap) {
+        size_t cap = vc.cap ? vc.cap * 2 : 16;
+        struct sleeper *grown = realloc(vc.sleepers, cap * sizeof *grown);
+        if (!grown)
+            return luaL_error(L, "out of memory");
+        vc.sleepers = grown;
+        vc.cap = cap;
+    }
+    if (!vc.driver) {
+        vc.driver = malloc(sizeof *vc.driver);
+        if (!vc.driver)
+            return luaL_error(L, "out of memory");
+        uv_timer_init(&h->loop, vc.driver);
+        vc.driver->data = h;
+        uv_timer_start(vc.driver, on_vtick, 0, 0);
+    }
+    double deadline = vc.now + s;
+    size_t i = vc.n;
+    while (i > 0 && vc.sleepers[i - 1].deadline > deadline)
+        i--;
+    memmove(vc.sleepers + i + 1, vc.sleepers + i, (vc.n - i) * sizeof *vc.sleepers);
+    vc.sleepers[i] = (struct sleeper){ deadline, t };
+    vc.n++;
+    return task_yield(L, t, cancel_vsleep, NULL);
+}
+
+/* _task.clock([mode]) → "real" or "virtual" (the mode before the call); mode switches it. Sleeps
+ * already waiting on the virtual clock still end on it. */
+static int l_clock(lua_State *L)
+{
+    static const char *const modes[] = { "real", "virtual", NULL };
+    lua_pushstring(L, vc.on ? "virtual" : "real");
+    if (!lua_isnoneornil(L, 1)) {
+        int on = luaL_checkoption(L, 1, NULL, modes);
+        if (on && !vc.on)
+            vc.now = (double)uv_hrtime() / 1e9;
+        vc.on = on;
+    }
+    return 1;
+}
+
 static int l_sleep(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
@@ -119,6 +234,8 @@ static int l_sleep(lua_State *L)
         task_wake(t, 0);
         return lua_yield(L, 0);
     }
+    if (vc.on)
+        return vsleep(L, t, s);
     if (!t->timer) {
         t->timer = malloc(sizeof *t->timer);
         if (!t->timer)
@@ -137,7 +254,7 @@ static int l_sleep(lua_State *L)
 
 static int l_now(lua_State *L)
 {
-    lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+    lua_pushnumber(L, vc.on ? vc.now : (double)uv_hrtime() / 1e9);
     return 1;
 }
 
@@ -220,7 +337,8 @@ int luaopen_luafetch_task(lua_State *L)
     static const luaL_Reg funcs[] = {
         { "spawn", l_spawn }, { "sleep", l_sleep }, { "now", l_now }, { "suspend", l_suspend },
         { "wake", l_wake }, { "current", l_current }, { "count", l_count },
-        { "on_signal", l_on_signal }, { "is_task_thread", l_is_task_thread }, { NULL, NULL },
+        { "on_signal", l_on_signal }, { "is_task_thread", l_is_task_thread }, { "clock", l_clock },
+        { NULL, NULL },
     };
     if (luaL_newmetatable(L, TASK_HANDLE)) {
         luaL_setfuncs(L, meta, 0);
