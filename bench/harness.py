@@ -29,6 +29,7 @@ BUILD = os.environ.get("BENCH_BUILD", os.path.join(ROOT, "build"))
 HTTP_PORT = int(os.environ.get("BENCH_HTTP_PORT", "0"))
 HTTPS_PORT = int(os.environ.get("BENCH_HTTPS_PORT", "0"))
 RESUME_PORT = int(os.environ.get("BENCH_RESUME_PORT", "0"))
+H2_PORT = int(os.environ.get("BENCH_H2_PORT", "0"))
 CERTS = os.environ.get("BENCH_CERTS", "")
 TMP = os.environ.get("BENCH_TMP") or tempfile.mkdtemp(prefix="luafetch-bench-docs.")
 NOFILE = int(os.environ.get("BENCH_NOFILE", "1024"))
@@ -41,11 +42,13 @@ WRITE_DOCS = os.environ.get("BENCH_NO_DOCS", "") != "1"
 CA = os.path.join(CERTS, "ca.pem")
 LUAFETCH = os.path.join(BUILD, "luafetch")
 CURL_MULTI = os.path.join(BUILD, "bench", "curl_multi")
+CURL_MULTI_H2 = os.path.join(BUILD, "bench", "curl_multi_h2")
 MAXRSS = os.path.join(BUILD, "bench", "maxrss")
 
 HTTP = f"http://127.0.0.1:{HTTP_PORT}"
 HTTPS = f"https://127.0.0.1:{HTTPS_PORT}"
 HTTPS_RESUME = f"https://127.0.0.1:{RESUME_PORT}"
+HTTPS_H2 = f"https://127.0.0.1:{H2_PORT}"
 
 
 def scaled(n, floor=10):
@@ -207,6 +210,13 @@ def make_programs():
             why = "lua-http on lua5.2 does not load: " + tail(r.stderr, 1)
     progs["lua-http"] = Program("lua-http", lambda w: [lua52, "bench/peers/luahttp_peer.lua"] + std_args(w), why,
                                 note="bench/peers/luahttp_peer.lua, lua-http 0.4 on cqueues, Lua 5.2")
+    progs["curl_multi_h2"] = Program(
+        "curl_multi_h2", lambda w: [CURL_MULTI_H2] + std_args(w),
+        None if os.access(CURL_MULTI_H2, os.X_OK) else "the libcurl h2 peer was not built (see above)",
+        note="bench/peers/curl_multi_h2.c, libcurl multi with CURLPIPE_MULTIPLEX over h2 (P6)")
+    h2load = shutil.which("h2load")
+    progs["h2load"] = Program("h2load", None, None if h2load else "h2load is not installed (Debian nghttp2-client)",
+                              note="h2load -c1 -m100: one connection, 100 streams (P6's practical limit)")
     wrk = shutil.which("wrk")
     progs["wrk"] = Program("wrk", None, None if wrk else "wrk is not installed",
                            note="wrk -t1 -c100 with a script that makes every path distinct")
@@ -233,9 +243,24 @@ def wrk_run(w, timeout):
     return res
 
 
+def h2load_run(w, timeout):
+    rc, wall, rss, out, err, to = run_process(
+        ["h2load", "-n", str(w["n"]), "-c", "1", "-m", str(w["conc"]), w["prefix"] + "1"], timeout)
+    m = re.search(r"finished in ([\d.]+)(ms|s), ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    elapsed = (float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)) if m else None
+    res = {"rate": float(m.group(3)) if m else None, "elapsed": elapsed, "n": w["n"], "wall": wall,
+           "rss_kb": rss, "ok": rc == 0 and m is not None and done is not None and int(done.group(1)) == w["n"]}
+    if not res["ok"]:
+        res["error"] = tail(err + out)
+    return res
+
+
 def run_program(prog, w):
     if prog.name == "wrk":
         return wrk_run(w, w["timeout"])
+    if prog.name == "h2load":
+        return h2load_run(w, w["timeout"])
     env = dict(os.environ, NODE_EXTRA_CA_CERTS=CA, LOG_LEVEL="WARN")
     rc, wall, rss, out, err, timed_out = run_process(prog.argv_of(w), w["timeout"], env)
     r = parse_result(out)
@@ -284,6 +309,10 @@ def workloads():
              base=HTTPS_RESUME, path="/json?i=", n=scaled(2000), conc=50, reuse=False, tls=True, timeout=180,
              programs=["luafetch", "curl_multi", "aiohttp", "node", "lua-http"],
              target="none (for information)"),
+        dict(id="P6", title="20k GETs over TLS with HTTP/2 (one connection, multiplexed), concurrency 100",
+             base=HTTPS_H2, path="/json?i=", n=scaled(20000), conc=100, reuse=True, tls=True, timeout=180,
+             programs=["luafetch", "curl_multi_h2", "h2load"],
+             target="≥ 1.5× libcurl multi (CURLPIPE_MULTIPLEX) and ≥ 50% of h2load's requests/s"),
     ]
     for w in ws:
         w["prefix"] = w["base"] + w["path"]
@@ -369,6 +398,8 @@ def judge(res):
         parts = [need(ratio("curl_multi"), 1.2, "vs libcurl")]
     elif wid == "P4":
         parts = [need(ratio("curl_multi"), 0.8, "vs libcurl")]
+    elif wid == "P6":
+        parts = [need(ratio("curl_multi_h2"), 1.5, "vs libcurl h2"), need(ratio("h2load"), 0.5, "vs h2load")]
     elif wid == "P3":
         el, rss = lf.get("elapsed"), lf.get("rss_mb")
         if el is None:
@@ -483,6 +514,44 @@ def callgrind():
     if "luafetch" in out and "curl_multi" in out:
         out["ratio"] = out["curl_multi"]["per_request"] / out["luafetch"]["per_request"]
         log(f"   libcurl executes {out['ratio']:.2f}× the instructions of luafetch per request")
+    return out
+
+
+def callgrind_p6():
+    """Instructions per request on P6 (h2 over TLS, concurrency 100), as callgrind() does for P1."""
+    log("\n== instructions per request on P6 (valgrind --tool=callgrind, user space only)")
+    if not shutil.which("valgrind"):
+        return {"skipped": "valgrind is not installed"}
+    n1, n2 = scaled(500, 200), scaled(2000, 400)
+    out = {"n1": n1, "n2": n2}
+    for name, argv in (("luafetch", [LUAFETCH, "run", "bench/luafetch_get.lua"]), ("curl_multi_h2", [CURL_MULTI_H2])):
+        if name == "curl_multi_h2" and not os.access(CURL_MULTI_H2, os.X_OK):
+            continue
+        irs = []
+        for n in (n1, n2):
+            cg = os.path.join(TMP, f"callgrind.p6.{name}.{n}")
+            rc, wall, rss, so, se, to = run_process(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}", "--dump-instr=no"] + argv +
+                [f"{HTTPS_H2}/json?i=", str(n), "100", "1", CA], 900, dict(os.environ, LOG_LEVEL="WARN"))
+            r = parse_result(so)
+            total = None
+            if os.path.exists(cg):
+                with open(cg) as f:
+                    for line in f:
+                        if line.startswith("summary:") or line.startswith("totals:"):
+                            total = int(line.split()[1])
+            if rc != 0 or not r or r.get("ok") != n or total is None:
+                log(f"   {name} N={n}: FAILED: exit {rc} " + tail(se, 2))
+                irs = None
+                break
+            irs.append(total)
+        if irs:
+            per = (irs[1] - irs[0]) / (n2 - n1)
+            out[name] = {"ir_n1": irs[0], "ir_n2": irs[1], "per_request": per, "per_request_raw": irs[1] / n2}
+            log(f"   {name:16s} {per:10.0f} instructions/request")
+    if "luafetch" in out and "curl_multi_h2" in out:
+        out["ratio"] = out["curl_multi_h2"]["per_request"] / out["luafetch"]["per_request"]
+        log(f"   libcurl (h2) executes {out['ratio']:.2f}× the instructions of luafetch per request")
     return out
 
 
@@ -601,6 +670,17 @@ def write_docs(report, png_ok):
         if "ratio" in cg:
             L.append(f"\nlibcurl executes {cg['ratio']:.2f}× luafetch's instructions per request.")
         L.append("")
+    cg6 = report.get("callgrind_p6") or {}
+    if "luafetch" in cg6:
+        L.append("## Instructions per request (P6, HTTP/2, callgrind)\n")
+        L.append("The same measure on P6 (h2 over TLS, one connection, concurrency 100); TLS work included.\n")
+        L.append("| program | instructions/request |")
+        L.append("|---|---:|")
+        for name in ("luafetch", "curl_multi_h2"):
+            if name in cg6:
+                L.append(f"| {name} | {cg6[name]['per_request']:,.0f} |")
+        if "ratio" in cg6:
+            L.append(f"\nlibcurl (h2) executes {cg6['ratio']:.2f}× luafetch's instructions per request.\n")
     p5 = next((r for r in report["workloads"] if r["workload"]["id"] == "P5"), None)
     if p5:
         L.append("## P5: streaming through the fetcher\n")
@@ -758,11 +838,15 @@ def main():
     if not ONLY or "P5" in ONLY:
         results.append(run_p5())
     cg = callgrind() if not ONLY or "CG" in ONLY or "P1" in ONLY else None
+    cg6 = callgrind_p6() if H2_PORT and (not ONLY or "CG" in ONLY or "P6" in ONLY) else None
     print_table([r for r in results if r["workload"]["id"] != "P5"])
     p5 = next((r for r in results if r["workload"]["id"] == "P5"), None)
     if p5 and not p5.get("skipped"):
         log(f"P5   target {p5['workload']['target']}: "
             f"{'HOLDS' if p5.get('holds') else 'MISSES'} — {p5.get('verdict') or p5.get('error')}")
+    if cg6 and "ratio" in cg6:
+        log(f"CG6  instructions/request on P6: luafetch {cg6['luafetch']['per_request']:.0f}, "
+            f"libcurl h2 {cg6['curl_multi_h2']['per_request']:.0f} (libcurl ÷ luafetch = {cg6['ratio']:.2f})")
     if cg and "ratio" in cg:
         log(f"CG   instructions/request on P1: luafetch {cg['luafetch']['per_request']:.0f}, "
             f"libcurl {cg['curl_multi']['per_request']:.0f} (libcurl ÷ luafetch = {cg['ratio']:.2f})")
@@ -773,7 +857,7 @@ def main():
               "tls_protocols": os.environ.get("BENCH_TLS_PROTOCOLS", "TLSv1.2"), "body_bytes": len(body),
               "machine": machine(),
               "programs": {p.name: (p.note if not p.why_not else "unavailable: " + p.why_not) for p in progs.values()},
-              "workloads": results, "callgrind": cg}
+              "workloads": results, "callgrind": cg, "callgrind_p6": cg6}
     resdir = os.path.join(ROOT, "bench", "results")
     os.makedirs(resdir, exist_ok=True)
     names = [now.strftime("%Y%m%d-%H%M%S") + ".json"]

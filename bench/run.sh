@@ -51,9 +51,9 @@ if [ "$nofile" -lt 10100 ]; then
 fi
 
 # Ports: ask the kernel for free ones (bind port 0), then hand them to nginx.
-read -r http_port https_port resume_port < <(python3 - <<'EOF'
+read -r http_port https_port resume_port h2_port < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -115,6 +115,13 @@ EOF
         ssl_session_tickets on;
         location = /json { return 200 '$body'; }
     }
+    server {                   # the same over HTTP/2 (P6): ALPN h2
+        listen 127.0.0.1:$h2_port ssl http2 backlog=4096;
+        ssl_certificate $certs/good.pem;
+        ssl_certificate_key $certs/good.key;
+        ssl_protocols ${BENCH_TLS_PROTOCOLS:-TLSv1.2};
+        location = /json { return 200 '$body'; }
+    }
 }
 EOF
 } > "$tmp/nginx/nginx.conf"
@@ -122,7 +129,7 @@ EOF
 nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" &
 nginx_pid=$!
 
-python3 - "$http_port" "$https_port" "$resume_port" <<'EOF' || { echo "bench: nginx did not start:" >&2; cat "$tmp/nginx/error.log" >&2; exit 1; }
+python3 - "$http_port" "$https_port" "$resume_port" "$h2_port" <<'EOF' || { echo "bench: nginx did not start:" >&2; cat "$tmp/nginx/error.log" >&2; exit 1; }
 import socket, sys, time
 deadline = time.monotonic() + 10
 for port in map(int, sys.argv[1:]):
@@ -136,7 +143,7 @@ for port in map(int, sys.argv[1:]):
             time.sleep(0.05)
 EOF
 kill -0 "$nginx_pid" 2>/dev/null || { echo "bench: nginx exited:" >&2; cat "$tmp/nginx/error.log" >&2; exit 1; }
-echo "bench: nginx $(nginx -v 2>&1 | sed 's|.*/||') (pid $nginx_pid) on 127.0.0.1:$http_port (http), :$https_port (https), :$resume_port (https with resumption)"
+echo "bench: nginx $(nginx -v 2>&1 | sed 's|.*/||') (pid $nginx_pid) on 127.0.0.1:$http_port (http), :$https_port (https), :$resume_port (https with resumption), :$h2_port (https, h2)"
 
 # The libcurl peer, built here so a fresh machine needs nothing but the Debian packages.
 curl_bin="$build/bench/curl_multi"
@@ -148,12 +155,22 @@ if [ ! -x "$curl_bin" ] || [ bench/peers/curl_multi.c -nt "$curl_bin" ]; then
     fi
 fi
 
+# The libcurl peer of P6 (HTTP/2, CURLPIPE_MULTIPLEX).
+curl_h2_bin="$build/bench/curl_multi_h2"
+if [ ! -x "$curl_h2_bin" ] || [ bench/peers/curl_multi_h2.c -nt "$curl_h2_bin" ]; then
+    if ! cc -O2 -Wall -o "$curl_h2_bin" bench/peers/curl_multi_h2.c -lcurl 2>"$tmp/curl_h2_build.log"; then
+        echo "bench: could not build the libcurl h2 peer:" >&2
+        cat "$tmp/curl_h2_build.log" >&2
+        rm -f "$curl_h2_bin"
+    fi
+fi
+
 # Peak RSS of each run, measured from a small parent (see bench/maxrss.c).
 if [ ! -x "$build/bench/maxrss" ] || [ bench/maxrss.c -nt "$build/bench/maxrss" ]; then
     cc -O2 -Wall -o "$build/bench/maxrss" bench/maxrss.c || { echo "bench: could not build bench/maxrss.c" >&2; exit 1; }
 fi
 
-export BENCH_BUILD="$build" BENCH_HTTP_PORT="$http_port" BENCH_HTTPS_PORT="$https_port" BENCH_RESUME_PORT="$resume_port" \
+export BENCH_BUILD="$build" BENCH_HTTP_PORT="$http_port" BENCH_HTTPS_PORT="$https_port" BENCH_RESUME_PORT="$resume_port" BENCH_H2_PORT="$h2_port" \
        BENCH_CERTS="$certs" BENCH_TMP="$tmp" BENCH_NOFILE="$nofile" \
        BENCH_ECHO=$([ -f "$echo_mod" ] && echo 1 || echo 0) BENCH_NGINX_PID="$nginx_pid"
 python3 bench/harness.py &
