@@ -18,7 +18,7 @@ M.logger = nil
 --- The wall clock cron reads (seconds since the epoch, local-time conversions by os.date).
 --- Tests may replace it with a function returning a float.
 ---@type fun(): number
-M.wall_clock = os.time
+M.wall_clock = function() return os.time() end -- read at each call: a virtual clock (cassette) replaces os.time
 
 local jobs = {}        ---@type Job[]  live jobs in creation order
 local inflight = {}    ---@type table<userdata, Job>  run task -> its job

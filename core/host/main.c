@@ -17,12 +17,20 @@
 #endif
 
 static const char usage[] =
-    "usage: luafetch run SCRIPT [ARG...]     run a workflow script (a path, or the name of an\n"
+    "usage: luafetch run [RUN OPTIONS] SCRIPT [ARG...]\n"
+    "                                        run a workflow script (a path, or the name of an\n"
     "                                        installed one: luafetch run monitor --help)\n"
     "       luafetch get [options] URL...    a small curl: luafetch get --help\n"
     "       luafetch test [busted options] [PATHS]\n"
     "       luafetch -e CODE                 run a chunk\n"
     "       luafetch --version | --help\n"
+    "run options (docs/record-replay.md):\n"
+    "  --record FILE.har        write every HTTP exchange (each redirect hop) as HAR 1.2\n"
+    "  --record-secrets         keep Authorization/Cookie/Set-Cookie values (default: redacted)\n"
+    "  --record-body-max BYTES  body bytes kept per entry (default 1048576)\n"
+    "  --replay FILE.har        answer requests from the HAR, without the network\n"
+    "  --replay-miss error|network  a request with no entry fails (kind \"replay\") or goes out\n"
+    "  --clock virtual|real     virtual: sleeps, timeouts and schedules jump ahead when all wait\n"
     "see luafetch(1)\n";
 
 static int is_file(const char *path)
@@ -113,6 +121,86 @@ static int load_module_main(lua_State *L, const char *module)
     char code[256];
     snprintf(code, sizeof code, "return require(%s).main(arg)", module);
     return luaL_loadbuffer(L, code, strlen(code), "=luafetch");
+}
+
+/* `run` options for lua/cassette.lua (record, replay, clock), taken off argv by take_run_options. */
+static const char *const run_options[] = { "--record", "--record-body-max", "--replay",
+                                           "--replay-miss", "--clock", NULL };
+
+/* Moves the run options before SCRIPT into a Lua table (kept on the host's stack by the caller
+ * through start_cassette); returns the new argc, argv compacted in place. -1 on a missing value. */
+static int take_run_options(int argc, char **argv, const char **vals, int *secrets)
+{
+    int i = 2;
+    while (i < argc && !strncmp(argv[i], "--", 2)) {
+        if (!strcmp(argv[i], "--record-secrets")) {
+            *secrets = 1;
+            i++;
+            continue;
+        }
+        int k = 0;
+        while (run_options[k] && strcmp(run_options[k], argv[i]))
+            k++;
+        if (!run_options[k])
+            break;
+        if (i + 1 >= argc)
+            return -1;
+        vals[k] = argv[i + 1];
+        i += 2;
+    }
+    int n = 2;
+    for (int j = i; j < argc; j++)
+        argv[n++] = argv[j];
+    return n;
+}
+
+struct cassette_opts {
+    const char *vals[5];
+    int secrets;
+};
+
+/* Protected: require("cassette")._cli{...} when any run option was given; its error is raised as
+ * a string (the caller exits 2). */
+static int start_cassette(lua_State *L)
+{
+    struct cassette_opts *co = lua_touserdata(L, 1);
+    static const char *const keys[] = { "record", "record_body_max", "replay", "replay_miss", "clock" };
+    int any = co->secrets;
+    for (int k = 0; k < 5; k++)
+        any |= co->vals[k] != NULL;
+    if (!any)
+        return 0;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cassette");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "_cli");
+    lua_createtable(L, 0, 6);
+    for (int k = 0; k < 5; k++) {
+        if (co->vals[k]) {
+            lua_pushstring(L, co->vals[k]);
+            lua_setfield(L, -2, keys[k]);
+        }
+    }
+    lua_pushboolean(L, co->secrets);
+    lua_setfield(L, -2, "record_secrets");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        if (lua_istable(L, -1))
+            lua_getfield(L, -1, "message");
+        return lua_error(L);
+    }
+    return 0;
+}
+
+/* Protected: closes a recording at exit (the file is valid at every step already). */
+static int finish_cassette(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    if (lua_getfield(L, -1, "cassette") == LUA_TTABLE) {
+        lua_getfield(L, -1, "_finish");
+        lua_call(L, 0, 0);
+    }
+    return 0;
 }
 
 /* What the command line asks for; start_main fills handle_ref. */
@@ -218,6 +306,20 @@ int main(int argc, char **argv)
         host_close(&host);
         return LUAFETCH_EXIT_USAGE;
     }
+    struct cassette_opts co = { { NULL }, 0 };
+    if (!strcmp(cmd, "run")) {
+        argc = take_run_options(argc, argv, co.vals, &co.secrets);
+        if (argc < 3) {
+            fputs(argc < 0 ? "luafetch: run: an option is missing its value\n" : usage, stderr);
+            host_close(&host);
+            return LUAFETCH_EXIT_USAGE;
+        }
+        if (host_pcall(&host, start_cassette, &co, NULL) != LUA_OK) {
+            fprintf(stderr, "luafetch: %s\n", host.error);
+            host_close(&host);
+            return LUAFETCH_EXIT_USAGE;
+        }
+    }
     struct start st = { cmd, argc, argv, LUA_NOREF };
     if (host_pcall(&host, start_main, &st, NULL) != LUA_OK) {
         fprintf(stderr, "luafetch: %s\n", host.error);
@@ -225,6 +327,8 @@ int main(int argc, char **argv)
         return LUAFETCH_EXIT_ERROR;
     }
     host_run(&host);
+    if (host_pcall(&host, finish_cassette, NULL, NULL) != LUA_OK)
+        fprintf(stderr, "luafetch: %s\n", host.error);
     if (host_pcall(&host, take_main_result, &st.handle_ref, NULL) != LUA_OK) {
         fprintf(stderr, "luafetch: %s\n", host.error);
         if (host.exit_code < LUAFETCH_EXIT_ERROR)
