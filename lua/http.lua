@@ -37,7 +37,11 @@ Response.__index = function(res, k)
   end
   local build = LAZY[k]
   if build then
-    local v = build(rawget(res, "_details"))
+    local details = rawget(res, "_details")
+    if not details then
+      return nil -- a response built in Lua (lua/cassette.lua's replay) sets its fields itself
+    end
+    local v = build(details)
     rawset(res, k, v)
     return v
   end

@@ -151,6 +151,8 @@ static void on_vtick(uv_timer_t *timer)
             task_resume(t, 0);
         }
     }
+    if (vc.driver != timer)
+        return; /* closed by a cancel while tasks ran (and perhaps replaced by a new sleep) */
     if (vc.n > 0) {
         uv_timer_start(timer, on_vtick, 0, 0);
     } else {

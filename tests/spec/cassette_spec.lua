@@ -418,4 +418,62 @@ describe("cassette", function()
       os.remove(slow); os.remove(out); os.remove(pidfile)
     end)
   end)
+  describe("scripts/monitor.lua replayed", function()
+    local mock, file, har
+    setup(function()
+      mock = child.start_mock()
+      file = tmp(("return { base_url = %q, targets = { %s } }"):format(mock.url, [[
+        { name = "health", url = "/health", body_match = '"status":"ok"', max_latency = 2 },
+        { name = "status", url = "/status/503", expect_status = 200 },
+        { name = "latency", url = "/slow?delay=0.3", max_latency = 0.1 },
+      ]]))
+      har = tmp()
+    end)
+    teardown(function()
+      if mock then child.stop_mock(mock) end
+      os.remove(file)
+      os.remove(har)
+    end)
+
+    -- luafetch run OPTIONS monitor.lua ARGS from the repository root: stdout, code, seconds
+    local function monitor(opts, args)
+      local t0 = task.now()
+      local f = assert(io.popen(("cd %s && timeout 60 %s run %s scripts/monitor.lua %s 2>&1 </dev/null")
+        :format(q(ROOT), q(BIN), opts, args)))
+      local out = f:read("a")
+      local _, _, code = f:close()
+      return out, code, task.now() - t0
+    end
+
+    local function states(out)
+      local list = {}
+      for state, name in out:gmatch("\n(%u+)%s+(%S+)") do list[#list + 1] = state .. " " .. name end
+      return table.concat(list, ",")
+    end
+
+    it("replays a recorded --once run with the mock stopped: the same states, alerts and exit status", function()
+      local live, code = monitor("--record " .. q(har), q(file) .. " --once")
+      assert.equal(1, code, live)
+      child.stop_mock(mock)
+      mock = nil
+      local out, code2 = monitor("--replay " .. q(har), q(file) .. " --once")
+      assert.equal(1, code2, out)
+      assert.equal(states(live), states(out))
+      assert.matches("DOWN  latency .-took %d+ ms, more than 100 ms", out)
+      assert.matches("ALERT status is DOWN", out, 1, true)
+      assert.matches("round 1: 1 up, 2 down", out, 1, true)
+    end)
+
+    it("runs 24 h of 30 s rounds on the virtual clock in under 2 s", function()
+      local out, code, took = monitor("--replay " .. q(har) .. " --clock virtual",
+        q(file) .. " --interval 30s --for 24h")
+      assert.equal(0, code, out:sub(-2000))
+      local rounds = 0
+      for _ in out:gmatch("round %d+:") do rounds = rounds + 1 end
+      assert.is_true(rounds >= 2880 and rounds <= 2881, "rounds: " .. rounds)
+      local _, alerts = out:gsub("ALERT", "")
+      assert.equal(2, alerts) -- the first round's DOWN targets, then no change all day
+      assert.is_true(took < 2, ("took %.2f s"):format(took))
+    end)
+  end)
 end)
