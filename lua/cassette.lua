@@ -287,7 +287,7 @@ end
 -- Loads and indexes a HAR; raises {exit_code = 2} naming what is wrong.
 local function load_har(path)
   local f, err = io.open(path, "rb")
-  if not f then fail_start("replay: cannot open " .. path .. ": " .. tostring(err)) end
+  if not f then fail_start("replay: cannot open " .. tostring(err)) end
   local text = f:read("a")
   f:close()
   local ok, har = pcall(require("cjson.safe").decode, text)

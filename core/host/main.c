@@ -17,14 +17,13 @@
 #endif
 
 static const char usage[] =
-    "usage: luafetch run [RUN OPTIONS] SCRIPT [ARG...]\n"
-    "                                        run a workflow script (a path, or the name of an\n"
+    "usage: luafetch run SCRIPT [ARG...]     run a workflow script (a path, or the name of an\n"
     "                                        installed one: luafetch run monitor --help)\n"
     "       luafetch get [options] URL...    a small curl: luafetch get --help\n"
     "       luafetch test [busted options] [PATHS]\n"
     "       luafetch -e CODE                 run a chunk\n"
     "       luafetch --version | --help\n"
-    "run options (docs/record-replay.md):\n"
+    "run options, before SCRIPT (docs/record-replay.md):\n"
     "  --record FILE.har        write every HTTP exchange (each redirect hop) as HAR 1.2\n"
     "  --record-secrets         keep Authorization/Cookie/Set-Cookie values (default: redacted)\n"
     "  --record-body-max BYTES  body bytes kept per entry (default 1048576)\n"
