@@ -37,6 +37,8 @@ end
 ---@field random fun(): number
 local Policy = {}
 Policy.__index = Policy
+--- The class of every policy (its methods), for callers that check which ones an object keeps.
+M.Policy = Policy
 
 ---@class RetryOptions
 ---@field max_retries? integer      default 3
@@ -178,6 +180,27 @@ function Policy:delay(attempt, res)
   return math.min(jittered, self.max_backoff), "backoff"
 end
 
+--- What follows attempt `attempt`, which ended with `res, err, kind`: the seconds to wait before
+--- the next attempt, or nil to stop (a success or an outcome not worth retrying, a method that
+--- is not idempotent, the budget spent, or a pause that would end at or past `deadline`). One
+--- call per attempt, no closure: the loop that `run` is, for callers that keep their own state.
+---@param attempt integer  1 for the first attempt
+---@param res any
+---@param err any
+---@param kind string|nil
+---@param method? string   the request method (nil counts as GET)
+---@param deadline? number absolute time on the policy clock
+---@return number|nil wait
+function Policy:after(attempt, res, err, kind, method, deadline)
+  if attempt > self.max_retries or not self:retryable(res, err, kind)
+      or not self:idempotent(method) then
+    return nil
+  end
+  local wait = self:delay(attempt, res)
+  if deadline and self.now() + wait >= deadline then return nil end
+  return wait
+end
+
 ---@class RetryRunOptions
 ---@field method? string     the request method; non-idempotent ones are never retried
 ---@field deadline? number   absolute time on the policy clock after which no attempt starts
@@ -194,19 +217,12 @@ end
 ---@return integer attempts
 function Policy:run(fn, opts)
   opts = opts or {}
-  local may_retry = self:idempotent(opts.method)
   local attempt = 0
   while true do
     attempt = attempt + 1
     local res, err, kind = fn(attempt)
-    if not may_retry or attempt > self.max_retries
-        or not self:retryable(res, err, kind) then
-      return res, err, kind, attempt
-    end
-    local wait = self:delay(attempt, res)
-    if opts.deadline and self.now() + wait >= opts.deadline then
-      return res, err, kind, attempt
-    end
+    local wait = self:after(attempt, res, err, kind, opts.method, opts.deadline)
+    if not wait then return res, err, kind, attempt end
     if opts.on_retry then opts.on_retry(attempt, wait, res, err, kind) end
     if wait > 0 then self.sleep(wait) end
   end

@@ -469,6 +469,150 @@ describe("fetcher streaming (each)", function()
   end)
 end)
 
+describe("fetcher sources (the each source interface)", function()
+  it("runs the documented io.lines example to the end of the file", function()
+    -- docs/fetcher.md, "Streaming a million URLs", with the file names of this test. More workers
+    -- than lines: every idle worker asks the source again after it ran dry, and an io.lines
+    -- iterator raises "file is already closed" when called after the end of its file.
+    local urls_txt, out_jsonl = os.tmpname(), os.tmpname()
+    local file = assert(io.open(urls_txt, "w"))
+    for k = 1, 30 do file:write(BASE, "/bytes/", k, "\n") end
+    file:write(BASE, "/status/404\n")
+    file:close()
+    local failures = {}
+    local sink = require("plugins.jsonl").new{ path = out_jsonl }
+    local f = fetcher.new{ max_concurrent = 200, keep_body = false, plugins = { sink } }
+    local stats = f:each(io.lines(urls_txt), function(url, result)
+      if not result.success then failures[#failures + 1] = url .. " " .. result.error end
+    end)
+    sink.close()
+    assert.are.equal(31, stats.count)
+    assert.are.equal(30, stats.succeeded)
+    assert.are.same({ BASE .. "/status/404 HTTP 404 Not Found" }, failures)
+    local lines = 0
+    for _ in io.lines(out_jsonl) do lines = lines + 1 end
+    assert.are.equal(31, lines)
+    os.remove(urls_txt)
+    os.remove(out_jsonl)
+  end)
+
+  it("never calls a source again once it returned nil", function()
+    local calls, after_end = 0, 0
+    local i = 0
+    local function source()
+      calls = calls + 1
+      if i < 0 then after_end = after_end + 1; return nil end
+      i = i + 1
+      if i > 5 then i = -1; return nil end
+      return BASE .. "/bytes/" .. i
+    end
+    local stats = quick{ max_concurrent = 8 }:each(source)
+    assert.are.equal(5, stats.count)
+    assert.are.equal(6, calls)
+    assert.are.equal(0, after_end)
+  end)
+
+  it("takes entries from an object with a next method, and hands on what it gave", function()
+    local queue = { items = { BASE .. "/bytes/3", { url = BASE .. "/echo", method = "post", body = "x",
+                                                    key = "posted" } },
+                    taken = 0, called_after_end = false }
+    function queue:next()
+      if self.taken >= #self.items then
+        if self.ended then self.called_after_end = true end
+        self.ended = true
+        return nil
+      end
+      self.taken = self.taken + 1
+      return self.items[self.taken]
+    end
+    local got = {}
+    local stats = quick{ max_concurrent = 4 }:each(queue, function(key, result, index, item)
+      got[index] = { key = key, item = item, status = result.status_code, method = result.method }
+    end)
+    assert.are.equal(2, stats.count)
+    assert.is_false(queue.called_after_end)
+    assert.are.same({ key = BASE .. "/bytes/3", item = queue.items[1], status = 200, method = "GET" }, got[1])
+    assert.are.equal("posted", got[2].key)
+    assert.are.equal(queue.items[2], got[2].item) -- the table the source gave, not a copy
+    assert.are.equal("POST", got[2].method)
+  end)
+
+  it("refuses a source that is none of the three", function()
+    local ok, err = pcall(quick().each, quick(), 42)
+    assert.is_false(ok)
+    assert.matches("each expects an iterator function, an object with a next method, or an array", err, 1, true)
+  end)
+end)
+
+describe("fetcher results", function()
+  it("builds headers when first read and decodes JSON bodies", function()
+    local results = quick():fetch_urls{ BASE .. "/json" }
+    local r = results[BASE .. "/json"]
+    assert.are.equal("application/json", r.headers["content-type"]:match("^[^;]+"))
+    assert.are.equal(r.headers, r.headers) -- built once
+    assert.are.equal(42, r:json().n)
+    local bare = quick{ keep_body = false }:fetch(BASE .. "/json")
+    assert.is_nil(bare.body)
+    assert.is_nil((bare:json()))
+    assert.is_table(bare.headers)
+  end)
+
+  it("shares the response's headers when a hook built them already", function()
+    local seen
+    local f = quick{ plugins = { { on_response = function(_, res) seen = res.headers end } } }
+    local r = f:fetch(BASE .. "/json")
+    assert.are.equal(seen, r.headers)
+  end)
+end)
+
+describe("fetcher thresholds", function()
+  it("names the thresholds a run failed in its stats", function()
+    local f = quick{ max_retries = 0, thresholds = { p95 = "<30", success_rate = ">0.99" } }
+    local _, stats = f:fetch_urls{ BASE .. "/json", BASE .. "/bytes/5", BASE .. "/status/500" }
+    assert.is_false(stats.thresholds_ok)
+    assert.are.same({ "success_rate>0.99" }, stats.failed_thresholds)
+    assert.are.equal(2, #stats.thresholds)
+    assert.are.equal("p95<30", stats.thresholds[1].name)
+    assert.is_true(stats.thresholds[1].ok)
+    assert.are.equal(2 / 3, stats.thresholds[2].value)
+  end)
+
+  it("passes when every threshold holds, in each too", function()
+    local f = quick{ thresholds = { "success_rate>=1", "count==3" } }
+    local stats = f:each({ BASE .. "/bytes/1", BASE .. "/bytes/2", BASE .. "/bytes/3" })
+    assert.is_true(stats.thresholds_ok)
+    assert.are.same({}, stats.failed_thresholds)
+    -- every run starts afresh
+    stats = f:each({ BASE .. "/bytes/1" })
+    assert.are.same({ "count==3" }, stats.failed_thresholds)
+  end)
+
+  it("logs failed thresholds and lets a script exit 1 on them", function()
+    local script = os.tmpname()
+    local file = assert(io.open(script, "w"))
+    file:write([[
+local fetcher = require "fetcher"
+local f = fetcher.new{ max_retries = 0, thresholds = { success_rate = ">0.99" } }
+local _, stats = f:fetch_urls{ arg[1] .. "/json", arg[1] .. "/status/503" }
+if not stats.thresholds_ok then return 1 end
+]])
+    file:close()
+    local p = io.popen(BIN .. " run " .. script .. " " .. BASE .. " 2>&1")
+    local out = p:read("a")
+    local _, how, code = p:close()
+    os.remove(script)
+    assert.are.equal("exit", how)
+    assert.are.equal(1, code)
+    assert.matches("threshold success_rate>0.99: FAILED (success_rate = 0.5)", out, 1, true)
+  end)
+
+  it("refuses a bad threshold at fetcher.new", function()
+    local ok, err = pcall(fetcher.new, { thresholds = { p95 = "fast" } })
+    assert.is_false(ok)
+    assert.matches("fetcher: bad threshold", err, 1, true)
+  end)
+end)
+
 describe("fetcher environment defaults", function()
   local function env(map) return function(name) return map[name] end end
 

@@ -1,0 +1,410 @@
+-- fetcher_runner.lua — the fetcher's work: one entry's attempts under the retry policy (host slot,
+-- breaker, hooks, the request, its result), and the pool of worker tasks that takes entries in order.
+-- A request with no plugin hook, no breaker, no per-host limit and no deadline pays for none of
+-- them: a URL string goes out as http.get(url, options) with options shared by every such request.
+
+local http = require "http"
+local task = require "task"
+local retry = require "plugins.retry"
+local config = require "fetcher_config"
+local hooks = require "fetcher_hooks"
+local hosts = require "fetcher_hosts"
+local results = require "fetcher_results"
+local stats = require "fetcher_stats"
+
+local M = {}
+
+local now = task.now
+local http_get, http_request = http.get, http.request
+local call = hooks.call
+local HTTP_FIELDS = config.HTTP_FIELDS
+
+---------------------------------------------------------------------------
+-- Request options
+---------------------------------------------------------------------------
+
+--- The http options every URL string with this timeout is sent with when no hook sees the
+--- request: built once per fetcher and timeout, then shared (http never changes its options).
+---@param f Fetcher
+---@param timeout number|table
+---@return table
+local function shared_options(f, timeout)
+  local opts = f.shared_options[timeout]
+  if not opts then
+    opts = {}
+    for k, v in pairs(f.request_defaults) do opts[k] = v end
+    opts.headers = f.headers
+    opts.timeout = timeout
+    f.shared_options[timeout] = opts
+  end
+  return opts
+end
+
+--- The attempt's timeout, shortened to what is left before the deadline.
+---@param timeout number|table
+---@param deadline_at number
+---@return number|table|nil timeout  nil when the deadline has passed
+local function bounded_timeout(timeout, deadline_at)
+  local left = deadline_at - now()
+  if left <= 0 then return nil end
+  if type(timeout) == "number" then return math.min(timeout, left) end
+  local copy = {}
+  for k, v in pairs(timeout) do copy[k] = v end
+  copy.total = math.min(copy.total or left, left)
+  return copy
+end
+
+--- The request of one attempt as hooks see it: the fetcher's request options, the entry's
+--- fields, merged headers (a fresh table a hook may change), timeout, attempt and index.
+---@param f Fetcher
+---@param entry string|table
+---@param attempt integer
+---@param index integer
+---@param timeout number|table
+---@return table
+local function request_of(f, entry, attempt, index, timeout)
+  local req = {}
+  for k, v in pairs(f.request_defaults) do req[k] = v end
+  if type(entry) == "string" then
+    req.url, req.method, req.key = entry, "GET", entry
+  else
+    for k, v in pairs(entry) do req[k] = v end
+  end
+  req.host = hosts.host_of(entry)
+  local own = type(entry) == "table" and entry.headers or nil
+  if f.headers or own then
+    local headers = {}
+    for k, v in pairs(f.headers or {}) do headers[k] = v end
+    for k, v in pairs(own or {}) do headers[k] = v end
+    req.headers = headers
+  end
+  req.timeout = timeout
+  req.attempt = attempt
+  req.index = index
+  return req
+end
+
+--- The options of `http.request` for a request table (hooks saw it) or an entry table.
+---@param f Fetcher|nil  with an entry table: the fetcher whose defaults and headers apply
+---@param source table   the request (all fields final) or the entry
+---@param timeout number|table|nil  with an entry table: the attempt's timeout
+---@return table
+local function http_options(f, source, timeout)
+  local opts = {}
+  if f then
+    for k, v in pairs(f.request_defaults) do opts[k] = v end
+  end
+  for i = 1, #HTTP_FIELDS do
+    local field = HTTP_FIELDS[i]
+    local v = source[field]
+    if v ~= nil then opts[field] = v end
+  end
+  if f then
+    opts.timeout = timeout
+    if f.headers then
+      local headers = {}
+      for k, v in pairs(f.headers) do headers[k] = v end
+      for k, v in pairs(source.headers or {}) do headers[k] = v end
+      opts.headers = headers
+    end
+  end
+  return opts
+end
+
+---------------------------------------------------------------------------
+-- One attempt, one entry
+---------------------------------------------------------------------------
+
+--- One try of one entry: host slot, breaker, hooks, the request.
+---@param f Fetcher
+---@param run FetchRun
+---@param entry string|table
+---@param index integer
+---@param n integer        the attempt, from 1
+---@param deadline_at number|nil
+---@param permit HostPermit|nil  a host slot taken at dispatch (first attempt)
+---@return Response|nil res
+---@return string|nil err
+---@return string|nil kind
+local function attempt(f, run, entry, index, n, deadline_at, permit)
+  local max_per_host = f.max_per_host
+  if max_per_host and not permit then
+    permit = hosts.permit(f.host_slots, max_per_host, hosts.host_of(entry))
+  end
+  local _ <close> = permit -- handed back also when the task is canceled during the request
+  local etable = type(entry) == "table" and entry or nil
+  local url = etable and etable.url or entry
+  local timeout = etable and etable.timeout
+  if timeout == nil then
+    local rules = f.timeout_rules
+    timeout = rules[1] and config.timeout_for(rules, url, f.timeout) or f.timeout
+  end
+  if deadline_at then timeout = bounded_timeout(timeout, deadline_at) end
+  local by_hook = run.hooks
+  local req
+  if run.sees_requests then req = request_of(f, entry, n, index, timeout or 0) end
+  if not timeout then
+    local err = "deadline exceeded"
+    if by_hook.on_error then call(by_hook.on_error, run, run.log, "on_error", req, err, "timeout") end
+    return nil, err, "timeout"
+  end
+  local b, guard = f.breaker, nil
+  if b then
+    local refused
+    refused, guard = hosts.gate(b, hosts.host_of(entry))
+    if refused then
+      run.rejected = run.rejected + 1
+      if by_hook.on_error then
+        call(by_hook.on_error, run, run.log, "on_error", req, refused, "circuit_open")
+      end
+      return nil, refused, "circuit_open"
+    end
+  end
+  local pending <close> = guard -- gives the breaker slot back if the task is canceled
+  local res, err, kind
+  if req then
+    if by_hook.on_request then call(by_hook.on_request, run, run.log, "on_request", req) end
+    run.attempts = run.attempts + 1
+    res, err, kind = http_request(http_options(nil, req))
+  elseif etable then
+    run.attempts = run.attempts + 1
+    res, err, kind = http_request(http_options(f, etable, timeout))
+  elseif deadline_at then
+    run.attempts = run.attempts + 1
+    local opts = {}
+    for k, v in pairs(shared_options(f, f.timeout)) do opts[k] = v end
+    opts.timeout = timeout
+    res, err, kind = http_get(url, opts)
+  else
+    run.attempts = run.attempts + 1
+    res, err, kind = http_get(url, shared_options(f, timeout))
+  end
+  if guard then
+    guard.done = true
+    b:record_result(hosts.host_of(entry), res, err, kind)
+  end
+  if permit then permit:release() end
+  if res then
+    if by_hook.on_response then call(by_hook.on_response, run, run.log, "on_response", req, res) end
+  elseif by_hook.on_error then
+    call(by_hook.on_error, run, run.log, "on_error", req, err, kind)
+  end
+  return res, err, kind
+end
+
+--- Count a finished entry, log a failure (DEBUG), call the on_result hooks.
+---@param run FetchRun
+---@param key string
+---@param result FetchResult
+---@return FetchResult
+local function finish(run, key, result)
+  run.count = run.count + 1
+  run.bytes = run.bytes + result.bytes
+  if result.success then
+    run.succeeded = run.succeeded + 1
+  else
+    run.failed = run.failed + 1
+    local log = run.log
+    if log.level <= 10 then
+      log:debug("%s %s failed after %d attempt(s): %s", result.method, result.url,
+        result.attempts, result.error)
+    end
+  end
+  local rec = run.recorder
+  if rec then rec:add(result) end
+  local list = run.hooks.on_result
+  if list then call(list, run, run.log, "on_result", key, result) end
+  return result
+end
+
+--- After attempt `n` of an entry: retry while the policy says so, then the result.
+---@param wait number|nil  the policy's answer after attempt n (nil: no retry)
+---@return FetchResult
+local function conclude(f, run, entry, index, url, method, key, started, deadline_at,
+                        n, res, err, kind, wait)
+  local policy = f.policy
+  while wait do
+    run.retries = run.retries + 1
+    local log = run.log
+    if log.level <= 20 then
+      log:info("retry %d/%d of %s %s in %.2fs after %s", n, policy.max_retries, method, url,
+        wait, results.reason(res, err, kind))
+    end
+    if wait > 0 then policy.sleep(wait) end
+    n = n + 1
+    res, err, kind = attempt(f, run, entry, index, n, deadline_at, nil)
+    wait = policy:after(n, res, err, kind, method, deadline_at)
+  end
+  local elapsed = now() - started
+  if res then
+    return finish(run, key, results.of_response(url, method, res, n, elapsed, f.keep_body,
+                                                run.sees_requests))
+  end
+  return finish(run, key, results.of_failure(url, method, err, kind, n, elapsed))
+end
+
+--- Fetch one entry with retries; call the on_result hooks; count it in `run`.
+---@param f Fetcher
+---@param run FetchRun
+---@param entry string|table  a URL string, or an entry table (fetcher_sources.entry)
+---@param index integer
+---@param permit HostPermit|nil  host slot taken at dispatch
+---@return FetchResult
+local function fetch_entry(f, run, entry, index, permit)
+  local plain = run.plain
+  if plain and type(entry) == "string" then
+    -- the common case: a URL string and nothing to do but the request
+    local started = now()
+    run.attempts = run.attempts + 1
+    local res, err, kind = http_get(entry, plain)
+    local wait
+    -- a response whose status the policy never retries ends here (run.final: see M.begin)
+    if not (res and run.final_statuses and not run.final_statuses[res.status]) then
+      wait = f.policy:after(1, res, err, kind, "GET", nil)
+    end
+    if res and not wait then
+      local result = results.of_response(entry, "GET", res, 1, now() - started, f.keep_body, false)
+      if result.success and not run.recorder and not run.hooks.on_result then
+        run.count = run.count + 1
+        run.succeeded = run.succeeded + 1
+        run.bytes = run.bytes + result.bytes
+        return result
+      end
+      return finish(run, entry, result)
+    end
+    return conclude(f, run, entry, index, entry, "GET", entry, started, nil, 1, res, err, kind, wait)
+  end
+  local url, method, key, deadline = entry, "GET", entry, f.deadline
+  if type(entry) == "table" then
+    url, method, key = entry.url, entry.method, entry.key
+    if entry.invalid then
+      if permit then permit:release() end
+      return finish(run, key, results.of_failure(url, method, entry.invalid, "invalid", 0, 0))
+    end
+    deadline = entry.deadline or deadline
+  end
+  local started = now()
+  local deadline_at = deadline and started + deadline
+  local res, err, kind = attempt(f, run, entry, index, 1, deadline_at, permit)
+  local wait = f.policy:after(1, res, err, kind, method, deadline_at)
+  return conclude(f, run, entry, index, url, method, key, started, deadline_at, 1, res, err, kind, wait)
+end
+M.fetch_entry = fetch_entry
+
+--- Start a run of `f` (fetcher_stats.begin) and decide whether its URL strings may take the
+--- short way: `run.plain` is then the http options they all share.
+---@param f Fetcher
+---@return FetchRun
+function M.begin(f)
+  local run = stats.begin(f)
+  if not (run.sees_requests or f.breaker or f.max_per_host or f.deadline
+          or f.timeout_rules[1]) then
+    run.plain = shared_options(f, f.timeout)
+  end
+  -- plugins.retry's own test of a response is `statuses[status]`: with it, a response of any
+  -- other status is final without asking the policy
+  local policy = f.policy
+  if policy.retryable == retry.Policy.retryable and type(policy.statuses) == "table" then
+    run.final_statuses = policy.statuses
+  end
+  return run
+end
+
+---------------------------------------------------------------------------
+-- The worker pool
+---------------------------------------------------------------------------
+
+--- Start `workers` tasks running `work` and wait for them all; an error of a worker is left in
+--- `run.abort` (the first one wins). If this task is canceled while waiting, so are the workers.
+---@param run FetchRun
+---@param workers integer
+---@param work fun()
+local function spawn_workers(run, workers, work)
+  local function worker()
+    local ok, err = xpcall(work, debug.traceback)
+    if not ok then run.abort = run.abort or err end
+  end
+  local tasks = {}
+  local _ <close> = setmetatable({}, { __close = function()
+    for _, t in ipairs(tasks) do
+      if t:status() ~= "done" then t:cancel() end
+    end
+  end })
+  for i = 1, workers do tasks[i] = task.spawn(worker) end
+  for _, t in ipairs(tasks) do
+    local ok, err = t:join()
+    if not ok then run.abort = run.abort or err end
+  end
+end
+
+--- Fetch `entries[first..last]` (checked entries) with `workers` tasks, in order, into
+--- `list[i]`. Without a per-host limit nothing can make a worker wait between taking an entry
+--- and starting it, so no lock is needed.
+---@param f Fetcher
+---@param run FetchRun
+---@param entries (string|table)[]
+---@param first integer
+---@param last integer
+---@param workers integer
+---@param list FetchResult[]
+function M.run_list(f, run, entries, first, last, workers, list)
+  local i = first - 1
+  spawn_workers(run, workers, function()
+    while not run.abort do
+      local index = i + 1
+      if index > last then return end
+      i = index
+      list[index] = fetch_entry(f, run, entries[index], index, nil)
+    end
+  end)
+end
+
+local Unlock = { __close = function(u) u.sem:release() end }
+
+--- Run `workers` tasks that take entries from `next_entry` (in order) and hand each result to
+--- `deliver(index, result, entry, item)` (item: what the source gave). With `needs_lock`, taking
+--- an entry and its host slot happens under a lock, so no URL starts before an earlier one even
+--- when a host slot or the source makes a worker wait. The first error (the source's, deliver's)
+--- stops the run: no entry is taken after it, and it is left in `run.abort`.
+---@param f Fetcher
+---@param run FetchRun
+---@param next_entry fun(): (string|table|nil), integer|nil, any
+---@param workers integer
+---@param deliver fun(index: integer, result: FetchResult, entry: string|table, item: any)
+---@param needs_lock boolean
+function M.run_pool(f, run, next_entry, workers, deliver, needs_lock)
+  local lock = needs_lock and task.semaphore(1) or nil
+  -- one guard for every take: it only releases the lock, which one task holds at a time
+  local unlock = lock and setmetatable({ sem = lock }, Unlock) or nil
+  local max_per_host = f.max_per_host
+  local function take()
+    if run.abort then return nil end
+    local ok, entry, index, item, permit
+    do
+      if lock then lock:acquire() end
+      -- released when this block ends, also when the worker is canceled inside it (the source
+      -- or the host slot can make it wait while it holds the lock)
+      local _ <close> = unlock
+      ok, entry, index, item = pcall(next_entry)
+      if ok and entry and max_per_host and not (type(entry) == "table" and entry.invalid) then
+        ok, permit = pcall(hosts.permit, f.host_slots, max_per_host, hosts.host_of(entry))
+        if not ok then entry = permit end
+      end
+    end
+    if not ok then
+      run.abort = run.abort or entry
+      return nil
+    end
+    return entry, index, permit, item
+  end
+  spawn_workers(run, workers, function()
+    while true do
+      local entry, index, permit, item = take()
+      if not entry then return end
+      local _ <close> = permit -- handed back if fetching or deliver raises
+      deliver(index, fetch_entry(f, run, entry, index, permit), entry, item)
+    end
+  end)
+end
+
+return M
