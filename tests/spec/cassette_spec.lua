@@ -371,6 +371,7 @@ describe("cassette", function()
       local text = read(out)
       os.remove(out)
       os.remove(rc)
+      child.assert_clean(text)
       return text, code
     end
 
@@ -444,6 +445,7 @@ describe("cassette", function()
         :format(q(ROOT), q(BIN), opts, args)))
       local out = f:read("a")
       local _, _, code = f:close()
+      child.assert_clean(out)
       return out, code, task.now() - t0
     end
 
