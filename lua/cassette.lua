@@ -254,7 +254,8 @@ local function decode_text(content)
   return content.text
 end
 
-local VERSION = { ["http/2.0"] = "2", ["h2"] = "2", ["h3"] = "3", ["http/3"] = "3" }
+-- Chromium writes "http/2.0" and "h3", Firefox "HTTP/2" and "HTTP/3"
+local VERSION = { ["http/2.0"] = "2", ["http/2"] = "2", ["h2"] = "2", ["h3"] = "3", ["http/3"] = "3" }
 
 local function response_of(e)
   local r = e.response
@@ -274,7 +275,7 @@ local function response_of(e)
   return http._response({
     status = math.floor(r.status), reason = r.statusText or "", headers = headers,
     body = decode_text(r.content),
-    version = VERSION[v] or v:match("^http/(%d%.%d)$") or "1.1",
+    version = VERSION[v] or VERSION["http/" .. (v:match("^http/(%d)$") or "")] or v:match("^http/(%d%.%d)$") or "1.1",
     timings = { dns = dns, connect = connect, tls = ssl, ttfb = dns + connect + ssl + s(t.send) + s(t.wait), total = total },
     reused = false,
   })

@@ -4,7 +4,7 @@
 -- secrets redacted, long bodies truncated; replay answers with the server closed and no socket
 -- opened, query parameters in any order, bodies told apart, repeated requests in recorded order
 -- then the last, misses of kind "replay" naming the closest entry (or sent to the network), the
--- retry plugin and sessions running as live; a browser-made HAR; the command line (--record,
+-- retry plugin and sessions running as live; HARs in Chromium's and Firefox's export formats; the command line (--record,
 -- --replay, a truncated HAR → exit 2, a recording killed half-way is still valid JSON); and the
 -- virtual clock: a 24 h schedule.every("30s") monitor replayed in virtual time.
 
@@ -272,6 +272,23 @@ describe("cassette", function()
       assert.equal("\137PNG\r\n\26\n", assert(http.get("https://shop.example.test/logo.png")).body)
       local _, _, kind = http.get("https://ads.example.test/track.js") -- blocked in the browser
       assert.equal("replay", kind)
+    end)
+  end)
+
+  it("replays a Firefox HAR: a login POST matched on its body, a 303 hop, the session's cookie", function()
+    cassette.use(ROOT .. "/tests/fixtures/firefox_devtools.har", function()
+      local sess = http.session()
+      local r = assert(sess:post("https://status.example.test/api/login", '{"user":"ops","pin":1234}',
+        { headers = { ["Content-Type"] = "application/json" } }))
+      assert.equal(200, r.status)
+      assert.equal(1, r.redirects)
+      assert.equal("https://status.example.test/dashboard", r.url)
+      assert.equal("2", r.version)
+      assert.matches("12 of 12 up", r.body, 1, true)
+      assert.equal("session=Zm9v", sess.cookies:get("https://status.example.test/"))
+      local _, err, kind = http.post("https://status.example.test/api/login", '{"user":"ops","pin":0}')
+      assert.equal("replay", kind)
+      assert.matches("closest recorded: POST https://status.example.test/api/login", err, 1, true)
     end)
   end)
 
