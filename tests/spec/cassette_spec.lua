@@ -259,6 +259,31 @@ describe("cassette", function()
     end)
   end)
 
+  it("records and replays the fixture server: a gzip body decoded, a redirect chain hop by hop", function()
+    local base = assert(os.getenv("FIXTURE_URL"), "FIXTURE_URL is not set (run tests/run_specs.sh)")
+    local p = tmp()
+    local live = {}
+    cassette.record(p, function()
+      live.gz = assert(http.get(base .. "/gzip/3000"))
+      live.chain = assert(http.get(base .. "/redirect/3"))
+    end)
+    local e = load(p).log.entries
+    assert.equal(5, #e) -- the gzip body, then /redirect/3, /2, /1, /0
+    assert.equal(#live.gz.body, e[1].response.content.size)
+    assert.equal("gzip", live.gz.headers["content-encoding"])
+    local before = http.stats().connections_opened
+    cassette.use(p, function()
+      local gz = assert(http.get(base .. "/gzip/3000"))
+      assert.equal(live.gz.body, gz.body)
+      local chain = assert(http.get(base .. "/redirect/3"))
+      assert.equal(3, chain.redirects)
+      assert.equal(live.chain.url, chain.url)
+      assert.equal("done", chain.body)
+    end)
+    assert.equal(before, http.stats().connections_opened)
+    os.remove(p)
+  end)
+
   it("replays a HAR saved by a browser's developer tools", function()
     local p = ROOT .. "/tests/fixtures/chromium_devtools.har"
     cassette.use(p, function()
