@@ -141,17 +141,17 @@ EOF
 }
 
 # A sample of k: in modes 1 and 2 every k up to 3000 (start-up, the module loads, the task and
-# semaphore, the plain request) and every 59th beyond (the TLS handshake); mode 0 every 11th.
+# semaphore, the plain request) and every 97th beyond (the TLS handshake); mode 0 every 23rd.
 # `make torture` takes every k up to 3000 and every 5th beyond in all three modes.
 run_torture() {
   local rc rc0
   stage_start "allocation-failure torture (sample)"
-  TORTURE_RUNS="1 2" TORTURE_DENSE=${TORTURE_DENSE:-3000} TORTURE_STRIDE=${TORTURE_STRIDE:-59} \
+  TORTURE_RUNS="1 2" TORTURE_DENSE=${TORTURE_DENSE:-3000} TORTURE_STRIDE=${TORTURE_STRIDE:-97} \
     TORTURE_VALGRIND=${TORTURE_VALGRIND:-6} \
     bash "$here/torture/run.sh" "$build/luafetch" "$build/torture/failmalloc.so" >"$log" 2>&1
   rc=$?
   sed 's/^/  /' "$log" | head -n 60
-  TORTURE_RUNS=0 TORTURE_DENSE=0 TORTURE_STRIDE=11 TORTURE_VALGRIND=0 \
+  TORTURE_RUNS=0 TORTURE_DENSE=0 TORTURE_STRIDE=23 TORTURE_VALGRIND=0 \
     bash "$here/torture/run.sh" "$build/luafetch" "$build/torture/failmalloc.so" >"$log" 2>&1
   rc0=$?
   grep -v '^script:' "$log" | sed 's/^/  /' | head -n 30
