@@ -43,56 +43,80 @@ return redis.call(unpack(args))
 
 -- Settles a batch: writes nothing before every key has been checked (a script is not rolled back).
 -- KEYS: stream, results, dead, errors. ARGV: group, consumer, retry consumer, then records:
---   r id url status success elapsed attempts body|""   (a result; body "" with keep_body off)
---   d id url error kind deliveries                      (dead-letter)
---   p id kind error                                     (park for a later delivery)
+--   r id url status success elapsed attempts body|"="..body   (a result; R: the same, and the
+--                                                           entry's last error is forgotten)
+--   d id url error kind deliveries                          (dead-letter)
+--   p id kind error                                         (park for a later delivery)
+-- Then trims what every group has settled (below its oldest pending entry and its first
+-- undelivered one): whole nodes, so entries are not deleted one by one.
 -- Returns { results written, dead written, parked }.
 local SETTLE = script [[
+local stream, results, dead, errors = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 for i = 1, 3 do
   local t = redis.call('TYPE', KEYS[i]).ok
   if t ~= 'stream' and t ~= 'none' then
     return redis.error_reply('WRONGTYPE key ' .. KEYS[i] .. ' holds a ' .. t .. ', not a stream')
   end
 end
-local t = redis.call('TYPE', KEYS[4]).ok
+local t = redis.call('TYPE', errors).ok
 if t ~= 'hash' and t ~= 'none' then
-  return redis.error_reply('WRONGTYPE key ' .. KEYS[4] .. ' holds a ' .. t .. ', not a hash')
+  return redis.error_reply('WRONGTYPE key ' .. errors .. ' holds a ' .. t .. ', not a hash')
 end
 local group, me, retry = ARGV[1], ARGV[2], ARGV[3]
-local i, wrote, dead, parked = 4, 0, 0, 0
-while i <= #ARGV do
+local i, n, wrote, dl, parked = 4, #ARGV, 0, 0, 0
+while i <= n do
   local op, id = ARGV[i], ARGV[i + 1]
-  if op == 'r' then
-    if redis.call('XACK', KEYS[1], group, id) == 1 then
-      local rec = { 'XADD', KEYS[2], '*', 'id', id, 'url', ARGV[i + 2], 'status', ARGV[i + 3],
-                    'success', ARGV[i + 4], 'elapsed', ARGV[i + 5], 'attempts', ARGV[i + 6] }
-      if ARGV[i + 7] ~= '' then rec[#rec + 1] = 'body'; rec[#rec + 1] = string.sub(ARGV[i + 7], 2) end
-      redis.call(unpack(rec))
-      redis.call('XDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[4], id)
+  if op == 'r' or op == 'R' then
+    if redis.call('XACK', stream, group, id) == 1 then
+      local body = ARGV[i + 7]
+      if body == '' then
+        redis.call('XADD', results, '*', 'id', id, 'url', ARGV[i + 2], 'status', ARGV[i + 3],
+                   'success', ARGV[i + 4], 'elapsed', ARGV[i + 5], 'attempts', ARGV[i + 6])
+      else
+        redis.call('XADD', results, '*', 'id', id, 'url', ARGV[i + 2], 'status', ARGV[i + 3],
+                   'success', ARGV[i + 4], 'elapsed', ARGV[i + 5], 'attempts', ARGV[i + 6],
+                   'body', string.sub(body, 2))
+      end
+      if op == 'R' then redis.call('HDEL', errors, id) end
       wrote = wrote + 1
     end
     i = i + 8
   elseif op == 'd' then
-    if redis.call('XACK', KEYS[1], group, id) == 1 then
-      redis.call('XADD', KEYS[3], '*', 'id', id, 'url', ARGV[i + 2], 'error', ARGV[i + 3],
+    if redis.call('XACK', stream, group, id) == 1 then
+      redis.call('XADD', dead, '*', 'id', id, 'url', ARGV[i + 2], 'error', ARGV[i + 3],
                  'kind', ARGV[i + 4], 'deliveries', ARGV[i + 5])
-      redis.call('XDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[4], id)
-      dead = dead + 1
+      redis.call('HDEL', errors, id)
+      dl = dl + 1
     end
     i = i + 6
   else -- 'p': only if it is still ours (a worker that claimed it meanwhile keeps it)
-    local p = redis.call('XPENDING', KEYS[1], group, id, id, 1)
+    local p = redis.call('XPENDING', stream, group, id, id, 1)
     if p[1] and p[1][2] == me then
-      redis.call('HSET', KEYS[4], id, ARGV[i + 2] .. '\t' .. ARGV[i + 3])
-      redis.call('XCLAIM', KEYS[1], group, retry, 0, id, 'JUSTID')
+      redis.call('HSET', errors, id, ARGV[i + 2] .. '\t' .. ARGV[i + 3])
+      redis.call('XCLAIM', stream, group, retry, 0, id, 'JUSTID')
       parked = parked + 1
     end
     i = i + 4
   end
 end
-return { wrote, dead, parked }
+local minid
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+  local name, last
+  for j = 1, #g, 2 do
+    if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then last = g[j + 1] end
+  end
+  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  local low = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+  local p = redis.call('XPENDING', stream, name)
+  if p[2] then low = p[2] end
+  if not minid then minid = low else
+    local a1, a2 = string.match(minid, '^(%d+)-(%d+)$')
+    local b1, b2 = string.match(low, '^(%d+)-(%d+)$')
+    if tonumber(b1) < tonumber(a1) or (b1 == a1 and tonumber(b2) < tonumber(a2)) then minid = low end
+  end
+end
+if minid then redis.call('XTRIM', stream, 'MINID', '~', minid) end
+return { wrote, dl, parked }
 ]]
 
 -- Claims entries idle for `lease` (a dead worker's, or parked ones) and returns them with their
@@ -116,7 +140,6 @@ for _, e in ipairs(r[2]) do
       redis.call('XADD', KEYS[2], '*', 'id', id, 'url', url, 'error', err, 'kind', kind,
                  'deliveries', n - 1)
       redis.call('XACK', KEYS[1], ARGV[1], id)
-      redis.call('XDEL', KEYS[1], id)
       redis.call('HDEL', KEYS[3], id)
       dead = dead + 1
     else
@@ -291,7 +314,7 @@ function M.redis(opts)
     consumer = opts.consumer or (hostname() .. ":" .. pid()),
     on_error = opts.on_error,
     held = {}, nheld = 0,          -- id → record, for every entry read and not yet settled
-    outbox = {}, flushing = false, -- settle records waiting for the next flush
+    outbox = {}, flushing = false, -- settle records waiting for the next flush (new_outbox)
     tally = { read = 0, reclaimed = 0, results = 0, dead = 0, parked = 0, extended = 0,
                  repeats = 0, flushes = 0, lost_leases = 0 },
     keys = {},
@@ -408,17 +431,34 @@ function Q:push_many(entries, opts, per_call)
   return added, dups
 end
 
---- { length=, pending=, dead=, results= }: entries not yet done, delivered and not yet settled
---- (all consumers), dead letters, results. nil, msg, kind on failure.
+--- { length=, pending=, dead=, results= }: entries not yet settled (not yet delivered, or
+--- delivered and pending), delivered and pending (all consumers), dead letters, results.
+--- nil, msg, kind on failure.
 function Q:stats()
   local r, err = self.cmd:pipeline{ { "XLEN", self.stream }, { "XPENDING", self.stream, self.group },
-                                     { "XLEN", self.keys.dead }, { "XLEN", self.keys.results } }
+                                     { "XLEN", self.keys.dead }, { "XLEN", self.keys.results },
+                                     { "XINFO", "GROUPS", self.stream } }
   if not r then return rfail(err) end
   for i, v in ipairs(r) do
-    if type(v) == "table" and v.err and not (i == 2 and v.err:find("^NOGROUP")) then return rfail(v.err) end
+    if type(v) == "table" and v.err and not ((i == 2 or i == 5) and v.err:find("^NOGROUP") or
+        (i == 5 and v.err:find("^ERR no such key"))) then
+      return rfail(v.err)
+    end
   end
   local pending = type(r[2]) == "table" and math.tointeger(r[2][1]) or 0
-  return { length = r[1], pending = pending, dead = r[3], results = r[4] }
+  -- settled entries are trimmed a node at a time: the group's lag (never delivered) plus what is
+  -- pending is what is left; without a group yet (or a lag: Redis 6.2), the stream's length
+  local length = r[1]
+  local found = false
+  for _, g in ipairs(type(r[5]) == "table" and not r[5].err and r[5] or {}) do
+    local m = fields_map(g)
+    if m.name == self.group then
+      found = true
+      if math.type(m.lag) == "integer" then length = m.lag + pending end
+    end
+  end
+  if not found and length == 0 then pending = 0 end
+  return { length = length, pending = pending, dead = r[3], results = r[4] }
 end
 
 --- Local counters: entries read, reclaimed, results written, dead-lettered, parked for a retry,
@@ -449,11 +489,18 @@ end
 ---------------------------------------------------------------------------
 
 function Q:hold(rec)
-  if not self.held[rec.id] then self.nheld = self.nheld + 1 end
-  self.held[rec.id] = rec
-  if not self.keeper or self.keeper:status() == "done" then
-    self.keeper = task.spawn(function() self:keep_leases() end)
+  local held = self.held
+  if not held[rec.id] then
+    self.nheld = self.nheld + 1
+    if not self.keeping then
+      self.keeping = true
+      self.keeper = task.spawn(function()
+        self:keep_leases()
+        self.keeping = false
+      end)
+    end
   end
+  held[rec.id] = rec
 end
 
 function Q:release(id)
@@ -504,13 +551,17 @@ end
 
 --- The source for f:each: an iterator function (every fetcher version takes one) giving URLs
 --- and request tables. opts.drain: end once nothing is new or pending; else run until q:stop().
----@param opts? { drain: boolean }
+--- opts.prefetch: entries kept read ahead (default 2 × batch); give the fetcher's concurrency
+--- when it is larger, so no fetcher slot waits for a read.
+---@param opts? { drain: boolean, prefetch: integer }
 ---@return fun(): string|table|nil
 function Q:source(opts)
   local src = setmetatable({
-    q = self, drain = opts and opts.drain, buf = {}, head = 1, count = 0, order = {},
+    q = self, drain = opts and opts.drain,
+    prefetch = math.max(opts and tonumber(opts.prefetch) or 0, 2 * self.batch), buf = {}, head = 1, tail = 0, count = 0, order = {},
     own_pending = "0", reclaim_start = "0-0", next_reclaim = 0, backoff = 0,
-    connects = nil, stopping = self.stopping or false, finished = false,
+    connects = nil, stopping = self.stopping or false, finished = false, ended = false,
+    reading = false, ready = task.semaphore(0),
   }, Source)
   self.current_source = src
   return function() return src:next() end
@@ -525,17 +576,24 @@ end
 function Source:push(id, fields, deliveries)
   local q = self.q
   if q.held[id] then return end -- in flight here already (own pending after a reconnect)
-  local map = fields_map(fields)
-  local item, err = decode_entry(map)
-  local rec = { id = id, url = map.url or "", deliveries = deliveries, item = item }
+  local item, err, url
+  if fields[1] == "url" and fields[3] == nil and type(fields[2]) == "string" and fields[2] ~= "" then
+    item, url = fields[2], fields[2] -- the usual entry: a URL alone
+  else
+    local map = fields_map(fields)
+    item, err = decode_entry(map)
+    url = map.url or ""
+  end
+  local rec = { id = id, url = url, deliveries = deliveries, item = item }
   q:hold(rec)
   q.tally.read = q.tally.read + 1
   if not item then
-    rec.item = nil
-    q:settle{ "d", id, rec.url, err, "invalid", tostring(deliveries) }
+    q:settle("d", id, url, err, "invalid", tostring(deliveries))
     return
   end
-  self.buf[#self.buf + 1] = rec
+  local tail = self.tail + 1
+  self.tail = tail
+  self.buf[tail] = rec
 end
 
 -- entries of an XREADGROUP reply: { { stream, { {id, fields}, ... } } } or false
@@ -604,9 +662,18 @@ function Source:fill()
     if #r[2] > 0 then return true end
   end
   if self.stopping then return false end
-  local r, e, kind = q.reader:call({ "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", q.batch,
-                                     "BLOCK", math.floor(q.block * 1000), "STREAMS", q.stream, ">" },
-                                   q.block + q.timeout)
+  -- draining: no blocking read, so the end is seen at once (next() waits between checks)
+  -- top the buffer up to prefetch + batch
+  local want = math.max(q.batch, self.prefetch + q.batch - (self.tail - self.head + 1))
+  local cmd = { "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", want }
+  if not self.drain then
+    cmd[#cmd + 1] = "BLOCK"
+    cmd[#cmd + 1] = math.floor(q.block * 1000)
+  end
+  cmd[#cmd + 1] = "STREAMS"
+  cmd[#cmd + 1] = q.stream
+  cmd[#cmd + 1] = ">"
+  local r, e, kind = q.reader:call(cmd, q.block + q.timeout)
   if r == nil then
     if kind == "server" and e:find("^NOGROUP") then q.group_ready = false end
     return nil, e
@@ -616,49 +683,87 @@ function Source:fill()
   return #list > 0
 end
 
---- Whether nothing is new or pending, apart from what this process holds. Settled entries are
---- deleted from the stream, so what it holds beyond the pending ones is new.
+--- Whether nothing is pending (called after a read of new entries found none). Not while this
+--- process holds entries: one that fails is left pending for another delivery.
 function Source:drained()
   local q = self.q
-  local r, e = q.cmd:pipeline{ { "XPENDING", q.stream, q.group }, { "XLEN", q.stream } }
+  if q.nheld > 0 then return false end
+  local r, e = q.cmd:call{ "XPENDING", q.stream, q.group }
   if not r then return nil, e end
-  local pending = type(r[1]) == "table" and math.tointeger(r[1][1]) or 0
-  local length = math.tointeger(r[2]) or 0
-  return pending <= q.nheld and length - pending <= 0
+  return (type(r) == "table" and math.tointeger(r[1]) or 0) == 0
+end
+
+--- One round of reading (in the reader task): true when entries came, false when the source has
+--- ended (stopped, drained, closed), nil to try again.
+function Source:read_round()
+  local q = self.q
+  local got, err = self:fill()
+  if q.closed then return false end
+  if got == nil then
+    q:warn("redis: " .. tostring(err))
+    self.backoff = math.min(2, self.backoff > 0 and self.backoff * 2 or 0.05)
+    task.sleep(self.backoff)
+    return nil
+  end
+  self.backoff = 0
+  if got then
+    self.idle = nil
+    return true
+  end
+  if self.stopping then return false end
+  if self.drain then
+    if self:drained() then return false end
+    -- others still hold entries (a dead worker's come back after its lease): look again soon
+    self.idle = math.min(q.block, 0.25, (self.idle or 0.005) * 2)
+    task.sleep(self.idle)
+  end
+  return nil
+end
+
+--- Reads in a task of its own, so the next batch is on its way while the fetcher works through
+--- this one: a round ends once entries came (or the source ended), then wakes a waiting next().
+function Source:start_reading()
+  self.reading = true
+  task.spawn(function()
+    while true do
+      local r = self:read_round()
+      if r == false then self.ended = true end
+      if r ~= nil or self.head <= self.tail then break end
+    end
+    self.reading = false
+    self.ready:release()
+  end)
 end
 
 --- The next item for the fetcher (a URL or a request table), or nil at the end.
 function Source:next()
   local q = self.q
   while true do
-    local rec = self.buf[self.head]
-    if rec then
-      self.buf[self.head] = nil
-      self.head = self.head + 1
-      self.count = self.count + 1
-      self.order[self.count] = rec
-      rec.index = self.count
-      if type(rec.item) == "table" then rec.item.queue_id = rec.id end
-      return rec.item
-    end
-    self.buf, self.head = {}, 1
-    if self.finished or q.closed then break end
-    local got, err = self:fill()
-    if got == nil then
-      if q.closed then break end
-      q:warn("redis: " .. tostring(err))
-      self.backoff = math.min(2, self.backoff > 0 and self.backoff * 2 or 0.05)
-      task.sleep(self.backoff)
-    else
-      self.backoff = 0
-      if not got and #self.buf == 0 then
-        if self.stopping then break end
-        if self.drain then
-          local done = self:drained()
-          if done then break end
-        end
+    local head = self.head
+    if head <= self.tail then
+      local buf = self.buf
+      local rec = buf[head]
+      buf[head] = nil
+      head = head + 1
+      self.head = head
+      -- read ahead: under load a read takes a loop turn or two, in which every fetcher slot may
+      -- ask for its next entry: more than `prefetch` (the fetcher's concurrency) stay here
+      if self.tail - head < self.prefetch and not self.reading and not self.ended and not q.closed then
+        self:start_reading()
       end
+      local n = self.count + 1
+      self.count = n
+      self.order[n] = rec
+      rec.index = n
+      local item = rec.item
+      if type(item) == "table" then item.queue_id = rec.id end
+      return item
     end
+    self.head, self.tail = 1, 0
+    if self.ended or q.closed then break end
+    while self.ready:try_acquire() do end -- wake-ups of rounds nobody waited for
+    if not self.reading then self:start_reading() end
+    self.ready:acquire()
   end
   self.finished = true
   return nil
@@ -668,32 +773,41 @@ end
 -- Settling results
 ---------------------------------------------------------------------------
 
---- Queues one settle record and, unless a flush is running, flushes until the outbox is empty
---- (group commit: the results that finish while one flush is on the wire go in the next one).
-function Q:settle(record)
-  self.outbox[#self.outbox + 1] = record
+local function new_outbox(q)
+  return { args = { q.group, q.consumer, RETRY_CONSUMER }, ids = {}, results = 0 }
+end
+
+--- Queues one settle record (op, id, fields...) and, unless a flush is running, flushes until the
+--- outbox is empty (group commit: what finishes while one flush is on the wire goes in the next).
+function Q:settle(op, id, ...)
+  local box = self.outbox
+  if not box.args then
+    box = new_outbox(self)
+    self.outbox = box
+  end
+  local args = box.args
+  local n = #args
+  args[n + 1], args[n + 2] = op, id
+  local k = select("#", ...)
+  for i = 1, k do args[n + 2 + i] = (select(i, ...)) end
+  box.ids[#box.ids + 1] = id
+  if op == "r" then box.results = box.results + 1 end
   if self.flushing then return end
   self.flushing = true
   local backoff = 0
-  while #self.outbox > 0 and not self.closed do
-    local batch = self.outbox
+  local keys = { self.stream, self.keys.results, self.keys.dead, self.keys.errors }
+  while self.outbox.args and not self.closed do
+    box = self.outbox
     self.outbox = {}
-    local args = { self.group, self.consumer, RETRY_CONSUMER }
-    for _, rec in ipairs(batch) do
-      for i = 1, #rec do args[#args + 1] = rec[i] end
-    end
     while true do
-      local r, err = eval(self.cmd, SETTLE, { self.stream, self.keys.results, self.keys.dead, self.keys.errors }, args)
+      local r, err = eval(self.cmd, SETTLE, keys, box.args)
       if r then
-        self.tally.flushes = self.tally.flushes + 1
-        self.tally.results = self.tally.results + r[1]
-        self.tally.dead = self.tally.dead + r[2]
-        self.tally.parked = self.tally.parked + r[3]
-        local results = 0
-        for _, rec in ipairs(batch) do
-          if rec[1] == "r" then results = results + 1 end
-        end
-        self.tally.repeats = self.tally.repeats + (results - r[1])
+        local t = self.tally
+        t.flushes = t.flushes + 1
+        t.results = t.results + r[1]
+        t.dead = t.dead + r[2]
+        t.parked = t.parked + r[3]
+        t.repeats = t.repeats + (box.results - r[1])
         break
       end
       if self.closed then break end
@@ -701,7 +815,7 @@ function Q:settle(record)
       backoff = math.min(2, backoff > 0 and backoff * 2 or 0.05)
       task.sleep(backoff)
     end
-    for _, rec in ipairs(batch) do self:release(rec[2]) end
+    for _, i in ipairs(box.ids) do self:release(i) end
   end
   self.flushing = false
 end
@@ -713,8 +827,8 @@ local function num(v) return v == nil and "" or (math.type(v) == "float" and ("%
 ---@param opts? { keep_body: boolean }
 function Q:sink(opts)
   local keep_body = opts and opts.keep_body
-  local src = self.current_source
   return function(_, result, index, item)
+    local src = self.current_source
     local rec
     if type(item) == "table" and item.queue_id then
       rec = self.held[item.queue_id]
@@ -733,15 +847,14 @@ function Q:sink(opts)
     if not rec then return end
     if src and src.order[rec.index or -1] == rec then src.order[rec.index] = nil end
     rec.settling = true
-    if result.status_code then
-      self:settle{ "r", rec.id, rec.url, tostring(result.status_code), result.success and "true" or "false",
-                   num(result.elapsed), num(result.attempts),
-                   keep_body and ("=" .. (result.body or "")) or "" }
+    local status = result.status_code
+    if status then
+      self:settle(rec.deliveries > 1 and "R" or "r", rec.id, rec.url, status, result.success and "true" or "false",
+        num(result.elapsed), result.attempts, keep_body and ("=" .. (result.body or "")) or "")
     elseif result.kind == "invalid" or rec.deliveries >= self.max_deliveries then
-      self:settle{ "d", rec.id, rec.url, tostring(result.error), tostring(result.kind),
-                   tostring(rec.deliveries) }
+      self:settle("d", rec.id, rec.url, tostring(result.error), tostring(result.kind), rec.deliveries)
     else
-      self:settle{ "p", rec.id, tostring(result.kind), tostring(result.error) }
+      self:settle("p", rec.id, tostring(result.kind), tostring(result.error))
     end
   end
 end

@@ -190,7 +190,7 @@ local function main(args)
   end
   local f = fetcher.new{ max_concurrent = cfg.concurrency, max_per_host = cfg.host_limit,
                          timeout = cfg.timeout, max_retries = cfg.retries, plugins = plugins }
-  local source = q:source{ drain = cfg.drain }
+  local source = q:source{ drain = cfg.drain, prefetch = f.max_concurrent }
   log("reading %s (group %s) at %s, %d in flight at most%s", q.stream, q.group, q.cmd:address(),
     f.max_concurrent, cfg.drain and ", until drained" or "")
   local progress = not cfg.quiet and task.spawn(function()

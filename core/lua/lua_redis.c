@@ -77,7 +77,8 @@ static int refused_command(const char *name, size_t len)
     return 0;
 }
 
-/* Appends the command in the table at idx to call; 0, or -1 with err set. */
+/* Appends the command in the table at idx to call; 0, or -1 with err set (the call is then
+ * discarded whole). Arguments go straight into the call's buffer: no copy on the Lua side. */
 static int append_command(lua_State *L, int idx, struct redis_call *call, char *err, size_t errlen)
 {
     if (!lua_istable(L, idx)) {
@@ -89,49 +90,41 @@ static int append_command(lua_State *L, int idx, struct redis_call *call, char *
         snprintf(err, errlen, n < 1 ? "empty command" : "too many arguments");
         return -1;
     }
-    const char **argv = malloc((size_t)n * sizeof *argv);
-    size_t *lens = malloc((size_t)n * sizeof *lens);
-    int rc = argv && lens ? 0 : -1;
-    if (rc)
-        snprintf(err, errlen, "out of memory");
-    luaL_checkstack(L, 2, "redis command");
-    int base = lua_gettop(L);
-    for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
+    if (redis_call_begin(call, (int)n))
+        goto nomem;
+    for (lua_Integer i = 1; i <= n; i++) {
         int t = lua_rawgeti(L, idx, i);
-        if (t == LUA_TNUMBER) {
-            if (lua_isinteger(L, -1))
-                lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
-            else {
-                char num[64];
-                snprintf(num, sizeof num, "%.17g", lua_tonumber(L, -1));
-                lua_pushstring(L, num);
+        int rc;
+        if (t == LUA_TSTRING) {
+            size_t len;
+            const char *p = lua_tolstring(L, -1, &len);
+            if (i == 1 && refused_command(p, len)) {
+                snprintf(err, errlen, "%s is not supported here (it changes what the connection is for)", p);
+                lua_pop(L, 1);
+                return -1;
             }
-            lua_replace(L, -2);
-        } else if (t != LUA_TSTRING) {
+            rc = redis_call_arg(call, p, len);
+        } else if (t == LUA_TNUMBER && lua_isinteger(L, -1)) {
+            rc = redis_call_arg_int(call, (long long)lua_tointeger(L, -1));
+        } else if (t == LUA_TNUMBER) {
+            char num[64];
+            int len = snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, -1));
+            rc = redis_call_arg(call, num, (size_t)len);
+        } else {
             snprintf(err, errlen, "argument %d of the command is a %s (strings and numbers only)",
                      (int)i, lua_typename(L, t));
-            rc = -1;
-            break;
+            lua_pop(L, 1);
+            return -1;
         }
-        argv[i - 1] = lua_tolstring(L, -1, &lens[i - 1]);
-        /* the strings stay on the stack until the command is copied */
-        if (!lua_checkstack(L, 2)) {
-            snprintf(err, errlen, "too many arguments");
-            rc = -1;
-        }
+        lua_pop(L, 1);
+        if (rc)
+            goto nomem;
     }
-    if (rc == 0 && refused_command(argv[0], lens[0])) {
-        snprintf(err, errlen, "%s is not supported here (it changes what the connection is for)", argv[0]);
-        rc = -1;
-    }
-    if (rc == 0 && redis_call_append(call, (int)n, argv, lens)) {
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-    }
-    lua_settop(L, base);
-    free(argv);
-    free(lens);
-    return rc;
+    redis_call_end(call);
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
 }
 
 static void on_done(struct redis_call *call)

@@ -107,6 +107,12 @@ const char *redis_client_address(const struct redis_client *c);
 struct redis_call *redis_call_new(void);
 /* Appends one command (its arguments are copied). 0, or -1 when out of memory. */
 int redis_call_append(struct redis_call *call, int argc, const char *const *argv, const size_t *argvlen);
+/* The same piece by piece: begin with the argument count, then each argument (copied), then end.
+ * 0, or -1 when out of memory (the call is then only good for redis_call_free). */
+int redis_call_begin(struct redis_call *call, int argc);
+int redis_call_arg(struct redis_call *call, const char *p, size_t len);
+int redis_call_arg_int(struct redis_call *call, long long v);
+void redis_call_end(struct redis_call *call);
 /* Sends the call's commands back to back; done runs once, on a later loop turn, when every reply
  * is in or the call failed. timeout: seconds (0: none). */
 void redis_call_start(struct redis_client *c, struct redis_call *call, double timeout);

@@ -1,7 +1,6 @@
 /* redis_call.c — a call: one or more commands in RESP, back to back in one buffer, and the replies
  * they got. The call owns its buffer and its replies (one malloc'd block each); it is freed by
  * redis_call_free, or by the client after the last transport callback once the caller let go. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,11 +32,26 @@ static void put(struct redis_call *call, const void *p, size_t n)
     call->buf_len += n;
 }
 
-int redis_call_append(struct redis_call *call, int argc, const char *const *argv, const size_t *argvlen)
+/* Decimal digits of v at the end of buf (size 24); returns where they start. */
+static char *digits(char *end, unsigned long long v)
 {
-    size_t need = 32;
-    for (int i = 0; i < argc; i++)
-        need += argvlen[i] + 32;
+    do
+        *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
+static void put_count(struct redis_call *call, char prefix, unsigned long long n)
+{
+    char tmp[24], *end = tmp + sizeof tmp;
+    char *p = digits(end, n);
+    *--p = prefix;
+    put(call, p, (size_t)(end - p));
+    put(call, "\r\n", 2);
+}
+
+int redis_call_begin(struct redis_call *call, int argc)
+{
     if (call->ncmds == call->ends_cap) {
         int cap = call->ends_cap ? call->ends_cap * 2 : 4;
         size_t *e = realloc(call->ends, (size_t)cap * sizeof *e);
@@ -46,16 +60,44 @@ int redis_call_append(struct redis_call *call, int argc, const char *const *argv
         call->ends = e;
         call->ends_cap = cap;
     }
-    if (reserve(call, need))
+    if (reserve(call, 32))
         return -1;
-    char head[32];
-    put(call, head, (size_t)snprintf(head, sizeof head, "*%d\r\n", argc));
-    for (int i = 0; i < argc; i++) {
-        put(call, head, (size_t)snprintf(head, sizeof head, "$%zu\r\n", argvlen[i]));
-        put(call, argv[i], argvlen[i]);
-        put(call, "\r\n", 2);
-    }
+    put_count(call, '*', (unsigned long long)argc);
+    return 0;
+}
+
+int redis_call_arg(struct redis_call *call, const char *p, size_t len)
+{
+    if (reserve(call, len + 32))
+        return -1;
+    put_count(call, '$', len);
+    put(call, p, len);
+    put(call, "\r\n", 2);
+    return 0;
+}
+
+int redis_call_arg_int(struct redis_call *call, long long v)
+{
+    char tmp[24], *end = tmp + sizeof tmp;
+    char *p = digits(end, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    if (v < 0)
+        *--p = '-';
+    return redis_call_arg(call, p, (size_t)(end - p));
+}
+
+void redis_call_end(struct redis_call *call)
+{
     call->ends[call->ncmds++] = call->buf_len;
+}
+
+int redis_call_append(struct redis_call *call, int argc, const char *const *argv, const size_t *argvlen)
+{
+    if (redis_call_begin(call, argc))
+        return -1;
+    for (int i = 0; i < argc; i++)
+        if (redis_call_arg(call, argv[i], argvlen[i]))
+            return -1;
+    redis_call_end(call);
     return 0;
 }
 

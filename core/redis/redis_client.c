@@ -41,7 +41,8 @@ struct redis_client {
     uv_timer_t connect_timer;       /* resolve + connect + handshake */
     uv_timer_t backoff_timer;       /* the next connect attempt */
     uv_timer_t deadline_timer;      /* the earliest call deadline */
-    uv_timer_t done_timer;          /* runs done callbacks of completed calls */
+    uv_timer_t done_timer;          /* runs done callbacks of completed calls (and keeps poll from blocking) */
+    uv_check_t done_check;          /* the same right after the poll that read the replies */
     double deadline_due;            /* when deadline_timer fires (loop ms) */
     double backoff;                 /* seconds; 0 after a good connection */
     uint64_t next_attempt;          /* loop ms before which no connect starts */
@@ -129,6 +130,7 @@ static void maybe_finish_close(struct redis_client *c)
         c->waiting.count || c->inflight.count || c->completed.count)
         return;
     c->handles_closed = 1;
+    uv_close((uv_handle_t *)&c->done_check, on_handle_closed);
     uv_close((uv_handle_t *)&c->connect_timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->backoff_timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->deadline_timer, on_handle_closed);
@@ -146,9 +148,10 @@ static void copy_msg(char *dst, size_t size, const char *src)
 
 /* ---- completing calls -------------------------------------------------------------------- */
 
-static void on_done_timer(uv_timer_t *t)
+static void run_done(struct redis_client *c)
 {
-    struct redis_client *c = t->data;
+    uv_timer_stop(&c->done_timer);
+    uv_check_stop(&c->done_check);
     /* one at a time from the head: a done callback may cancel or start other calls */
     while (c->completed.head) {
         struct redis_call *call = c->completed.head;
@@ -161,12 +164,26 @@ static void on_done_timer(uv_timer_t *t)
     maybe_finish_close(c);
 }
 
+static void on_done_timer(uv_timer_t *t)
+{
+    run_done(t->data);
+}
+
+static void on_done_check(uv_check_t *h)
+{
+    run_done(h->data);
+}
+
 static void complete(struct redis_client *c, struct redis_call *call)
 {
     list_remove(c, call);
     list_push(c, call, CALL_COMPLETED);
-    if (!uv_is_active((uv_handle_t *)&c->done_timer))
+    /* the check runs them right after this poll; the zero timer keeps the next poll from
+     * blocking when they were completed elsewhere (a deadline, a failed connect) */
+    if (!uv_is_active((uv_handle_t *)&c->done_timer)) {
         uv_timer_start(&c->done_timer, on_done_timer, 0, 0);
+        uv_check_start(&c->done_check, on_done_check);
+    }
     update_refs(c);
 }
 
@@ -649,7 +666,9 @@ struct redis_client *redis_client_new(uv_loop_t *loop, struct dns_cache *dns, co
         uv_timer_init(loop, timers[i]);
         timers[i]->data = c;
     }
-    c->handles_open = 4;
+    uv_check_init(loop, &c->done_check);
+    c->done_check.data = c;
+    c->handles_open = 5;
     return c;
 }
 
@@ -678,10 +697,15 @@ void redis_call_start(struct redis_client *c, struct redis_call *call, double ti
     call->deadline = timeout > 0 ? (double)uv_now(c->loop) + timeout * 1000 : 0;
     if (call->deadline > 0)
         arm_deadline(c, call->deadline);
-    if (c->state == ST_READY)
+    if (c->state == ST_READY) {
         send_waiting(c);
-    else
+        /* write now rather than on the next poll (never from inside hiredis: callers run from
+         * our done callbacks or other handles' callbacks, not from hiredis') */
+        if (c->ac)
+            redisAsyncHandleWrite(c->ac);
+    } else {
         want_connection(c);
+    }
     update_refs(c);
 }
 
