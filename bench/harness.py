@@ -24,6 +24,8 @@ import tempfile
 import threading
 import time
 
+import p7                                     # bench/p7.py: the shared frontier on Redis Streams
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("BENCH_BUILD", os.path.join(ROOT, "build"))
 HTTP_PORT = int(os.environ.get("BENCH_HTTP_PORT", "0"))
@@ -699,6 +701,7 @@ def write_docs(report, png_ok):
                 for d, t, r, h in p5["samples"]:
                     L.append(f"| {d} | {t:.2f} | {r / 1024:.1f} | {h / 1024:.1f} |")
                 L.append("")
+    L.extend(p7.doc_section(report))
     notes = os.path.join(ROOT, "bench", "NOTES.md")
     if os.path.exists(notes):
         L.append("## Notes\n")
@@ -837,9 +840,11 @@ def main():
                 break
     if not ONLY or "P5" in ONLY:
         results.append(run_p5())
+    if not ONLY or "P7" in ONLY:
+        results.append(p7.run(sys.modules[__name__]))
     cg = callgrind() if not ONLY or "CG" in ONLY or "P1" in ONLY else None
     cg6 = callgrind_p6() if H2_PORT and (not ONLY or "CG" in ONLY or "P6" in ONLY) else None
-    print_table([r for r in results if r["workload"]["id"] != "P5"])
+    print_table([r for r in results if r["workload"]["id"] not in ("P5", "P7")])
     p5 = next((r for r in results if r["workload"]["id"] == "P5"), None)
     if p5 and not p5.get("skipped"):
         log(f"P5   target {p5['workload']['target']}: "
