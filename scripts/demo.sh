@@ -85,6 +85,17 @@ cmd "luafetch run scripts/aggregate.lua users=$base/api/users orders=$base/api/b
 "$bin" run scripts/aggregate.lua "users=$base/api/users" "orders=$base/api/broken" </dev/null >/dev/null
 echo "(exit status $?)"
 
+step "4. record and replay: a monitor round recorded as HAR, then a whole day of it replayed offline"
+cmd "luafetch run --record monitor.har scripts/monitor.lua --targets scripts/targets.example.lua --base $base --once"
+"$bin" run --record "$tmp/monitor.har" scripts/monitor.lua --targets scripts/targets.example.lua --base "$base" \
+  --once </dev/null >/dev/null 2>&1
+echo "(exit status $?; $("$bin" -e "print(#require('cjson').decode(io.open('$tmp/monitor.har'):read('a')).log.entries)") exchanges recorded)"
+cmd "luafetch run --replay monitor.har --clock virtual scripts/monitor.lua --targets ... --interval 30s --for 24h"
+t0=$(date +%s.%N)
+"$bin" run --replay "$tmp/monitor.har" --clock virtual scripts/monitor.lua --targets scripts/targets.example.lua \
+  --base "$base" --interval 30s --for 24h </dev/null 2>&1 | tail -n 2 | sed 's/^/  /'
+echo "(24 hours of 30 s rounds, no network, in $(awk -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.2f", t1 - t0 }') s)"
+
 echo
 echo "Next: copy scripts/targets.example.lua and list your own endpoints, or give scrape.lua your"
 echo "start URL and an extract function; docs/scripts/ has a page per script."
