@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh BIN — `make demo`: starts the embedded mock services (scripts/mock_services.lua, on a port
 # the OS assigns), runs the three example workflows against them for a few seconds each — monitor,
-# scrape, aggregate — and stops every process it started (by pid). Nothing leaves this machine.
+# scrape, aggregate — then records a monitor round as HAR and replays a day of it on the virtual
+# clock; it stops every process it started (by pid). Nothing leaves this machine.
 set -u
 bin=$(realpath "$1")
 root=$(cd "$(dirname "$0")/.." && pwd)
