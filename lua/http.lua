@@ -62,6 +62,50 @@ function Response:json()
   return v
 end
 
+---The next chunk of a streamed body (stream = true), nil at its end, or nil, msg, kind. Yields
+---while nothing has arrived. A response that is not streamed gives its whole body once.
+---@return string|nil chunk
+---@return string|nil err
+---@return string|nil kind
+function Response:read()
+  local h = rawget(self, "_stream")
+  if not h then
+    if rawget(self, "_taken") then return nil end
+    rawset(self, "_taken", true)
+    local body = rawget(self, "body")
+    return body ~= "" and body or nil
+  end
+  local chunk, err, kind = C.stream_read(h)
+  if chunk then
+    return chunk
+  end
+  rawset(self, "size", C.stream_size(h) or rawget(self, "size"))
+  if not err then
+    C.stream_close(h) -- the end: the request is freed now, not when collected
+  end
+  return nil, err, kind
+end
+
+---for chunk in res:chunks() do ... end (a failure raises, with the message and kind)
+function Response:chunks()
+  return function()
+    local chunk, err, kind = self:read()
+    if not chunk and err then
+      error(err .. " (" .. tostring(kind) .. ")", 2)
+    end
+    return chunk
+  end
+end
+
+---Ends a streamed body early: an unfinished exchange's connection is closed.
+function Response:close()
+  local h = rawget(self, "_stream")
+  if h then
+    rawset(self, "size", C.stream_size(h) or rawget(self, "size"))
+    C.stream_close(h)
+  end
+end
+
 -- HTTP_TIMEOUT is read once, when the module loads: a bad value stops the program at start.
 local function read_env_timeout()
   local s = os.getenv("HTTP_TIMEOUT")
@@ -116,7 +160,11 @@ local OPTIONS = {
   key_file = "pass", decompress = "pass", proxy = true,
   http2 = "pass",
   form = true, multipart = true, auth = true,
+  output = true, sink = true, stream = true,
 }
+
+-- output and sink of a request table (normalise), read by exchange after the last hop.
+local DELIVER = setmetatable({}, { __mode = "k" })
 
 -- JSON text with "/" left as is: lua-cjson writes it as "\/", which is valid but noisy. Every
 -- backslash in cjson's output is part of an escape pair, so "\/" always stands for "/".
@@ -235,6 +283,20 @@ local function normalise(opts, url, method, body, json)
     headers = with_default_header(headers, "Authorization", value)
   end
   req.headers = headers
+  local output, sink = opts.output, opts.sink
+  if output ~= nil and type(output) ~= "string" then
+    return nil, "output must be a path"
+  elseif sink ~= nil and type(sink) ~= "function" then
+    return nil, "sink must be a function"
+  elseif output and sink then
+    return nil, "give output or sink, not both"
+  end
+  if output or sink or opts.stream then
+    req.stream, req.max_body = true, nil -- max_body bounds res.body only
+    if output or sink then
+      DELIVER[req] = { output = output, sink = sink }
+    end
+  end
   if body ~= nil and type(body) ~= "string" then
     return nil, "body must be a string"
   end
@@ -327,6 +389,61 @@ end
 -- One hop on the wire: the core's request, or the tap lua/cassette.lua sets (record, replay).
 local send = C.request
 
+-- The body of a streamed response into PATH.part, renamed to PATH once complete (a device or a
+-- FIFO is written in place, as lua/cli_get.lua does); any failure, or the task being cancelled,
+-- removes the partial file.
+local function to_output(res, path)
+  local in_place = C.path_kind(path) == "other"
+  local target = in_place and path or path .. ".part"
+  local f, err = io.open(target, "wb")
+  if not f then
+    res:close()
+    return nil, "cannot write " .. path .. ": " .. tostring(err), "invalid"
+  end
+  local done = false
+  local _ <close> = setmetatable({}, { __close = function()
+    if not done then
+      res:close()
+      f:close()
+      if not in_place then os.remove(target) end
+    end
+  end })
+  while true do
+    local chunk, why, kind = res:read()
+    if not chunk then
+      if why then return nil, why, kind end
+      break
+    end
+    local ok, werr = f:write(chunk)
+    if not ok then
+      return nil, "cannot write " .. path .. ": " .. tostring(werr), "invalid"
+    end
+  end
+  local ok, cerr = f:close()
+  done = true
+  if ok and not in_place then
+    ok, cerr = os.rename(target, path)
+  end
+  if not ok then
+    if not in_place then os.remove(target) end
+    return nil, "cannot write " .. path .. ": " .. tostring(cerr), "invalid"
+  end
+  return res
+end
+
+-- The body of a streamed response to sink(chunk), which may yield.
+local function to_sink(res, sink)
+  local _ <close> = setmetatable({}, { __close = function() res:close() end })
+  while true do
+    local chunk, why, kind = res:read()
+    if not chunk then
+      if why then return nil, why, kind end
+      return res
+    end
+    sink(chunk)
+  end
+end
+
 -- Runs the exchange hop by hop; each hop's own timings add up to the elapsed time,
 -- which bounds the hops that follow by the total timeout. `hop` (sessions, lua/session.lua) is
 -- called as hop(req) before each hop goes out and hop(req, res) when its answer is in.
@@ -360,8 +477,14 @@ local function exchange(req, max_redirects, proxy_option, hop)
         res.redirects = hops
         res.timings.total = elapsed + res.timings.total -- the whole exchange, all hops
       end
+      local d = DELIVER[req]
+      if d then
+        if d.output then return to_output(res, d.output) end
+        return to_sink(res, d.sink)
+      end
       return res
     end
+    res:close() -- a streamed redirect's body is not wanted
     elapsed = elapsed + res.timings.total
     if hops >= max_redirects then
       return nil, "too many redirects (more than " .. max_redirects .. ")", "redirect"
@@ -394,6 +517,15 @@ function M.request(opts)
     return nil, max_redirects, "invalid"
   end
   return exchange(req, max_redirects, proxy)
+end
+
+---http.request{ url = url, output = path, ... }: the body to a file (see the output option).
+function M.download(url, path, opts)
+  local o = { url = url, output = path }
+  for k, v in pairs(opts or {}) do
+    if k ~= "url" and k ~= "output" then o[k] = v end
+  end
+  return M.request(o)
 end
 
 -- GET with every option at its default.

@@ -136,8 +136,10 @@ static int fail_stream(struct h2_session *s, struct request *r, enum net_kind ki
 void h2_consumed(struct request *r, size_t n)
 {
     struct h2_session *s = r->attached ? r->via.mux : NULL;
-    if (s && !s->ended && n)
+    if (s && !s->ended && n) {
         nghttp2_session_consume(s->ng, r->stream_id, n);
+        want_flush(s); /* a consumer outside the session's reads: the WINDOW_UPDATE must go out */
+    }
 }
 
 /* --- body and headers of a response ------------------------------------- */
@@ -190,7 +192,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         nghttp2_session_consume_connection(ng, len);
         return fail_stream(s, r, r->resp.err_kind, r->resp.err);
     }
-    h2_consumed(r, len);
+    request_mux_data(r, len); /* the window reopens now, or as a streamed body is taken */
     return 0;
 }
 
@@ -346,6 +348,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         return fail_stream(s, r, r->resp.err_kind, r->resp.err);
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && r->resp.headers_done)
         response_complete(s, r);
+    else if (frame->hd.type == NGHTTP2_HEADERS && r->stream && r->resp.headers_done)
+        request_mux_data(r, 0); /* a streamed body: the head goes to the consumer now */
     return 0;
 }
 

@@ -56,6 +56,9 @@ extern const struct proto_mux_ops proto_h2;
 /* From a session, about one of its requests (each ends r's part in the session first). */
 /* The exchange ended: NET_OK with r->resp complete, or a failure. */
 void request_mux_finish(struct request *r, enum net_kind kind, const char *msg);
+/* n DATA bytes for r went into r->resp: r gives them back to the stream's window now, or (a
+ * streamed body the consumer is behind on) once they are taken, and wakes a streaming consumer. */
+void request_mux_data(struct request *r, size_t n);
 /* The server did not process r (REFUSED_STREAM, GOAWAY above its last-stream-id, or the
  * connection went before r's headers were sent): r starts again elsewhere, whatever its method. */
 void request_mux_retry(struct request *r);

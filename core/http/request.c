@@ -27,6 +27,7 @@ static void connect_next(struct request *r);
 static void start_attempt(struct request *r);
 static void arm_timer(struct request *r);
 static void route(struct request *r);
+static void note_tls(struct request *r, struct conn *c);
 static const struct conn_handler handler;
 
 int request_is_idempotent(const char *m)
@@ -78,6 +79,7 @@ static void free_request(uv_handle_t *h)
     free((char *)r->tls.cert_file);
     free((char *)r->tls.key_file);
     request_proxy_free(r->proxy);
+    free(r->stream);
     r->proto->release(r);
     buf_free(&r->wire);
     buf_free(&r->key);
@@ -232,6 +234,7 @@ static void release(struct request *r, int reusable)
     lead_over(r, r->kind != NET_CANCELED);
     drop_attempts(r, NULL);
     if (r->conn) {
+        conn_resume(r->conn); /* a pooled connection must read (to see the server close it) */
         if (reusable)
             pool_put(r->net->pool, r->conn);
         else
@@ -245,7 +248,15 @@ static void release(struct request *r, int reusable)
 static void run_done(struct request *r)
 {
     r->done_pending = 0;
+    struct request_stream *s = r->stream;
+    if (s)
+        s->in_done = 1;
     r->done(r);
+    if (s) {
+        s->in_done = 0;
+        if (s->held)
+            return; /* the consumer still reads the body: request_close frees r */
+    }
     uv_close((uv_handle_t *)&r->timer, free_request);
 }
 
@@ -324,12 +335,14 @@ static void on_timer(uv_timer_t *t)
             finish(r, NET_TIMEOUT, "connect timed out after %gs", r->timeouts.connect);
         return;
     }
+    if (r->stream && r->stream->paused)
+        r->last_activity = now; /* waiting for the consumer is not the server's silence */
     if (r->phase == PH_WAIT && read_idle_ms(r) &&
         now - r->last_activity >= read_idle_ms(r)) {
         /* Not idle while the request is still going out and the kernel keeps taking it. */
         size_t unsent = r->conn ? conn_unsent(r->conn) : 0;
-        if (unsent && unsent != r->unsent_seen) {
-            r->unsent_seen = unsent;
+        if (unsent && (uint32_t)unsent != r->unsent_seen) {
+            r->unsent_seen = (uint32_t)unsent;
             r->last_activity = now;
             arm_timer(r);
             return;
@@ -375,7 +388,7 @@ static void send_request(struct request *r)
     r->last_activity = uv_now(r->net->loop);
     r->proto->begin(r);
     struct conn *c = r->conn;
-    r->has_tls_info = conn_tls_info(c, &r->tls_info, &r->tls_resumed);
+    note_tls(r, c);
     if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->conn == c && r->body_len > REQUEST_INLINE_BODY_MAX)
         conn_write(c, r->body, r->body_len);
     /* A write can fail at once and start the stale retry (or finish) from inside conn_write:
@@ -392,6 +405,13 @@ static void send_request(struct request *r)
     /* A failed write surfaces as a closed event; nothing more to do here. */
     if (!r->finished)
         arm_timer(r);
+}
+
+static void note_tls(struct request *r, struct conn *c)
+{
+    int resumed = 0;
+    r->has_tls_info = conn_tls_info(c, &r->tls_info, &resumed) == 1;
+    r->tls_resumed = resumed != 0;
 }
 
 /* r's connection answered h2 by ALPN, or r speaks h2c to it by prior knowledge. */
@@ -411,10 +431,85 @@ static void start_stream(struct request *r, struct conn *c)
     r->phase = PH_WAIT;
     r->deadline_phase = 0;
     r->last_activity = uv_now(r->net->loop);
-    r->has_tls_info = conn_tls_info(c, &r->tls_info, &r->tls_resumed);
+    note_tls(r, c);
     proto_h2.attach(c, r);
     if (!r->finished)
         arm_timer(r);
+}
+
+/* --- streamed bodies ------------------------------------------------------ */
+
+int request_stream_enable(struct request *r)
+{
+    if (!r->stream && !(r->stream = calloc(1, sizeof *r->stream)))
+        return -1;
+    r->max_body = SIZE_MAX; /* max_body bounds a collected body only */
+    return 0;
+}
+
+/* After response bytes went into r->resp: the head or body bytes for the consumer, and reading
+ * stops while it is behind. */
+static void stream_progress(struct request *r)
+{
+    struct request_stream *s = r->stream;
+    if (!r->resp_ready || !r->resp.headers_done || r->finished)
+        return;
+    if (r->resp.body.len >= REQUEST_STREAM_HIGH) {
+        s->paused = 1;
+        if (r->conn)
+            conn_pause(r->conn);
+    }
+    if (!s->head_sent || r->resp.body.len) {
+        s->head_sent = 1;
+        s->wake(r);
+    }
+}
+
+void request_stream_took(struct request *r, size_t n)
+{
+    struct request_stream *s = r->stream;
+    s->taken += n;
+    if (r->finished)
+        return;
+    if (s->paused) {
+        s->paused = 0;
+        r->last_activity = uv_now(r->net->loop);
+        if (r->conn)
+            conn_resume(r->conn);
+    }
+    if (s->unacked) {
+        h2_consumed(r, s->unacked);
+        s->unacked = 0;
+    }
+}
+
+void request_close(struct request *r)
+{
+    struct request_stream *s = r->stream;
+    s->held = 0;
+    s->handle = NULL;
+    s->waiter = NULL;
+    if (!r->finished || r->done_pending) {
+        request_cancel(r); /* the connection is closed, not drained */
+        return;
+    }
+    if (!s->in_done)
+        uv_close((uv_handle_t *)&r->timer, free_request);
+}
+
+void request_mux_data(struct request *r, size_t n)
+{
+    struct request_stream *s = r->stream;
+    if (!s) {
+        h2_consumed(r, n);
+        return;
+    }
+    s->unacked += n;
+    if (r->resp.body.len < REQUEST_STREAM_HIGH) {
+        h2_consumed(r, s->unacked);
+        s->unacked = 0;
+    }
+    stream_progress(r);
 }
 
 void request_mux_finish(struct request *r, enum net_kind kind, const char *msg)
@@ -488,6 +583,8 @@ static void on_data(struct conn *c, const char *data, size_t len)
         fail_parse(r);
     else if (rc > 0)
         finish(r, NET_OK, NULL);
+    else if (r->stream)
+        stream_progress(r);
 }
 
 static int retry_stale(struct request *r)

@@ -36,6 +36,26 @@ typedef void (*request_done_fn)(struct request *r);
 
 struct proto_ops;
 
+/* Body bytes buffered for a streamed response beyond which the socket is not read (HTTP/1.1) or
+ * the stream's window not reopened (HTTP/2) until the consumer takes them. */
+#define REQUEST_STREAM_HIGH (256 * 1024)
+
+/* A streamed response (the stream option): the call returns after the head and the consumer takes
+ * the body from r->resp.body as it arrives. Allocated only for streaming requests, owned and
+ * freed by the request. */
+struct request_stream {
+    /* The head is in, body bytes arrived (not called when r finishes: done is). */
+    void (*wake)(struct request *r);
+    void *waiter;               /* the binding's: the task waiting for the next event */
+    void *handle;               /* the binding's: its handle on r, once the head was given out */
+    uint64_t taken;             /* body bytes the consumer took */
+    size_t unacked;             /* HTTP/2: DATA bytes not yet given back to the stream's window */
+    unsigned head_sent : 1;     /* wake ran for the head */
+    unsigned held : 1;          /* the consumer holds r: it stays after done until request_close */
+    unsigned in_done : 1;       /* done is running */
+    unsigned paused : 1;        /* waiting for the consumer: the read timeout does not run */
+};
+
 /* The http2 option: HTTP/1.1 only, h2 offered by ALPN on https (the default), or h2c spoken at
  * once on plain http (prior knowledge). */
 enum request_http2 { REQUEST_HTTP2_OFF, REQUEST_HTTP2_ON, REQUEST_HTTP2_PRIOR };
@@ -72,38 +92,40 @@ struct request {
     struct http_head head;
     char *body;                 /* owned copy */
     size_t body_len;
-    int has_body;
     struct request_timeouts timeouts;
     size_t max_body;
-    int decompress;
     struct tls_options tls;     /* strings owned by the request */
     struct request_proxy *proxy;   /* NULL: direct */
+    struct request_stream *stream; /* NULL: the body is collected in r->resp.body */
     const struct proto_ops *proto; /* the wire format (proto.h) */
     request_done_fn done;
     void *data;
 
-    /* outcome, valid in done */
-    enum net_kind kind;         /* NET_OK or the failure */
+    int addr_index;             /* private: the next address to try (placed to fill a hole) */
+    uint32_t unsent_seen;       /* private: conn_unsent (mod 2^32) at the last read-timeout check */
+    /* outcome, valid in done (kind, reused, has_tls_info and tls_resumed are with the flags) */
     char *err;                  /* failure message (malloc'd), NULL on success */
     struct http_response resp;
     struct request_timings timings;
     struct tls_info tls_info;   /* valid when has_tls_info */
-    int reused;                 /* served over a pooled connection */
-    int has_tls_info;
-    int tls_resumed;            /* the handshake resumed a cached session */
 
     /* private */
     struct buf wire;            /* serialised head (+ small body) */
     struct buf key;             /* pool key */
     struct dns_waiter dns;
     struct dns_addrs *addrs;
-    int addr_index;             /* the next address to try */
     struct conn *conn;          /* the connection in use, once one has connected */
     struct connect_race *race;  /* while connecting */
     uv_timer_t timer;
     /* Flags kept small: struct request stays in malloc's small-chunk (tcache) sizes. */
     unsigned char phase;
     unsigned char http2;        /* enum request_http2 */
+    unsigned char kind;         /* outcome: enum net_kind, NET_OK or the failure */
+    unsigned reused : 1;        /* outcome: served over a pooled connection */
+    unsigned has_tls_info : 1;  /* outcome: tls_info is valid */
+    unsigned tls_resumed : 1;   /* outcome: the handshake resumed a cached session */
+    unsigned has_body : 1;      /* what to send: a body (maybe empty) with Content-Length */
+    unsigned decompress : 1;    /* what to send: Accept-Encoding, and decode the body */
     unsigned starting : 1;      /* inside request_start: defer completion */
     unsigned finished : 1;
     unsigned stale_retry_done : 1;
@@ -123,7 +145,6 @@ struct request {
     uint64_t deadline_total;    /* uv_now ms, 0 = none */
     uint64_t deadline_phase;
     uint64_t last_activity;
-    size_t unsent_seen;         /* conn_unsent at the last read-timeout check */
     struct request *queue_next; /* waiting for a connect slot (or see below) */
     /* HTTP/2 (proto.h's multiplexing seam). While the first connection of a key that may speak
      * h2 is set up, its request leads and the others for the key wait in its list (linked by
@@ -146,6 +167,13 @@ void request_discard(struct request *r);
 void request_start(struct request *r);
 /* Stops everything; done will not run. The request frees itself. */
 void request_cancel(struct request *r);
+/* Makes r a streamed request (before request_start): 0 or -1 (out of memory). */
+int request_stream_enable(struct request *r);
+/* The consumer took n body bytes from r->resp.body (and reset it): reading resumes. */
+void request_stream_took(struct request *r, size_t n);
+/* The consumer lets go of a streamed request: it ends at once if unfinished (its connection is
+ * closed), and is freed (now, or after done returns when called from inside done). */
+void request_close(struct request *r);
 /* Whether r may be carried by HTTP/2: https with h2 offered, or h2c by prior knowledge (never
  * through a forwarding HTTP proxy, which speaks HTTP/1.1 for plain http). */
 int request_may_mux(const struct request *r);

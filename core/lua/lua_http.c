@@ -231,6 +231,13 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
             goto unknown;
         return 0;
     }
+    if (!strcmp(key, "stream")) {
+        if (lua_toboolean(L, -1) && request_stream_enable(r)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
     if (!strcmp(key, "decompress")) {
         r->decompress = lua_toboolean(L, -1);
         return 0;
@@ -451,8 +458,10 @@ static int push_response(lua_State *co, struct request *r)
     lua_setfield(co, -2, "status");
     lua_pushlstring(co, resp->reason.data ? resp->reason.data : "", resp->reason.len);
     lua_setfield(co, -2, "reason");
-    lua_pushlstring(co, resp->body.data ? resp->body.data : "", resp->body.len);
-    lua_setfield(co, -2, "body");
+    if (!r->stream) {
+        lua_pushlstring(co, resp->body.data ? resp->body.data : "", resp->body.len);
+        lua_setfield(co, -2, "body");
+    }
     lua_pushboolean(co, r->reused);
     lua_setfield(co, -2, "reused");
 
@@ -483,14 +492,122 @@ static void on_done(struct request *r)
     task_resume(r->data, 0);
 }
 
+/* A streamed response (stream = true): the handle a response holds on its request, which stays
+ * alive (held) until the handle is closed or collected. The task waiting for the head or for the
+ * next chunk is in r->stream->waiter; it is resumed at once from the request's callbacks. */
+#define STREAM "luafetch.stream"
+
+struct stream_handle {
+    struct request *r;          /* NULL once closed */
+};
+
+static void stream_wake(struct request *r)
+{
+    struct task *t = r->stream->waiter;
+    if (t) {
+        r->stream->waiter = NULL;
+        task_resume(t, 0);
+    }
+}
+
+static void push_stream_handle(lua_State *L, struct request *r)
+{
+    struct stream_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->r = r;
+    luaL_setmetatable(L, STREAM);
+    r->stream->handle = h;
+    r->stream->held = 1;
+}
+
 /* Runs inside the resumed task, so running out of memory here is an error raised in the task. */
 static int request_cont(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     struct request *r = (struct request *)ctx;
-    if (r->kind == NET_OK)
+    if (r->stream && r->stream->head_sent && !r->stream->handle &&
+        (r->kind == NET_OK || !r->finished)) {
+        push_response(L, r);
+        push_stream_handle(L, r);
+        lua_setfield(L, -2, "_stream");
+        return 1;
+    }
+    if (r->kind == NET_OK && !r->stream)
         return push_response(L, r);
+    if (r->kind == NET_OK) { /* a streamed response complete with its head */
+        r->stream->head_sent = 1;
+        return request_cont(L, status, ctx);
+    }
     return push_failure(L, r->err ? r->err : "out of memory", net_kind_name(r->kind));
+}
+
+/* The task waiting for a chunk was cancelled: the exchange ends with it. */
+static void cancel_stream_read(struct task *t)
+{
+    struct request *r = t->wait.op;
+    struct stream_handle *h = r->stream->handle;
+    if (h)
+        h->r = NULL;
+    request_close(r);
+}
+
+static int stream_read_cont(lua_State *L, int status, lua_KContext ctx);
+
+/* _http.stream_read(h) → chunk | nil (the end) | nil, msg, kind. Yields while nothing is in. */
+static int l_stream_read(lua_State *L)
+{
+    struct stream_handle *h = luaL_checkudata(L, 1, STREAM);
+    struct request *r = h->r;
+    if (!r)
+        return push_failure(L, "closed", "canceled");
+    struct buf *b = &r->resp.body;
+    if (b->len) {
+        size_t n = b->len;
+        lua_pushlstring(L, b->data, n);
+        buf_reset(b);
+        request_stream_took(r, n);
+        return 1;
+    }
+    if (r->finished) {
+        if (r->kind == NET_OK) {
+            lua_pushnil(L);
+            return 1;
+        }
+        return push_failure(L, r->err ? r->err : "out of memory", net_kind_name(r->kind));
+    }
+    struct task *t = task_check_current(L, "res:read");
+    if (r->stream->waiter)
+        return luaL_error(L, "res:read: another task is reading this body");
+    r->stream->waiter = t;
+    return task_yieldk(L, t, cancel_stream_read, r, (lua_KContext)h, stream_read_cont);
+}
+
+static int stream_read_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return l_stream_read(L); /* the handle is still argument 1 */
+}
+
+/* _http.stream_size(h) → body bytes taken so far; nothing once closed */
+static int l_stream_size(lua_State *L)
+{
+    struct stream_handle *h = luaL_checkudata(L, 1, STREAM);
+    if (!h->r)
+        return 0;
+    lua_pushinteger(L, (lua_Integer)h->r->stream->taken);
+    return 1;
+}
+
+/* _http.stream_close(h): ends the exchange (closing its connection when unfinished). Idempotent. */
+static int l_stream_close(lua_State *L)
+{
+    struct stream_handle *h = luaL_checkudata(L, 1, STREAM);
+    struct request *r = h->r;
+    if (r) {
+        h->r = NULL;
+        request_close(r);
+    }
+    return 0;
 }
 
 static void cancel_request(struct task *t)
@@ -514,6 +631,12 @@ static int l_request(lua_State *L)
     }
     r->done = on_done;
     r->data = t;
+    if (r->stream) {
+        r->max_body = SIZE_MAX;
+        r->done = stream_wake;
+        r->stream->wake = stream_wake;
+        r->stream->waiter = t;
+    }
     request_start(r);
     return task_yieldk(L, t, cancel_request, r, (lua_KContext)r, request_cont);
 }
@@ -694,9 +817,16 @@ int luaopen_luafetch_http(lua_State *L)
         { "details_tls", l_details_tls },
         { "details_version", l_details_version },
         { "details_values", l_details_values },
+        { "stream_read", l_stream_read },
+        { "stream_close", l_stream_close },
+        { "stream_size", l_stream_size },
         { NULL, NULL },
     };
     luaL_newmetatable(L, DETAILS);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, STREAM);
+    lua_pushcfunction(L, l_stream_close);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
     return 1;

@@ -314,6 +314,24 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     c->layer[0]->ops->input(c->layer[0], b->base, (size_t)nread);
 }
 
+void conn_pause(struct conn *c)
+{
+    if (c->paused || c->closing || !c->tcp_up)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->paused = 1;
+}
+
+void conn_resume(struct conn *c)
+{
+    if (!c->paused || c->closing)
+        return;
+    c->paused = 0;
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    if (rc < 0)
+        fail(c, NET_CLOSED, uv_strerror(rc));
+}
+
 /* --- connecting ---------------------------------------------------------- */
 
 static void on_connect(uv_connect_t *req, int status)

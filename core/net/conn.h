@@ -47,6 +47,7 @@ struct conn {
     int handshake_write_failed;     /* peer closed mid-handshake: drop output, read its reason */
     int tcp_up;
     int closing;
+    int paused;                     /* reading stopped by conn_pause (a slow consumer) */
     int counted_connecting;         /* holds a connect-pacing slot */
     uint64_t idle_since;            /* ms, while pooled */
     struct conn *idle_next, *idle_prev;   /* the bucket's list, while pooled */
@@ -80,6 +81,10 @@ void conn_hold_loop(struct conn *c, int hold);
 size_t conn_write_queued(const struct conn *c);
 /* The protocol the server chose by ALPN on the TLS layer, or NULL (no TLS, no ALPN answer). */
 const char *conn_alpn(struct conn *c);
+/* Stops reading from the socket (the consumer is behind) / starts again. Idempotent. Bytes of a
+ * read already under way are still delivered. */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
 /* Bytes written but not yet taken by the kernel (0 when the queue is empty). */
 size_t conn_unsent(struct conn *c);
 /* The TLS layer's session details: 1 when c has TLS (info and *resumed filled), else 0. */
