@@ -231,6 +231,10 @@ describe("stream = true", function()
     local got = #assert(res:read())
     task.sleep(1.5) -- a fast server and a consumer that does not read
     local peak = status_kb("VmRSS")
+    -- one read takes everything buffered: no more than the bound and one socket read
+    local held = #assert(res:read())
+    assert.is_true(held <= 512 * 1024, ("%d bytes were buffered"):format(held))
+    got = got + held
     local i = 0
     while true do
       local chunk, err, kind = res:read()
@@ -331,6 +335,10 @@ describe("HTTP/2 streamed bodies", function()
     f:write(first)
     task.sleep(1) -- nginx would send all 20 MiB by now if the window reopened
     local peak = status_kb("VmRSS")
+    -- one read takes everything buffered: the bound and at most one stream window (1 MiB)
+    local held = assert(res:read())
+    assert.is_true(#held <= 1536 * 1024, ("%d bytes were buffered"):format(#held))
+    f:write(held)
     for chunk in res:chunks() do f:write(chunk) end
     f:close()
     assert.is_true(peak - rss0 < 8 * 1024, ("RSS grew by %d kB"):format(peak - rss0))
