@@ -12,6 +12,8 @@ local task = require "task"
 local BASE = assert(os.getenv("FIXTURE_URL"), "FIXTURE_URL is not set (run tests/run_specs.sh)")
 local CERTS = assert(os.getenv("FIXTURE_CERTS"), "FIXTURE_CERTS is not set (run tests/run_specs.sh)")
 local ROOT = os.getenv("LUAFETCH_ROOT") or "."
+-- ASan's quarantine keeps freed memory resident: the RSS bounds hold for the plain build only
+local ASAN = assert(os.getenv("LUAFETCH_BIN")):find("/asan/", 1, true) ~= nil
 
 local function ok(res, err, kind)
   assert(res, ("request failed: %s (%s)"):format(tostring(err), tostring(kind)))
@@ -250,7 +252,7 @@ describe("stream = true", function()
       end
     end
     assert.are.equal(n, got)
-    assert.is_true(peak - rss0 < 32 * 1024, ("RSS grew by %d kB"):format(peak - rss0))
+    assert.is_true(ASAN or peak - rss0 < 32 * 1024, ("RSS grew by %d kB"):format(peak - rss0))
   end)
 
   it("a task cancelled while it waits for a chunk ends the exchange", function()
@@ -341,7 +343,7 @@ describe("HTTP/2 streamed bodies", function()
     f:write(held)
     for chunk in res:chunks() do f:write(chunk) end
     f:close()
-    assert.is_true(peak - rss0 < 8 * 1024, ("RSS grew by %d kB"):format(peak - rss0))
+    assert.is_true(ASAN or peak - rss0 < 8 * 1024, ("RSS grew by %d kB"):format(peak - rss0))
     assert.are.equal(S.big_sha256, sha256_file(path))
     os.remove(path)
   end)
