@@ -18,7 +18,7 @@ static char *key(int https, const char *host, int port, const struct tls_options
 
 static struct tls_options opts(int verify, const char *ca, const char *cert, const char *keyf, const char *host)
 {
-    struct tls_options o = { verify, ca, cert, keyf, host, 443 };
+    struct tls_options o = { .verify = verify, .ca_file = ca, .cert_file = cert, .key_file = keyf, .host = host, .port = 443 };
     return o;
 }
 
