@@ -297,8 +297,8 @@ local function normalise(opts, url, method, body, json)
       DELIVER[req] = { output = output, sink = sink }
     end
   end
-  if body ~= nil and type(body) ~= "string" then
-    return nil, "body must be a string"
+  if body ~= nil and type(body) ~= "string" and type(body) ~= "function" and io.type(body) ~= "file" then
+    return nil, "body must be a string, an open file or a function"
   end
   if opts.max_body ~= nil and (type(opts.max_body) ~= "number" or not (opts.max_body >= 0)) then
     return nil, "max_body must be a non-negative number"
@@ -343,6 +343,10 @@ local SENSITIVE = { authorization = true, cookie = true, ["proxy-authorization"]
 
 -- Prepares req for the next hop to `location`; nil, message when the target is refused.
 local function follow(req, res, location)
+  if (res.status == 307 or res.status == 308) and type(req.body) == "function" then
+    return nil, ("cannot follow the %d redirect to %s: the request body came from a function and "
+      .. "cannot be sent again"):format(res.status, location)
+  end
   local target = C.resolve_url(req.url, location)
   if not target then
     return nil, "bad redirect target '" .. location .. "'"

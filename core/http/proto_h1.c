@@ -37,9 +37,15 @@ static int h1_encode(struct request *r, struct buf *out)
         rc = proxy_form(r, authority.data, &absolute);
         target = absolute.data;
     }
+    int chunked = r->stream && r->stream->upload_fn;
     rc = rc || http_head_finish(&r->head, out, r->method, target, authority.data, r->body_len,
-                                r->has_body, r->decompress);
-    if (!rc && r->has_body && r->body_len <= REQUEST_INLINE_BODY_MAX)
+                                r->has_body && !chunked, r->decompress);
+    if (!rc && chunked) {
+        /* a body asked for piece by piece: chunked, announced before the blank line */
+        out->len -= 2;
+        rc = buf_puts(out, "Transfer-Encoding: chunked\r\n\r\n");
+    }
+    if (!rc && r->has_body && r->body && r->body_len <= REQUEST_INLINE_BODY_MAX)
         rc = buf_append(out, r->body, r->body_len);
     buf_free(&absolute);
     buf_free(&authority);

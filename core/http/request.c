@@ -4,12 +4,14 @@
 #define _GNU_SOURCE /* vasprintf */
 #include "request.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "h2.h"
@@ -28,6 +30,7 @@ static void start_attempt(struct request *r);
 static void arm_timer(struct request *r);
 static void route(struct request *r);
 static void note_tls(struct request *r, struct conn *c);
+static void upload_pump(struct request *r);
 static const struct conn_handler handler;
 
 int request_is_idempotent(const char *m)
@@ -79,6 +82,8 @@ static void free_request(uv_handle_t *h)
     free((char *)r->tls.cert_file);
     free((char *)r->tls.key_file);
     request_proxy_free(r->proxy);
+    if (r->stream && r->stream->upload && !r->stream->upload_fn)
+        close(r->stream->fd);
     free(r->stream);
     r->proto->release(r);
     buf_free(&r->wire);
@@ -280,7 +285,8 @@ static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
         va_end(ap);
     }
     r->timings.total = since(r->t0);
-    int reusable = kind == NET_OK && r->conn && r->proto->reusable(r) && conn_reusable(r->conn);
+    int reusable = kind == NET_OK && r->conn && r->proto->reusable(r) && conn_reusable(r->conn) &&
+                   !(r->stream && r->stream->upload && !r->stream->upload_done);
     release(r, reusable);
     if (r->starting) {
         /* Never complete inside the call that started the request. */
@@ -389,7 +395,13 @@ static void send_request(struct request *r)
     r->proto->begin(r);
     struct conn *c = r->conn;
     note_tls(r, c);
-    if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->conn == c && r->body_len > REQUEST_INLINE_BODY_MAX)
+    struct request_stream *s = r->stream;
+    if (s && s->upload) {
+        s->file_off = s->file_start; /* a resend (stale connection) starts again */
+        s->upload_done = 0;
+        s->upload_want = 0;
+    }
+    if (conn_write(c, r->wire.data, r->wire.len) == 0 && r->conn == c && r->body && r->body_len > REQUEST_INLINE_BODY_MAX)
         conn_write(c, r->body, r->body_len);
     /* A write can fail at once and start the stale retry (or finish) from inside conn_write:
      * the bytes are then still needed, or no longer ours to touch. */
@@ -405,6 +417,8 @@ static void send_request(struct request *r)
     /* A failed write surfaces as a closed event; nothing more to do here. */
     if (!r->finished)
         arm_timer(r);
+    if (s && s->upload && !r->finished)
+        upload_pump(r);
 }
 
 static void note_tls(struct request *r, struct conn *c)
@@ -439,12 +453,108 @@ static void start_stream(struct request *r, struct conn *c)
 
 /* --- streamed bodies ------------------------------------------------------ */
 
+static struct request_stream *stream_of(struct request *r)
+{
+    if (!r->stream)
+        r->stream = calloc(1, sizeof *r->stream);
+    return r->stream;
+}
+
 int request_stream_enable(struct request *r)
 {
-    if (!r->stream && !(r->stream = calloc(1, sizeof *r->stream)))
+    if (!stream_of(r))
         return -1;
+    r->stream->resp = 1;
     r->max_body = SIZE_MAX; /* max_body bounds a collected body only */
     return 0;
+}
+
+int request_upload_file(struct request *r, int fd, uint64_t offset, uint64_t size)
+{
+    struct request_stream *s = stream_of(r);
+    if (!s || s->upload) {
+        close(fd);
+        return -1;
+    }
+    s->upload = 1;
+    s->fd = fd;
+    s->file_start = s->file_off = offset;
+    s->file_size = size;
+    r->has_body = 1;
+    r->body_len = size - offset;
+    return 0;
+}
+
+int request_upload_function(struct request *r)
+{
+    struct request_stream *s = stream_of(r);
+    if (!s || s->upload)
+        return -1;
+    s->upload = 1;
+    s->upload_fn = 1;
+    r->has_body = 0; /* no Content-Length: Transfer-Encoding: chunked (proto_h1.c) */
+    return 0;
+}
+
+/* Hands the body to the connection, a piece at a time: the next piece only once the kernel took
+ * the last one (the conn's drained event calls this again). */
+static void upload_pump(struct request *r)
+{
+    struct request_stream *s = r->stream;
+    struct conn *c = r->conn;
+    char piece[REQUEST_UPLOAD_PIECE];
+    while (s && s->upload && !s->upload_done && !r->finished && c && r->conn == c &&
+           conn_write_queued(c) == 0) {
+        if (s->upload_fn) {
+            if (!s->upload_want) {
+                s->upload_want = 1;
+                if (!r->starting) /* else the caller sees upload_want when request_start returns */
+                    s->wake(r);
+            }
+            return;
+        }
+        uint64_t left = s->file_size - s->file_off;
+        size_t n = left < sizeof piece ? (size_t)left : sizeof piece;
+        ssize_t got = n ? pread(s->fd, piece, n, (off_t)s->file_off) : 0;
+        if (got <= 0 && left) {
+            finish(r, NET_INVALID, "cannot read the request body file: %s",
+                   got < 0 ? strerror(errno) : "it is shorter than its size");
+            return;
+        }
+        s->file_off += (uint64_t)got;
+        s->upload_began = 1;
+        s->upload_done = s->file_off >= s->file_size;
+        if (got > 0 && conn_write(c, piece, (size_t)got))
+            return; /* the read side reports the failure */
+    }
+}
+
+void request_upload_push(struct request *r, const char *data, size_t len)
+{
+    struct request_stream *s = r->stream;
+    struct conn *c = r->conn;
+    s->upload_want = 0;
+    if (r->finished || !c || s->upload_done)
+        return;
+    s->upload_began = 1;
+    char head[32];
+    int rc;
+    if (len) {
+        int hl = snprintf(head, sizeof head, "%zx\r\n", len);
+        rc = conn_write(c, head, (size_t)hl) || conn_write(c, data, len) || conn_write(c, "\r\n", 2);
+    } else {
+        s->upload_done = 1;
+        rc = conn_write(c, "0\r\n\r\n", 5);
+    }
+    if (rc == 0 && !r->finished)
+        upload_pump(r);
+}
+
+static void on_drained(struct conn *c)
+{
+    struct request *r = c->owner;
+    if (r->phase == PH_WAIT)
+        upload_pump(r);
 }
 
 /* After response bytes went into r->resp: the head or body bytes for the consumer, and reading
@@ -452,7 +562,7 @@ int request_stream_enable(struct request *r)
 static void stream_progress(struct request *r)
 {
     struct request_stream *s = r->stream;
-    if (!r->resp_ready || !r->resp.headers_done || r->finished)
+    if (!s->resp || !r->resp_ready || !r->resp.headers_done || r->finished)
         return;
     if (r->resp.body.len >= REQUEST_STREAM_HIGH) {
         s->paused = 1;
@@ -500,7 +610,7 @@ void request_close(struct request *r)
 void request_mux_data(struct request *r, size_t n)
 {
     struct request_stream *s = r->stream;
-    if (!s) {
+    if (!s || !s->resp) {
         h2_consumed(r, n);
         return;
     }
@@ -589,7 +699,10 @@ static void on_data(struct conn *c, const char *data, size_t len)
 
 static int retry_stale(struct request *r)
 {
-    /* A pooled connection the server had already closed: nothing arrived, try once afresh. */
+    /* A pooled connection the server had already closed: nothing arrived, try once afresh (not
+     * with a body asked of the caller: its pieces cannot be sent again). */
+    if (r->stream && r->stream->upload_fn && r->stream->upload_began)
+        return 0;
     if (!r->reused || r->stale_retry_done || r->resp.bytes_in > 0 || !request_is_idempotent(r->method))
         return 0;
     r->stale_retry_done = 1;
@@ -749,7 +862,7 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
 }
 
 static const struct conn_handler handler = { on_tcp_connected, on_tls_started, on_ready, on_data,
-                                             on_closed, NULL };
+                                             on_closed, on_drained };
 
 static void set_port(struct sockaddr_storage *ss, int port)
 {
@@ -926,7 +1039,8 @@ static int build_key(struct request *r)
 
 int request_may_mux(const struct request *r)
 {
-    if (r->http2 == REQUEST_HTTP2_OFF)
+    /* a streamed request body goes over HTTP/1.1 (the h2 data source takes r->body only) */
+    if (r->http2 == REQUEST_HTTP2_OFF || (r->stream && r->stream->upload))
         return 0;
     if (r->url.https)
         return 1;

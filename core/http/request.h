@@ -40,11 +40,17 @@ struct proto_ops;
  * the stream's window not reopened (HTTP/2) until the consumer takes them. */
 #define REQUEST_STREAM_HIGH (256 * 1024)
 
-/* A streamed response (the stream option): the call returns after the head and the consumer takes
- * the body from r->resp.body as it arrives. Allocated only for streaming requests, owned and
- * freed by the request. */
+/* Pieces of a request body read from a file or asked of the caller, one at a time. */
+#define REQUEST_UPLOAD_PIECE (64 * 1024)
+
+/* Streaming state, allocated only for requests that stream (owned and freed by the request):
+ *  - a streamed response (the stream option, resp): the call returns after the head and the
+ *    consumer takes the body from r->resp.body as it arrives;
+ *  - a streamed request body (upload): read from a file descriptor (Content-Length), or asked
+ *    of the caller piece by piece (sent chunked), each piece only once the last one was written. */
 struct request_stream {
-    /* The head is in, body bytes arrived (not called when r finishes: done is). */
+    /* The head is in, body bytes arrived, or the next body piece is wanted (not called when r
+     * finishes: done is). */
     void (*wake)(struct request *r);
     void *waiter;               /* the binding's: the task waiting for the next event */
     void *handle;               /* the binding's: its handle on r, once the head was given out */
@@ -54,6 +60,14 @@ struct request_stream {
     unsigned held : 1;          /* the consumer holds r: it stays after done until request_close */
     unsigned in_done : 1;       /* done is running */
     unsigned paused : 1;        /* waiting for the consumer: the read timeout does not run */
+    unsigned resp : 1;          /* the response is streamed */
+    unsigned upload : 1;        /* the body is streamed: from fd, or asked for (upload_fn) */
+    unsigned upload_fn : 1;
+    unsigned upload_want : 1;   /* upload_fn: the next piece is wanted (request_upload_push) */
+    unsigned upload_done : 1;   /* every byte of the body was handed to the connection */
+    unsigned upload_began : 1;  /* some of it was (a function's pieces cannot be sent again) */
+    int fd;                     /* file upload: owned (a dup), -1 when none */
+    uint64_t file_start, file_off, file_size;   /* offsets in fd: the body is [start, size) */
 };
 
 /* The http2 option: HTTP/1.1 only, h2 offered by ALPN on https (the default), or h2c spoken at
@@ -169,6 +183,13 @@ void request_start(struct request *r);
 void request_cancel(struct request *r);
 /* Makes r a streamed request (before request_start): 0 or -1 (out of memory). */
 int request_stream_enable(struct request *r);
+/* The body comes from fd (owned by r from now on; closed with it), bytes [offset, size), sent with
+ * Content-Length. 0 or -1 (out of memory: fd is closed). Over HTTP/1.1 only. */
+int request_upload_file(struct request *r, int fd, uint64_t offset, uint64_t size);
+/* The body is asked for piece by piece through stream->wake (upload_want set), sent chunked. */
+int request_upload_function(struct request *r);
+/* The next piece of a function body (copied), len 0 for the end. */
+void request_upload_push(struct request *r, const char *data, size_t len);
 /* The consumer took n body bytes from r->resp.body (and reset it): reading resumes. */
 void request_stream_took(struct request *r, size_t n);
 /* The consumer lets go of a streamed request: it ends at once if unfinished (its connection is

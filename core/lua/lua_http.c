@@ -172,6 +172,39 @@ static int fill_proxy(lua_State *L, struct request *r, char *err, size_t errlen)
     return 0;
 }
 
+/* body = an open file (sent from its position to its end, with Content-Length) or a function
+ * (called for each next piece, nil at the end; sent chunked). The value is on top. */
+static int fill_body_stream(lua_State *L, struct request *r, char *err, size_t errlen)
+{
+    if (lua_type(L, -1) == LUA_TFUNCTION) {
+        if (request_upload_function(r)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    luaL_Stream *fs = luaL_testudata(L, -1, LUA_FILEHANDLE);
+    struct stat st;
+    long pos;
+    if (!fs || !fs->closef || !fs->f) {
+        snprintf(err, errlen, "body must be a string, an open file or a function");
+        return -1;
+    }
+    if (fflush(fs->f) != 0 || (pos = ftell(fs->f)) < 0 || fstat(fileno(fs->f), &st) != 0 ||
+        !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "body: a file must be a regular file open for reading");
+        return -1;
+    }
+    /* a descriptor of its own: the script may close its file while the body is sent */
+    int fd = dup(fileno(fs->f));
+    if (fd < 0 || request_upload_file(r, fd, (uint64_t)pos > (uint64_t)st.st_size ? (uint64_t)st.st_size : (uint64_t)pos,
+                                      (uint64_t)st.st_size)) {
+        snprintf(err, errlen, "body: %s", fd < 0 ? "cannot duplicate the file's descriptor" : "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* One option of the table _http.request gets; 0 or -1 with err set. The value is on top. */
 static int fill_option(lua_State *L, struct request *r, const char *key, char *err, size_t errlen)
 {
@@ -192,8 +225,10 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
         return r->method ? 0 : -1;
     }
     if (!strcmp(key, "body")) {
+        if (vt == LUA_TFUNCTION || vt == LUA_TUSERDATA)
+            return fill_body_stream(L, r, err, errlen);
         if (vt != LUA_TSTRING) {
-            snprintf(err, errlen, "body must be a string");
+            snprintf(err, errlen, "body must be a string, an open file or a function");
             return -1;
         }
         const char *b = lua_tolstring(L, -1, &len);
@@ -458,7 +493,7 @@ static int push_response(lua_State *co, struct request *r)
     lua_setfield(co, -2, "status");
     lua_pushlstring(co, resp->reason.data ? resp->reason.data : "", resp->reason.len);
     lua_setfield(co, -2, "reason");
-    if (!r->stream) {
+    if (!(r->stream && r->stream->resp)) {
         lua_pushlstring(co, resp->body.data ? resp->body.data : "", resp->body.len);
         lua_setfield(co, -2, "body");
     }
@@ -520,24 +555,96 @@ static void push_stream_handle(lua_State *L, struct request *r)
 }
 
 /* Runs inside the resumed task, so running out of memory here is an error raised in the task. */
+static int body_cont(lua_State *L, int status, lua_KContext ctx);
+static void cancel_request(struct task *t);
+
+/* Closed with the task's stack while a body function runs: a task cancelled there (or an error
+ * in the function) ends the exchange it was feeding. body_cont disarms it. */
+#define UPLOAD_GUARD "luafetch.upload_guard"
+
+static int upload_guard_close(lua_State *L)
+{
+    struct stream_handle *g = luaL_checkudata(L, 1, UPLOAD_GUARD);
+    struct request *r = g->r;
+    if (r) {
+        g->r = NULL;
+        request_close(r);
+    }
+    return 0;
+}
+
 static int request_cont(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     struct request *r = (struct request *)ctx;
-    if (r->stream && r->stream->head_sent && !r->stream->handle &&
-        (r->kind == NET_OK || !r->finished)) {
+    struct request_stream *s = r->stream;
+    if (s && s->upload_want && !r->finished) {
+        /* the next piece of a function body, asked in the task: the function may yield, so r is
+         * held (not freed if it finishes meanwhile) until body_cont looks at it */
+        s->held = 1;
+        struct stream_handle *g = lua_newuserdatauv(L, sizeof *g, 0);
+        g->r = r;
+        luaL_setmetatable(L, UPLOAD_GUARD);
+        lua_toclose(L, -1); /* the task cancelled inside the function: the exchange ends */
+        lua_getfield(L, 1, "body");
+        lua_callk(L, 0, 1, ctx, body_cont);
+        return body_cont(L, LUA_OK, ctx);
+    }
+    int streamed = s && s->resp;
+    if (streamed && s->head_sent && !s->handle && (r->kind == NET_OK || !r->finished)) {
         push_response(L, r);
         push_stream_handle(L, r);
         lua_setfield(L, -2, "_stream");
         return 1;
     }
-    if (r->kind == NET_OK && !r->stream)
+    if (r->kind == NET_OK && !streamed)
         return push_response(L, r);
     if (r->kind == NET_OK) { /* a streamed response complete with its head */
-        r->stream->head_sent = 1;
+        s->head_sent = 1;
         return request_cont(L, status, ctx);
     }
     return push_failure(L, r->err ? r->err : "out of memory", net_kind_name(r->kind));
+}
+
+/* A piece of a function body is in (or nil: the end): to the wire, then wait again. */
+static int body_cont(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    struct request *r = (struct request *)ctx;
+    struct request_stream *s = r->stream;
+    s->held = 0;
+    ((struct stream_handle *)lua_touserdata(L, -2))->r = NULL; /* disarm the guard */
+    int vt = lua_type(L, -1);
+    if (!r->finished) {
+        if (vt == LUA_TSTRING) {
+            size_t len;
+            const char *p = lua_tolstring(L, -1, &len);
+            if (len)
+                request_upload_push(r, p, len); /* "" pushes nothing: upload_want stays, ask again */
+        } else if (vt == LUA_TNIL) {
+            request_upload_push(r, NULL, 0);
+        } else {
+            lua_pop(L, 1);
+            lua_closeslot(L, -1);
+            lua_pop(L, 1);
+            request_cancel(r);
+            return push_failure(L, "body: the function must return a string or nil", "invalid");
+        }
+    }
+    lua_pop(L, 1);
+    lua_closeslot(L, -1);
+    lua_pop(L, 1);
+    if (r->finished) {
+        int n = request_cont(L, LUA_OK, ctx);
+        if (!s->held)
+            request_close(r);
+        return n;
+    }
+    if (s->upload_want)
+        return request_cont(L, LUA_OK, ctx);
+    struct task *t = task_check_current(L, "http.request");
+    s->waiter = t;
+    return task_yieldk(L, t, cancel_request, r, ctx, request_cont);
 }
 
 /* The task waiting for a chunk was cancelled: the exchange ends with it. */
@@ -632,12 +739,18 @@ static int l_request(lua_State *L)
     r->done = on_done;
     r->data = t;
     if (r->stream) {
-        r->max_body = SIZE_MAX;
+        if (r->stream->resp)
+            r->max_body = SIZE_MAX;
         r->done = stream_wake;
         r->stream->wake = stream_wake;
         r->stream->waiter = t;
     }
     request_start(r);
+    if (r->stream && r->stream->upload_want && !r->finished) {
+        /* a pooled connection took the head at once: the body's first piece is wanted now */
+        r->stream->waiter = NULL;
+        return request_cont(L, LUA_OK, (lua_KContext)r);
+    }
     return task_yieldk(L, t, cancel_request, r, (lua_KContext)r, request_cont);
 }
 
@@ -827,6 +940,10 @@ int luaopen_luafetch_http(lua_State *L)
     luaL_newmetatable(L, STREAM);
     lua_pushcfunction(L, l_stream_close);
     lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, UPLOAD_GUARD);
+    lua_pushcfunction(L, upload_guard_close);
+    lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
     return 1;

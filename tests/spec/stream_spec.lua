@@ -278,6 +278,127 @@ describe("stream = true", function()
   end)
 end)
 
+describe("request bodies from files and functions", function()
+  local cjson = require "cjson.safe"
+
+  local function echo(res)
+    assert.are.equal(200, res.status)
+    return assert(cjson.decode(res.body))
+  end
+
+  local function sha256(s)
+    local path = tmp_path()
+    local f = assert(io.open(path, "wb"))
+    f:write(s)
+    f:close()
+    local p = assert(io.popen("sha256sum " .. path))
+    local out = p:read("a")
+    p:close()
+    os.remove(path)
+    return out:match("^(%x+)")
+  end
+
+  it("body = file: sent from its position to its end, with Content-Length", function()
+    local path = tmp_path()
+    local data = pattern(300000)
+    local f = assert(io.open(path, "wb"))
+    f:write(data)
+    f:close()
+    f = assert(io.open(path, "rb"))
+    f:read(1000)
+    local e = echo(ok(http.request{ url = BASE .. "/echo", method = "POST", body = f }))
+    assert.are.equal(299000, e.body_length)
+    assert.are.equal("299000", e.headers["content-length"])
+    assert.is_false(e.chunked)
+    assert.are.equal(sha256(data:sub(1001)), e.body_sha256)
+    f:close()
+    os.remove(path)
+  end)
+
+  it("body = file is sent again on a 307", function()
+    local path = tmp_path()
+    local f = assert(io.open(path, "wb"))
+    f:write(pattern(50000))
+    f:close()
+    f = assert(io.open(path, "rb"))
+    local e = echo(ok(http.request{ url = BASE .. "/redirect-to?url=/echo&status=307", method = "POST", body = f }))
+    assert.are.equal(50000, e.body_length)
+    f:close()
+    os.remove(path)
+  end)
+
+  it("body = function: each piece (the function may yield), sent chunked", function()
+    local i = 0
+    local e = echo(ok(http.request{ url = BASE .. "/echo", method = "PUT", body = function()
+      i = i + 1
+      if i > 5 then return nil end
+      task.sleep(0.005)
+      return ("%d:"):format(i) .. ("x"):rep(70000)
+    end }))
+    assert.is_true(e.chunked)
+    assert.is_nil(e.headers["content-length"])
+    assert.are.equal(5 * 70002, e.body_length)
+    assert.are.equal("1:xxx", e.body:sub(1, 5))
+  end)
+
+  it("body = function is asked for the next piece only once the last one is written", function()
+    -- a peer that accepts and never reads: once the socket buffers are full no piece is asked for
+    local p = assert(io.popen([[exec python3 -c "
+import os, socket, sys, time
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()
+print(s.getsockname()[1], os.getpid(), flush=True)
+c, _ = s.accept(); time.sleep(20)"]], "r"))
+    local port, pid = p:read("l"):match("^(%d+) (%d+)$")
+    local calls = 0
+    local piece = ("y"):rep(256 * 1024)
+    local res, _, kind = http.request{ url = "http://127.0.0.1:" .. port .. "/", method = "POST",
+      timeout = 1.5, body = function() calls = calls + 1; return piece end }
+    os.execute("kill " .. pid)
+    p:close()
+    assert.is_nil(res)
+    assert.are.equal("timeout", kind)
+    assert.is_true(calls < 100, ("asked %d times (%d MB)"):format(calls, calls // 4))
+  end)
+
+  it("a task cancelled inside the body function ends the exchange", function()
+    local t = task.spawn(function()
+      return http.request{ url = BASE .. "/echo", method = "POST", body = function()
+        task.sleep(10)
+        return "never"
+      end }
+    end)
+    task.sleep(0.2)
+    assert.are.equal(1, http.stats().in_flight)
+    t:cancel()
+    task.sleep(0.05)
+    assert.are.equal(0, http.stats().in_flight)
+  end)
+
+  it("an error in the body function ends the exchange and reaches the caller", function()
+    local okp, err = pcall(http.request, { url = BASE .. "/echo", method = "POST",
+      body = function() error("no more data") end })
+    assert.is_false(okp)
+    assert.matches("no more data", tostring(err))
+    task.sleep(0.05)
+    assert.are.equal(0, http.stats().in_flight)
+  end)
+
+  it("a 307 of a function body fails with kind redirect", function()
+    local res, err, kind = http.request{ url = BASE .. "/redirect-to?url=/echo&status=307", method = "POST",
+      body = function() return nil end }
+    assert.is_nil(res)
+    assert.are.equal("redirect", kind)
+    assert.matches("function", err)
+  end)
+
+  it("a function returning something else fails with kind invalid", function()
+    local res, _, kind = http.request{ url = BASE .. "/echo", method = "POST", body = function() return 42 end }
+    assert.is_nil(res)
+    assert.are.equal("invalid", kind)
+    assert.are.equal(0, http.stats().in_flight)
+  end)
+end)
+
 describe("HTTP/2 streamed bodies", function()
   local S, stop = {}, nil
 
