@@ -1,14 +1,15 @@
--- body_memory.lua — peak memory of a large body taken as a stream: `output` (to a file) or
--- `stream` with a slow consumer (it sleeps 10 ms every 64 reads). Prints one `RESULT {json}` line
--- with the bytes, seconds and the peak RSS (VmHWM) of this process.
+-- body_memory.lua — peak memory of a large body taken as a stream: `output` (to a file),
+-- `stream` with a slow consumer (it sleeps 10 ms every 64 reads), or `upload` (PATH, an existing
+-- file, PUT as `body = file`). Prints one `RESULT {json}` line with the bytes, seconds and the
+-- peak RSS (VmHWM) of this process.
 --
--- usage: luafetch run bench/body_memory.lua URL output|stream [PATH]
+-- usage: luafetch run bench/body_memory.lua URL output|stream|upload [PATH]
 local http = require "http"
 local task = require "task"
 
 local url, mode, path = arg[1], arg[2], arg[3] or os.tmpname()
-if mode ~= "output" and mode ~= "stream" then
-  io.stderr:write("usage: luafetch run body_memory.lua URL output|stream [PATH]\n")
+if mode ~= "output" and mode ~= "stream" and mode ~= "upload" then
+  io.stderr:write("usage: luafetch run body_memory.lua URL output|stream|upload [PATH]\n")
   return 2
 end
 
@@ -22,7 +23,14 @@ end
 
 local t0 = task.now()
 local size
-if mode == "output" then
+if mode == "upload" then
+  local f = assert(io.open(path, "rb"))
+  size = f:seek("end")
+  f:seek("set", 0)
+  local res = assert(http.request{ url = url, method = "PUT", body = f, timeout = { read = 30 } })
+  assert(res.status == 200, res.body)
+  f:close()
+elseif mode == "output" then
   local res = assert(http.download(url, path, { timeout = { read = 30 } }))
   size = res.size
   os.remove(path)
