@@ -220,8 +220,9 @@ local function fields_map(list)
   return m
 end
 
---- Runs a script by its SHA, loading it first (and again after NOSCRIPT).
-local function eval(client, s, keys, args, timeout)
+--- Runs a script by its SHA, loading it first (and again after NOSCRIPT). tail: more arguments
+--- as an _redis.args() list.
+local function eval(client, s, keys, args, timeout, tail)
   for _ = 1, 2 do
     if not s.sha then
       local sha, err, kind = client:call{ "SCRIPT", "LOAD", s.src }
@@ -231,7 +232,7 @@ local function eval(client, s, keys, args, timeout)
     local cmd = { "EVALSHA", s.sha, #keys }
     for i = 1, #keys do cmd[#cmd + 1] = keys[i] end
     for i = 1, #args do cmd[#cmd + 1] = args[i] end
-    local r, err, kind = client:call(cmd, timeout)
+    local r, err, kind = client:call(cmd, timeout, tail)
     if r ~= nil or kind ~= "server" or not err:find("^NOSCRIPT") then return r, err, kind end
     s.sha = nil
   end
@@ -518,15 +519,21 @@ function Q:keep_leases()
     task.sleep(math.min(0.1, every))
     if not self.closed and self.nheld > 0 and task.now() - last >= every then
       last = task.now()
-      local args = { self.group, self.consumer }
-      for id in pairs(self.held) do args[#args + 1] = id end
-      local n, err = eval(self.cmd, EXTEND, { self.stream }, args)
-      if n then
-        self.tally.extended = self.tally.extended + n
-        local lost = #args - 2 - n
-        if lost > 0 then self.tally.lost_leases = self.tally.lost_leases + lost end
-      elseif not self.closed then
-        self:warn("redis: cannot extend leases: " .. tostring(err))
+      -- 500 ids per call: a script unpacks at most a few thousand values
+      local ids = {}
+      for id in pairs(self.held) do ids[#ids + 1] = id end
+      for first = 1, #ids, 500 do
+        local args = { self.group, self.consumer }
+        for i = first, math.min(#ids, first + 499) do args[#args + 1] = ids[i] end
+        local n, err = eval(self.cmd, EXTEND, { self.stream }, args)
+        if n then
+          self.tally.extended = self.tally.extended + n
+          local lost = #args - 2 - n
+          if lost > 0 then self.tally.lost_leases = self.tally.lost_leases + lost end
+        elseif not self.closed then
+          self:warn("redis: cannot extend leases: " .. tostring(err))
+          break
+        end
       end
     end
   end
@@ -573,12 +580,14 @@ function Q:stop()
   if self.current_source then self.current_source.stopping = true end
 end
 
-function Source:push(id, fields, deliveries)
+--- Takes one entry read: url when it is a url field alone (as read_entries gives it), else its
+--- field list.
+function Source:push(id, url, fields, deliveries)
   local q = self.q
   if q.held[id] then return end -- in flight here already (own pending after a reconnect)
-  local item, err, url
-  if fields[1] == "url" and fields[3] == nil and type(fields[2]) == "string" and fields[2] ~= "" then
-    item, url = fields[2], fields[2] -- the usual entry: a URL alone
+  local item, err
+  if url and url ~= "" then
+    item = url -- the usual entry: a URL alone
   else
     local map = fields_map(fields)
     item, err = decode_entry(map)
@@ -596,10 +605,12 @@ function Source:push(id, fields, deliveries)
   self.buf[tail] = rec
 end
 
--- entries of an XREADGROUP reply: { { stream, { {id, fields}, ... } } } or false
-local function entries_of(reply)
-  if type(reply) ~= "table" or type(reply[1]) ~= "table" then return {} end
-  return reply[1][2] or {}
+--- A stream read through read_entries: ids, urls (false: see fields), fields; nil, err, kind.
+local function read_entries(client, cmd, timeout)
+  local ids, urls, fields = client:read_entries(cmd, timeout)
+  if ids == nil then return nil, urls, fields end
+  if ids == false then return {}, {}, {} end -- BLOCK ran out
+  return ids, urls, fields
 end
 
 --- One read: own pending (after start or a reconnect), reclaims now and then, else new entries.
@@ -614,31 +625,28 @@ function Source:fill()
   if self.connects and self.connects > 0 and connects > self.connects then self.own_pending = "0" end
   self.connects = connects
   if self.own_pending then
-    local r, e, kind = q.reader:call{ "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", q.batch,
-                                      "STREAMS", q.stream, self.own_pending }
-    if r == nil then
-      if kind == "server" and e:find("^NOGROUP") then q.group_ready = false end
-      return nil, e
+    local ids, urls, fields = read_entries(q.reader, { "XREADGROUP", "GROUP", q.group, q.consumer,
+                                                        "COUNT", q.batch, "STREAMS", q.stream, self.own_pending })
+    if ids == nil then
+      if fields == "server" and urls:find("^NOGROUP") then q.group_ready = false end
+      return nil, urls
     end
-    local list = entries_of(r)
-    if #list == 0 then
+    if #ids == 0 then
       self.own_pending = nil
     else
-      local ids = {}
-      for _, e2 in ipairs(list) do ids[#ids + 1] = e2[1] end
       self.own_pending = ids[#ids]
       -- delivery counts (the history read counted as one)
       local p = q.cmd:call{ "XPENDING", q.stream, q.group, ids[1], ids[#ids], #ids, q.consumer }
       local counts, restore = {}, {}
       for _, row in ipairs(type(p) == "table" and p or {}) do counts[row[1]] = row[4] end
-      for _, e2 in ipairs(list) do
-        local held = q.held[e2[1]]
+      for i, id in ipairs(ids) do
+        local held = q.held[id]
         if held then
           -- still in flight here: that read was no delivery, put its count back
-          restore[#restore + 1] = { "XCLAIM", q.stream, q.group, q.consumer, 0, e2[1],
+          restore[#restore + 1] = { "XCLAIM", q.stream, q.group, q.consumer, 0, id,
                                     "RETRYCOUNT", held.deliveries, "JUSTID" }
-        elseif e2[2] then
-          self:push(e2[1], e2[2], counts[e2[1]] or 1)
+        elseif urls[i] or fields[i] then -- (a deleted entry has neither)
+          self:push(id, urls[i], fields[i], counts[id] or 1)
         end
       end
       if #restore > 0 then q.cmd:pipeline(restore) end
@@ -654,7 +662,7 @@ function Source:fill()
     q.tally.dead = q.tally.dead + (r[3] or 0)
     for _, e2 in ipairs(r[2]) do
       q.tally.reclaimed = q.tally.reclaimed + 1
-      self:push(e2[1], e2[2], e2[3])
+      self:push(e2[1], nil, e2[2], e2[3])
     end
     if self.reclaim_start == "0-0" then
       self.next_reclaim = now + math.min(5, math.max(0.1, q.lease / 2))
@@ -673,14 +681,13 @@ function Source:fill()
   cmd[#cmd + 1] = "STREAMS"
   cmd[#cmd + 1] = q.stream
   cmd[#cmd + 1] = ">"
-  local r, e, kind = q.reader:call(cmd, q.block + q.timeout)
-  if r == nil then
-    if kind == "server" and e:find("^NOGROUP") then q.group_ready = false end
-    return nil, e
+  local ids, urls, fields = read_entries(q.reader, cmd, q.block + q.timeout)
+  if ids == nil then
+    if fields == "server" and urls:find("^NOGROUP") then q.group_ready = false end
+    return nil, urls
   end
-  local list = entries_of(r)
-  for _, e2 in ipairs(list) do self:push(e2[1], e2[2], 1) end
-  return #list > 0
+  for i = 1, #ids do self:push(ids[i], urls[i], fields[i], 1) end
+  return #ids > 0
 end
 
 --- Whether nothing is pending (called after a read of new entries found none). Not while this
@@ -773,8 +780,8 @@ end
 -- Settling results
 ---------------------------------------------------------------------------
 
-local function new_outbox(q)
-  return { args = { q.group, q.consumer, RETRY_CONSUMER }, ids = {}, results = 0 }
+local function new_outbox()
+  return { args = R.args(), ids = {}, n = 0, results = 0 }
 end
 
 --- Queues one settle record (op, id, fields...) and, unless a flush is running, flushes until the
@@ -782,25 +789,24 @@ end
 function Q:settle(op, id, ...)
   local box = self.outbox
   if not box.args then
-    box = new_outbox(self)
+    box = new_outbox()
     self.outbox = box
   end
-  local args = box.args
-  local n = #args
-  args[n + 1], args[n + 2] = op, id
-  local k = select("#", ...)
-  for i = 1, k do args[n + 2 + i] = (select(i, ...)) end
-  box.ids[#box.ids + 1] = id
-  if op == "r" then box.results = box.results + 1 end
+  box.args:add(op, id, ...)
+  local n = box.n + 1
+  box.n = n
+  box.ids[n] = id
+  if op == "r" or op == "R" then box.results = box.results + 1 end
   if self.flushing then return end
   self.flushing = true
   local backoff = 0
   local keys = { self.stream, self.keys.results, self.keys.dead, self.keys.errors }
+  local head = { self.group, self.consumer, RETRY_CONSUMER }
   while self.outbox.args and not self.closed do
     box = self.outbox
     self.outbox = {}
     while true do
-      local r, err = eval(self.cmd, SETTLE, keys, box.args)
+      local r, err = eval(self.cmd, SETTLE, keys, head, nil, box.args)
       if r then
         local t = self.tally
         t.flushes = t.flushes + 1

@@ -16,7 +16,19 @@
 
 #define CLIENT "luafetch.redis_client"
 #define CALL_BOX "luafetch.redis_call"
+#define ARGS "luafetch.redis_args"
 #define MAX_ARGS 100000
+
+/* How a call's replies come back to Lua (the continuation's ctx, with the box's stack index). */
+enum { AS_VALUE, AS_LIST, AS_ENTRIES };
+
+/* Arguments kept in RESP as they are added (_redis.args()): a long command (a batch of results
+ * for one script call) is built one record at a time without a Lua table of every argument. */
+struct lua_redis_args {
+    char *buf;
+    size_t len, cap;
+    int n;
+};
 
 struct lua_redis {
     struct redis_client *c;     /* NULL once closed */
@@ -79,7 +91,8 @@ static int refused_command(const char *name, size_t len)
 
 /* Appends the command in the table at idx to call; 0, or -1 with err set (the call is then
  * discarded whole). Arguments go straight into the call's buffer: no copy on the Lua side. */
-static int append_command(lua_State *L, int idx, struct redis_call *call, char *err, size_t errlen)
+static int append_command(lua_State *L, int idx, struct redis_call *call, const struct lua_redis_args *tail,
+                          char *err, size_t errlen)
 {
     if (!lua_istable(L, idx)) {
         snprintf(err, errlen, "a command is a table of strings and numbers");
@@ -90,7 +103,11 @@ static int append_command(lua_State *L, int idx, struct redis_call *call, char *
         snprintf(err, errlen, n < 1 ? "empty command" : "too many arguments");
         return -1;
     }
-    if (redis_call_begin(call, (int)n))
+    if (tail && tail->n > MAX_ARGS * 100) {
+        snprintf(err, errlen, "too many arguments");
+        return -1;
+    }
+    if (redis_call_begin(call, (int)n + (tail ? tail->n : 0)))
         goto nomem;
     for (lua_Integer i = 1; i <= n; i++) {
         int t = lua_rawgeti(L, idx, i);
@@ -120,6 +137,8 @@ static int append_command(lua_State *L, int idx, struct redis_call *call, char *
         if (rc)
             goto nomem;
     }
+    if (tail && tail->len && redis_call_raw(call, tail->buf, tail->len))
+        goto nomem;
     redis_call_end(call);
     return 0;
 nomem:
@@ -148,18 +167,60 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
+static int is_str(const struct redis_reply *r, const char *s, size_t len)
+{
+    return (r->type == REDIS_T_STRING || r->type == REDIS_T_STATUS) && r->len == len && !memcmp(r->str, s, len);
+}
+
+/* A stream read's reply ([[stream, [[id, [field, value, ...]], ...]]], or nil) as three lists:
+ * ids, urls (false where the entry is more than a url field), and the field lists of those others
+ * by position: two tables per read instead of two per entry. */
+static int push_entries(lua_State *L, const struct redis_reply *r)
+{
+    const struct redis_reply *list = NULL;
+    if (r->type == REDIS_T_ARRAY && r->n >= 1 && r->elem[0].type == REDIS_T_ARRAY && r->elem[0].n >= 2 &&
+        r->elem[0].elem[1].type == REDIS_T_ARRAY)
+        list = &r->elem[0].elem[1];
+    int n = list && list->n < 0x7fffffff ? (int)list->n : 0;
+    luaL_checkstack(L, 6, "stream entries");
+    lua_createtable(L, n, 0);
+    lua_createtable(L, n, 0);
+    lua_createtable(L, 0, 0);
+    for (int i = 0; i < n; i++) {
+        const struct redis_reply *e = &list->elem[i];
+        if (e->type != REDIS_T_ARRAY || e->n < 2 || e->elem[0].type != REDIS_T_STRING)
+            continue;
+        lua_pushlstring(L, e->elem[0].str, e->elem[0].len);
+        lua_rawseti(L, -4, i + 1);
+        const struct redis_reply *f = &e->elem[1];
+        if (f->type == REDIS_T_ARRAY && f->n == 2 && is_str(&f->elem[0], "url", 3) &&
+            f->elem[1].type == REDIS_T_STRING) {
+            lua_pushlstring(L, f->elem[1].str, f->elem[1].len);
+            lua_rawseti(L, -3, i + 1);
+        } else {
+            lua_pushboolean(L, 0);
+            lua_rawseti(L, -3, i + 1);
+            push_reply(L, f); /* a deleted entry's nil comes as false */
+            lua_rawseti(L, -2, i + 1);
+        }
+    }
+    return 3;
+}
+
 /* Inside the resumed task: the call's outcome as Lua values, then the call is freed (by the box
- * if building them raises). ctx: the box's stack index times 2, plus 1 for a pipeline. */
+ * if building them raises). ctx: the box's stack index times 4, plus AS_*. */
 static int call_cont(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    struct redis_call **box = luaL_checkudata(L, (int)(ctx >> 1), CALL_BOX);
+    struct redis_call **box = luaL_checkudata(L, (int)(ctx >> 2), CALL_BOX);
     struct redis_call *call = *box;
     int n;
-    ctx &= 1;
+    ctx &= 3;
     if (call->err != REDIS_E_NONE) {
         n = push_failure(L, call->errmsg, redis_err_name(call->err));
-    } else if (ctx) {
+    } else if (ctx == AS_ENTRIES && call->replies[0]->type != REDIS_T_ERROR) {
+        n = push_entries(L, call->replies[0]);
+    } else if (ctx == AS_LIST) {
         lua_createtable(L, call->ncmds, 0);
         for (int i = 0; i < call->ncmds; i++) {
             push_reply(L, call->replies[i]);
@@ -177,13 +238,15 @@ static int call_cont(lua_State *L, int status, lua_KContext ctx)
     return n;
 }
 
-/* client:call(args [, timeout]) or client:pipeline({args, ...} [, timeout]). Yields. */
-static int start_call(lua_State *L, int pipeline)
+/* client:call(args [, timeout [, tail]]), client:read_entries(args [, timeout]) or
+ * client:pipeline({args, ...} [, timeout]). Yields. */
+static int start_call(lua_State *L, int mode)
 {
     struct lua_redis *lr = check_client(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     double timeout = luaL_optnumber(L, 3, lr->timeout);
-    struct task *t = task_check_current(L, pipeline ? "redis pipeline" : "redis call");
+    const struct lua_redis_args *tail = mode == AS_VALUE && !lua_isnoneornil(L, 4) ? luaL_checkudata(L, 4, ARGS) : NULL;
+    struct task *t = task_check_current(L, mode == AS_LIST ? "redis pipeline" : "redis call");
     if (!lr->c)
         return push_failure(L, "the redis client is closed", "invalid");
     struct redis_call **box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -195,17 +258,17 @@ static int start_call(lua_State *L, int pipeline)
         return push_failure(L, "out of memory", "invalid");
     char err[256];
     int rc = 0;
-    if (pipeline) {
+    if (mode == AS_LIST) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
         if (n < 1)
             rc = -1, snprintf(err, sizeof err, "an empty pipeline");
         for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
             lua_rawgeti(L, 2, i);
-            rc = append_command(L, lua_gettop(L), call, err, sizeof err);
+            rc = append_command(L, lua_gettop(L), call, NULL, err, sizeof err);
             lua_pop(L, 1);
         }
     } else {
-        rc = append_command(L, 2, call, err, sizeof err);
+        rc = append_command(L, 2, call, tail, err, sizeof err);
     }
     if (rc)
         return push_failure(L, err, "invalid"); /* the box frees the call */
@@ -213,17 +276,121 @@ static int start_call(lua_State *L, int pipeline)
     call->data = t;
     redis_call_start(lr->c, call, timeout > 0 ? timeout : 0);
     /* the box stays on the task's stack: the continuation finds it there */
-    return task_yieldk(L, t, cancel_call, box, (lua_KContext)box_idx * 2 + pipeline, call_cont);
+    return task_yieldk(L, t, cancel_call, box, (lua_KContext)box_idx * 4 + mode, call_cont);
 }
 
 static int l_call(lua_State *L)
 {
-    return start_call(L, 0);
+    return start_call(L, AS_VALUE);
 }
 
 static int l_pipeline(lua_State *L)
 {
-    return start_call(L, 1);
+    return start_call(L, AS_LIST);
+}
+
+static int l_read_entries(lua_State *L)
+{
+    return start_call(L, AS_ENTRIES);
+}
+
+/* ---- argument lists ---------------------------------------------------------------------- */
+
+static int args_reserve(struct lua_redis_args *a, size_t more)
+{
+    if (a->len + more <= a->cap)
+        return 0;
+    size_t cap = a->cap ? a->cap : 1024;
+    while (cap < a->len + more)
+        cap *= 2;
+    char *b = realloc(a->buf, cap);
+    if (!b)
+        return -1;
+    a->buf = b;
+    a->cap = cap;
+    return 0;
+}
+
+/* The decimal digits of v, ending at end; returns where they start. */
+static char *digits(char *end, unsigned long long v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
+static void args_put(struct lua_redis_args *a, const char *p, size_t len)
+{
+    char head[24], *end = head + sizeof head - 2;
+    end[0] = '\r';
+    end[1] = '\n';
+    char *h = digits(end, len);
+    *--h = '$';
+    size_t hl = (size_t)(head + sizeof head - h);
+    memcpy(a->buf + a->len, h, hl);
+    memcpy(a->buf + a->len + hl, p, len);
+    memcpy(a->buf + a->len + hl + len, "\r\n", 2);
+    a->len += hl + len + 2;
+    a->n++;
+}
+
+/* _redis.args() → an empty argument list for client:call's tail */
+static int l_args(lua_State *L)
+{
+    struct lua_redis_args *a = lua_newuserdatauv(L, sizeof *a, 0);
+    memset(a, 0, sizeof *a);
+    luaL_setmetatable(L, ARGS);
+    return 1;
+}
+
+/* args:add(...) appends strings and numbers; returns args */
+static int l_args_add(lua_State *L)
+{
+    struct lua_redis_args *a = luaL_checkudata(L, 1, ARGS);
+    int top = lua_gettop(L);
+    for (int i = 2; i <= top; i++) {
+        size_t len;
+        const char *p;
+        char num[64];
+        int t = lua_type(L, i);
+        if (t == LUA_TSTRING) {
+            p = lua_tolstring(L, i, &len);
+        } else if (t == LUA_TNUMBER) {
+            if (lua_isinteger(L, i)) {
+                lua_Integer v = lua_tointeger(L, i);
+                char *d = digits(num + sizeof num, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+                if (v < 0)
+                    *--d = '-';
+                len = (size_t)(num + sizeof num - d);
+                memmove(num, d, len);
+            } else
+                len = (size_t)snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, i));
+            p = num;
+        } else {
+            return luaL_argerror(L, i, "strings and numbers only");
+        }
+        if (args_reserve(a, len + 32))
+            return luaL_error(L, "not enough memory");
+        args_put(a, p, len);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_args_count(lua_State *L)
+{
+    struct lua_redis_args *a = luaL_checkudata(L, 1, ARGS);
+    lua_pushinteger(L, a->n);
+    return 1;
+}
+
+static int l_args_gc(lua_State *L)
+{
+    struct lua_redis_args *a = luaL_checkudata(L, 1, ARGS);
+    free(a->buf);
+    memset(a, 0, sizeof *a);
+    return 0;
 }
 
 static void set_int(lua_State *L, const char *k, long long v)
@@ -299,10 +466,11 @@ static int l_connect(lua_State *L)
 int luaopen_luafetch_redis(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        { "call", l_call }, { "pipeline", l_pipeline }, { "stats", l_stats },
+        { "call", l_call }, { "pipeline", l_pipeline }, { "read_entries", l_read_entries }, { "stats", l_stats },
         { "address", l_address }, { "close", l_close }, { NULL, NULL },
     };
-    static const luaL_Reg funcs[] = { { "connect", l_connect }, { NULL, NULL } };
+    static const luaL_Reg funcs[] = { { "connect", l_connect }, { "args", l_args }, { NULL, NULL } };
+    static const luaL_Reg args_methods[] = { { "add", l_args_add }, { "count", l_args_count }, { NULL, NULL } };
     if (luaL_newmetatable(L, CLIENT)) {
         luaL_newlib(L, methods);
         lua_setfield(L, -2, "__index");
@@ -310,6 +478,13 @@ int luaopen_luafetch_redis(lua_State *L)
         lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, l_close);
         lua_setfield(L, -2, "__close");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, ARGS)) {
+        luaL_newlib(L, args_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_args_gc);
+        lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
     if (luaL_newmetatable(L, CALL_BOX)) {

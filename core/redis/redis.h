@@ -112,6 +112,8 @@ int redis_call_append(struct redis_call *call, int argc, const char *const *argv
 int redis_call_begin(struct redis_call *call, int argc);
 int redis_call_arg(struct redis_call *call, const char *p, size_t len);
 int redis_call_arg_int(struct redis_call *call, long long v);
+/* Arguments already in RESP ($len CRLF bytes CRLF each), counted in begin's argc. */
+int redis_call_raw(struct redis_call *call, const char *resp, size_t len);
 void redis_call_end(struct redis_call *call);
 /* Sends the call's commands back to back; done runs once, on a later loop turn, when every reply
  * is in or the call failed. timeout: seconds (0: none). */

@@ -85,6 +85,14 @@ int redis_call_arg_int(struct redis_call *call, long long v)
     return redis_call_arg(call, p, (size_t)(end - p));
 }
 
+int redis_call_raw(struct redis_call *call, const char *resp, size_t len)
+{
+    if (reserve(call, len))
+        return -1;
+    put(call, resp, len);
+    return 0;
+}
+
 void redis_call_end(struct redis_call *call)
 {
     call->ends[call->ncmds++] = call->buf_len;
