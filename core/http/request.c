@@ -593,6 +593,16 @@ void request_stream_took(struct request *r, size_t n)
     }
 }
 
+void request_hold_loop(struct request *r, int hold)
+{
+    if (hold)
+        uv_ref((uv_handle_t *)&r->timer);
+    else
+        uv_unref((uv_handle_t *)&r->timer);
+    if (r->conn)
+        conn_hold_loop(r->conn, hold);
+}
+
 void request_close(struct request *r)
 {
     struct request_stream *s = r->stream;

@@ -190,6 +190,9 @@ int request_upload_file(struct request *r, int fd, uint64_t offset, uint64_t siz
 int request_upload_function(struct request *r);
 /* The next piece of a function body (copied), len 0 for the end. */
 void request_upload_push(struct request *r, const char *data, size_t len);
+/* Whether r keeps the loop running: a streamed response nobody is reading from does not, so a
+ * script that ends without reading its body to the end ends (the body is closed then). */
+void request_hold_loop(struct request *r, int hold);
 /* The consumer took n body bytes from r->resp.body (and reset it): reading resumes. */
 void request_stream_took(struct request *r, size_t n);
 /* The consumer lets go of a streamed request: it ends at once if unfinished (its connection is

@@ -541,6 +541,8 @@ static void stream_wake(struct request *r)
     struct task *t = r->stream->waiter;
     if (t) {
         r->stream->waiter = NULL;
+        if (r->stream->handle)
+            request_hold_loop(r, 0);
         task_resume(t, 0);
     }
 }
@@ -552,6 +554,7 @@ static void push_stream_handle(lua_State *L, struct request *r)
     luaL_setmetatable(L, STREAM);
     r->stream->handle = h;
     r->stream->held = 1;
+    request_hold_loop(r, 0); /* until a task waits in res:read() */
 }
 
 /* Runs inside the resumed task, so running out of memory here is an error raised in the task. */
@@ -685,6 +688,7 @@ static int l_stream_read(lua_State *L)
     if (r->stream->waiter)
         return luaL_error(L, "res:read: another task is reading this body");
     r->stream->waiter = t;
+    request_hold_loop(r, 1);
     return task_yieldk(L, t, cancel_stream_read, r, (lua_KContext)h, stream_read_cont);
 }
 

@@ -267,6 +267,22 @@ describe("stream = true", function()
     assert.are.equal(0, http.stats().in_flight)
   end)
 
+  it("a script that ends without reading its streamed body to the end ends", function()
+    local script = tmp_path() .. ".lua"
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+local http = require "http"
+local res = assert(http.request{ url = %q, stream = true })
+assert(res:read())
+]]):format(BASE .. "/bytes/50000000"))
+    f:close()
+    local t0 = os.time()
+    local okx, how, code = os.execute(("timeout 20 %s run %s"):format(os.getenv("LUAFETCH_BIN"), script))
+    os.remove(script)
+    assert.is_true(okx, ("%s %s"):format(tostring(how), tostring(code)))
+    assert.is_true(os.time() - t0 < 10)
+  end)
+
   it("a response not read to the end is freed when collected", function()
     do
       local res = ok(http.request{ url = BASE .. "/bytes/10000000", stream = true })
