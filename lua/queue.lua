@@ -558,8 +558,8 @@ end
 
 --- The source for f:each: an iterator function (every fetcher version takes one) giving URLs
 --- and request tables. opts.drain: end once nothing is new or pending; else run until q:stop().
---- opts.prefetch: entries kept read ahead (default 2 × batch); give the fetcher's concurrency
---- when it is larger, so no fetcher slot waits for a read.
+--- opts.prefetch: the fetcher's concurrency when it is above 2 × batch (the default): twice as
+--- many entries are kept read ahead, so no fetcher slot waits for a read.
 ---@param opts? { drain: boolean, prefetch: integer }
 ---@return fun(): string|table|nil
 function Q:source(opts)
@@ -671,8 +671,8 @@ function Source:fill()
   end
   if self.stopping then return false end
   -- draining: no blocking read, so the end is seen at once (next() waits between checks)
-  -- top the buffer up to prefetch + batch
-  local want = math.max(q.batch, self.prefetch + q.batch - (self.tail - self.head + 1))
+  -- top the buffer up to 2 × prefetch + batch
+  local want = math.max(q.batch, 2 * self.prefetch + q.batch - (self.tail - self.head + 1))
   local cmd = { "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", want }
   if not self.drain then
     cmd[#cmd + 1] = "BLOCK"
@@ -753,9 +753,10 @@ function Source:next()
       buf[head] = nil
       head = head + 1
       self.head = head
-      -- read ahead: under load a read takes a loop turn or two, in which every fetcher slot may
-      -- ask for its next entry: more than `prefetch` (the fetcher's concurrency) stay here
-      if self.tail - head < self.prefetch and not self.reading and not self.ended and not q.closed then
+      -- read ahead: under load a read's reply is taken in after a loop turn or two, in each of
+      -- which every fetcher slot may ask for its next entry: twice `prefetch` (the fetcher's
+      -- concurrency) stay here
+      if self.tail - head < 2 * self.prefetch and not self.reading and not self.ended and not q.closed then
         self:start_reading()
       end
       local n = self.count + 1
