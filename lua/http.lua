@@ -79,7 +79,13 @@ function Response:read()
   if chunk then
     return chunk
   end
-  rawset(self, "size", C.stream_size(h) or rawget(self, "size"))
+  local size, total = C.stream_size(h)
+  rawset(self, "size", size or rawget(self, "size"))
+  if total and rawget(self, "_details") then
+    -- timings were taken with the head: the hop's total now runs to the body's end
+    local timings = self.timings
+    timings.total = timings.total + total - C.details_timings(rawget(self, "_details")).total
+  end
   if not err then
     C.stream_close(h) -- the end: the request is freed now, not when collected
   end

@@ -699,14 +699,18 @@ static int stream_read_cont(lua_State *L, int status, lua_KContext ctx)
     return l_stream_read(L); /* the handle is still argument 1 */
 }
 
-/* _http.stream_size(h) → body bytes taken so far; nothing once closed */
+/* _http.stream_size(h) → body bytes taken so far [, the exchange's total seconds once it ended];
+ * nothing once closed */
 static int l_stream_size(lua_State *L)
 {
     struct stream_handle *h = luaL_checkudata(L, 1, STREAM);
     if (!h->r)
         return 0;
     lua_pushinteger(L, (lua_Integer)h->r->stream->taken);
-    return 1;
+    if (!h->r->finished)
+        return 1;
+    lua_pushnumber(L, h->r->timings.total);
+    return 2;
 }
 
 /* _http.stream_close(h): ends the exchange (closing its connection when unfinished). Idempotent. */

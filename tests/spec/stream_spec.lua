@@ -173,13 +173,19 @@ describe("stream = true", function()
     assert.is_nil(res:read())
   end)
 
-  it("returns before the body is in (/drip)", function()
+  it("returns before the body is in (/drip); timings.total runs to the body's end", function()
     local t0 = task.now()
     local res = ok(http.request{ url = BASE .. "/drip?bytes=5&interval=0.2", stream = true })
     assert.is_true(task.now() - t0 < 0.5)
     local parts = {}
     for chunk in res:chunks() do parts[#parts + 1] = chunk end
     assert.are.equal(5, #table.concat(parts))
+    assert.is_true(res.timings.total >= 0.8, tostring(res.timings.total))
+  end)
+
+  it("output=: timings.total counts the whole body", function()
+    local res = ok(http.download(BASE .. "/drip?bytes=4&interval=0.2", "/dev/null"))
+    assert.is_true(res.timings.total >= 0.6, tostring(res.timings.total))
   end)
 
   it("decodes gzip chunk by chunk", function()
