@@ -1,7 +1,7 @@
 -- luafetch_queue.lua — P7: the same N URLs through the fetcher from a local list, or through a Redis
 -- stream (lua/queue.lua) by one worker, with the same fetcher settings; also fills the stream.
 -- Prints one `RESULT {json}` line; `elapsed` covers the fetch phase only (the stream is filled
--- before, by the enqueue mode).
+-- before, by the enqueue mode), `cpu` the process's CPU seconds in it.
 --
 -- usage: luafetch run bench/luafetch_queue.lua local PREFIX N CONC
 --        luafetch run bench/luafetch_queue.lua enqueue REDIS_URL STREAM PREFIX N
@@ -38,13 +38,14 @@ if mode == "local" then
   local i = 0
   local c = counter()
   local f = fetcher.new{ max_concurrent = conc, timeout = 60, max_retries = 0 }
-  local t0 = task.now()
+  local t0, c0 = task.now(), os.clock()
   f:each(function()
     if i >= n then return nil end
     i = i + 1
     return prefix .. i
   end, c.count)
-  result{ n = n, ok = c.ok, fail = c.fail, elapsed = task.now() - t0, first_error = c.first or "" }
+  result{ n = n, ok = c.ok, fail = c.fail, elapsed = task.now() - t0, cpu = os.clock() - c0,
+          first_error = c.first or "" }
   return c.ok == n and 0 or 1
 elseif mode == "enqueue" then
   local url, stream, prefix, n = arg[2], arg[3], arg[4], tonumber(arg[5])
@@ -61,17 +62,17 @@ elseif mode == "redis" then
   local q = assert(queue.redis{ url = url, stream = stream })
   local c = counter()
   local f = fetcher.new{ max_concurrent = conc, timeout = 60, max_retries = 0 }
-  local t0 = task.now()
+  local t0, c0 = task.now(), os.clock()
   local source = q:source{ drain = true, prefetch = conc }
   local sink = q:sink()
   f:each(source, function(key, r, index, item)
     c.count(key, r)
     sink(key, r, index, item)
   end)
-  local elapsed = task.now() - t0
+  local elapsed, cpu = task.now() - t0, os.clock() - c0
   local k = q:counters()
   q:close()
-  result{ n = c.ok + c.fail, ok = c.ok, fail = c.fail, elapsed = elapsed, round_trips = k.round_trips,
+  result{ n = c.ok + c.fail, ok = c.ok, fail = c.fail, elapsed = elapsed, cpu = cpu, round_trips = k.round_trips,
           commands = k.commands, results = k.results, flushes = k.flushes, first_error = c.first or "" }
   return c.fail == 0 and 0 or 1
 else

@@ -146,6 +146,7 @@ def run(h):
             else:
                 fill("p7")
                 r.call("CONFIG", "RESETSTAT")
+                cpu0 = cpu_seconds(proc.pid)
                 argv = [h.LUAFETCH, "run", bench, "redis", url, "p7", str(n), str(conc)]
             rc, wall, rss, out, err, _ = h.run_process(argv, max(120, n / 500), env)
             got = h.parse_result(out)
@@ -153,6 +154,7 @@ def run(h):
                 raise RuntimeError(f"{kind} run failed (exit {rc}): " + h.tail(err + out))
             if kind == "redis":
                 got["redis_commands"] = commands_total(r)
+                got["redis_cpu"] = cpu_seconds(proc.pid) - cpu0
             got["wall"], got["rss_mb"] = wall, rss / 1024
             return got
 
@@ -163,7 +165,9 @@ def run(h):
             ratio = got["redis"]["elapsed"] / got["local"]["elapsed"]
             rounds.append(dict(local=got["local"], redis=got["redis"], ratio=ratio))
             h.log(f"   round {i + 1}: local {got['local']['elapsed']:.3f} s, via Redis {got['redis']['elapsed']:.3f} s "
-                  f"(× {ratio:.2f}), {got['redis']['round_trips'] / n:.3f} round trips and "
+                  f"(× {ratio:.2f}); CPU per URL: worker {1e6 * got['local']['cpu'] / n:.1f} → "
+                  f"{1e6 * got['redis']['cpu'] / n:.1f} µs, Redis {1e6 * got['redis']['redis_cpu'] / n:.1f} µs; "
+                  f"{got['redis']['round_trips'] / n:.3f} round trips and "
                   f"{got['redis']['redis_commands'] / n:.2f} Redis commands per URL")
         ratio = statistics.median(x["ratio"] for x in rounds)
         overhead = ratio - 1
@@ -171,8 +175,12 @@ def run(h):
         cmds = statistics.median(x["redis"]["redis_commands"] for x in rounds) / n
         local_rate = statistics.median(n / x["local"]["elapsed"] for x in rounds)
         redis_rate = statistics.median(n / x["redis"]["elapsed"] for x in rounds)
+        cpu_local = statistics.median(x["local"]["cpu"] for x in rounds) / n * 1e6
+        cpu_worker = statistics.median(x["redis"]["cpu"] for x in rounds) / n * 1e6
+        cpu_redis = statistics.median(x["redis"]["redis_cpu"] for x in rounds) / n * 1e6
         res.update(rounds=rounds, ratio=ratio, overhead=overhead, round_trips_per_url=rt, commands_per_url=cmds,
-                   local_rate=local_rate, redis_rate=redis_rate)
+                   local_rate=local_rate, redis_rate=redis_rate, cpu_us_local=cpu_local, cpu_us_worker=cpu_worker,
+                   cpu_us_redis=cpu_redis)
 
         # scaling: k worker processes on one stream
         scaling = []
@@ -211,7 +219,8 @@ def run(h):
         res["redis_feeds"] = statistics.median(feeds) if feeds else None
         res["holds"] = overhead <= 0.15
         res["verdict"] = (f"{ratio:.2f}× the local run's time, overhead {overhead * 100:.0f}% (want ≤ 15%); "
-                          f"{rt:.3f} Redis round trips and {cmds:.2f} Redis commands per URL; "
+                          f"CPU per URL {cpu_local:.1f} µs → {cpu_worker:.1f} µs in the worker + {cpu_redis:.1f} µs "
+                          f"in Redis; {rt:.3f} Redis round trips and {cmds:.2f} Redis commands per URL; "
                           + ", ".join(f"{s['workers']} worker{'s' if s['workers'] > 1 else ''} {s['rate']:.0f}/s "
                                       f"(Redis CPU {s['redis_cpu_pct']:.0f}%)" for s in scaling))
         h.log(f"P7   target {w['target']}: {'HOLDS' if res['holds'] else 'MISSES'} — {res['verdict']}")
@@ -247,17 +256,24 @@ def doc_section(report):
                  "from a local list (`f:each(iterator, on_result)`) and, in the same round, through one worker "
                  "reading a Redis stream (`f:each(q:source(), q:sink())`, the stream filled beforehand), "
                  "`bench/luafetch_queue.lua`; redis-server 7 on loopback, no persistence.\n")
-        L.append("| round | local list s | via Redis s | × |")
-        L.append("|---:|---:|---:|---:|")
+        n = w["n"]
+        L.append("| round | local list s | via Redis s | × | worker CPU µs/URL, local → Redis | Redis CPU µs/URL |")
+        L.append("|---:|---:|---:|---:|---:|---:|")
         for i, x in enumerate(p7["rounds"]):
-            L.append(f"| {i + 1} | {x['local']['elapsed']:.3f} | {x['redis']['elapsed']:.3f} | {x['ratio']:.2f} |")
+            L.append(f"| {i + 1} | {x['local']['elapsed']:.3f} | {x['redis']['elapsed']:.3f} | {x['ratio']:.2f} | "
+                     f"{1e6 * x['local']['cpu'] / n:.1f} → {1e6 * x['redis']['cpu'] / n:.1f} | "
+                     f"{1e6 * x['redis']['redis_cpu'] / n:.1f} |")
         L.append("")
         L.append(f"Median: {p7['ratio']:.2f}× (overhead {p7['overhead'] * 100:.0f}%, target ≤ 15%: "
                  f"{'holds' if p7.get('holds') else 'misses'}); {p7['local_rate']:.0f} vs {p7['redis_rate']:.0f} URLs/s; "
                  f"**{p7['round_trips_per_url']:.3f} Redis round trips per URL** (reads of up to "
-                 "prefetch + batch entries, results settled in groups by one script call) and "
+                 "2 × prefetch + batch entries, results settled in groups by one script call) and "
                  f"**{p7['commands_per_url']:.2f} Redis commands per URL** (INFO commandstats, those run "
-                 "inside the scripts included).\n")
+                 "inside the scripts included). The frontier costs CPU per URL: "
+                 f"{p7['cpu_us_local']:.1f} µs → {p7['cpu_us_worker']:.1f} µs in the worker and "
+                 f"{p7['cpu_us_redis']:.1f} µs in Redis, against nginx's smallest response (a URL costs the "
+                 "fetcher least here); on two cores shared by nginx, Redis, the worker and other jobs that "
+                 "CPU is the time lost. Against sites that take milliseconds per URL it is noise.\n")
     if p7.get("scaling"):
         L.append("Workers on one stream (`scripts/worker.lua --drain`, each at concurrency 100), this machine:\n")
         L.append("| workers | URLs/s | wall s | Redis CPU | Redis µs per URL | URLs/s one Redis core could feed |")
