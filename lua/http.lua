@@ -70,10 +70,17 @@ end
 function Response:read()
   local h = rawget(self, "_stream")
   if not h then
-    if rawget(self, "_taken") then return nil end
+    local body = rawget(self, "body") or ""
+    if rawget(self, "_taken") then
+      rawset(self, "size", #body)
+      return nil
+    end
     rawset(self, "_taken", true)
-    local body = rawget(self, "body")
-    return body ~= "" and body or nil
+    if body == "" then
+      rawset(self, "size", 0)
+      return nil
+    end
+    return body
   end
   local chunk, err, kind = C.stream_read(h)
   if chunk then
@@ -438,6 +445,7 @@ local function to_output(res, path)
     if not in_place then os.remove(target) end
     return nil, "cannot write " .. path .. ": " .. tostring(cerr), "invalid"
   end
+  rawset(res, "body", nil) -- a response built in Lua (replay) carries one
   return res
 end
 
@@ -448,6 +456,7 @@ local function to_sink(res, sink)
     local chunk, why, kind = res:read()
     if not chunk then
       if why then return nil, why, kind end
+      rawset(res, "body", nil) -- a response built in Lua (replay) carries one
       return res
     end
     sink(chunk)
