@@ -367,7 +367,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     struct http_response *r = resp_of(p);
     if (h1_on_chunk_data(&r->chunks, at, len))
         return malformed(r, r->chunks.error);
-    if (r->decoder) {
+    if (r->decoder && !r->raw_body) {
         const char *err = NULL;
         int rc = decoder_feed(r->decoder, at, len, &r->body, r->max_body, &err);
         if (rc == -2)
@@ -394,7 +394,7 @@ static int on_message_complete(llhttp_t *p)
         r->status = 0;
         return 0;
     }
-    if (r->decoder && decoder_incomplete(r->decoder)) {
+    if (r->decoder && !r->raw_body && decoder_incomplete(r->decoder)) {
         r->err_detail = "the compressed stream ended early";
         return fail(r, NET_PROTOCOL, "cannot decode body");
     }

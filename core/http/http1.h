@@ -55,6 +55,7 @@ struct http_response {
     int header_count;
     size_t header_bytes;
     int in_value;               /* llhttp may split a field: continue the current one */
+    int raw_body;               /* a streamed body: coded bytes kept as they come, decoded as taken */
     size_t name_len;            /* of the field name being received */
     struct buf body;
     struct body_decoder *decoder;   /* allocated for a transfer- or content-coded body only */

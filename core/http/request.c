@@ -84,6 +84,8 @@ static void free_request(uv_handle_t *h)
     request_proxy_free(r->proxy);
     if (r->stream && r->stream->upload && !r->stream->upload_fn)
         close(r->stream->fd);
+    if (r->stream)
+        buf_free(&r->stream->decoded);
     free(r->stream);
     r->proto->release(r);
     buf_free(&r->wire);
@@ -575,11 +577,28 @@ static void stream_progress(struct request *r)
     }
 }
 
+int request_stream_decode(struct request *r, const char **err)
+{
+    struct request_stream *s = r->stream;
+    struct http_response *p = &r->resp;
+    size_t used = 0;
+    buf_reset(&s->decoded);
+    while (used < p->body.len && s->decoded.len < REQUEST_UPLOAD_PIECE) {
+        size_t n = p->body.len - used < 512 ? p->body.len - used : 512;
+        if (decoder_feed(p->decoder, p->body.data + used, n, &s->decoded, SIZE_MAX, err) < 0)
+            return -1;
+        used += n;
+    }
+    memmove(p->body.data, p->body.data + used, p->body.len - used);
+    p->body.len -= used;
+    return 0;
+}
+
 void request_stream_took(struct request *r, size_t n)
 {
     struct request_stream *s = r->stream;
     s->taken += n;
-    if (r->finished)
+    if (r->finished || r->resp.body.len >= REQUEST_STREAM_HIGH)
         return;
     if (s->paused) {
         s->paused = 0;

@@ -68,6 +68,7 @@ struct request_stream {
     unsigned upload_began : 1;  /* some of it was (a function's pieces cannot be sent again) */
     int fd;                     /* file upload: owned (a dup), -1 when none */
     uint64_t file_start, file_off, file_size;   /* offsets in fd: the body is [start, size) */
+    struct buf decoded;         /* a coded streamed body: the piece decoded for the consumer */
 };
 
 /* The http2 option: HTTP/1.1 only, h2 offered by ALPN on https (the default), or h2c spoken at
@@ -193,6 +194,11 @@ void request_upload_push(struct request *r, const char *data, size_t len);
 /* Whether r keeps the loop running: a streamed response nobody is reading from does not, so a
  * script that ends without reading its body to the end ends (the body is closed then). */
 void request_hold_loop(struct request *r, int hold);
+/* A coded streamed body (r->resp.raw_body with a decoder): decodes the next piece (at most about
+ * REQUEST_UPLOAD_PIECE bytes, fed 512 coded bytes at a time so a highly compressed body cannot
+ * expand at once) into stream->decoded, consuming what it used of r->resp.body. 0, or -1 on
+ * corrupt data (static reason in *err). */
+int request_stream_decode(struct request *r, const char **err);
 /* The consumer took n body bytes from r->resp.body (and reset it): reading resumes. */
 void request_stream_took(struct request *r, size_t n);
 /* The consumer lets go of a streamed request: it ends at once if unfinished (its connection is

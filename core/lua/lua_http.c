@@ -670,7 +670,27 @@ static int l_stream_read(lua_State *L)
     if (!r)
         return push_failure(L, "closed", "canceled");
     struct buf *b = &r->resp.body;
-    if (b->len) {
+    if (r->resp.raw_body && r->resp.decoder) {
+        /* a coded body: decoded here, a bounded piece at a time */
+        const char *why = NULL;
+        struct buf *d = &r->stream->decoded;
+        while (b->len && !d->len)
+            if (request_stream_decode(r, &why) < 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "cannot decode body: %s", why ? why : "corrupt data");
+                lua_pushliteral(L, "protocol");
+                return 3;
+            }
+        if (d->len) {
+            size_t n = d->len;
+            lua_pushlstring(L, d->data, n);
+            buf_reset(d);
+            request_stream_took(r, n);
+            return 1;
+        }
+        if (r->finished && r->kind == NET_OK && decoder_incomplete(r->resp.decoder))
+            return push_failure(L, "cannot decode body: the compressed stream ended early", "protocol");
+    } else if (b->len) {
         size_t n = b->len;
         lua_pushlstring(L, b->data, n);
         buf_reset(b);

@@ -195,6 +195,18 @@ describe("stream = true", function()
     assert.are.equal(pattern(300000), table.concat(parts))
   end)
 
+  it("decodes a highly compressed body a bounded piece at a time (/gzip-bomb)", function()
+    local n = 50 * 1024 * 1024
+    local res = ok(http.request{ url = BASE .. "/gzip-bomb/" .. n, stream = true })
+    local total, biggest = 0, 0
+    for chunk in res:chunks() do
+      total = total + #chunk
+      biggest = math.max(biggest, #chunk)
+    end
+    assert.are.equal(n, total)
+    assert.is_true(biggest <= 1024 * 1024, ("a chunk of %d bytes"):format(biggest))
+  end)
+
   it("res:read() after a cut body gives nil, msg, kind", function()
     local res = ok(http.request{ url = BASE .. "/truncated", stream = true })
     local chunk, err, kind
