@@ -17,7 +17,28 @@ local urls = {}
 for i = 1, n do
   urls[i] = cafile ~= "-" and { url = prefix .. i, ca_file = cafile } or prefix .. i
 end
-local f = fetcher.new{ max_concurrent = conc, timeout = 60 }
+-- BENCH_FETCHER_PLUGINS=a,b,...: what each plugin costs (docs/plugins.md lists the counts).
+-- Sinks write to /dev/null; "idle" has only on_finish, "noop_request"/"noop_result" a hook that
+-- does nothing; breaker, per_host and thresholds are fetcher options.
+local opts = { max_concurrent = conc, timeout = 60, plugins = {} }
+local PLUGINS = {
+  metrics = function() return require("plugins.metrics").new{ silent = true } end,
+  csv = function() return require("plugins.csv").new{ path = "/dev/null" } end,
+  jsonl = function() return require("plugins.jsonl").new{ path = "/dev/null" } end,
+  prometheus = function() return require("plugins.prometheus").new() end,
+  progress = function() return require("plugins.progress").new() end,
+  idle = function() return { name = "idle", on_finish = function() end } end,
+  noop_request = function() return { name = "noop", on_request = function() end } end,
+  noop_result = function() return { name = "noop", on_result = function() end } end,
+  thresholds = function() opts.thresholds = { p95 = "<1", success_rate = ">0.99" } end,
+  breaker = function() opts.breaker = true end,
+  per_host = function() opts.max_per_host = conc end,
+}
+for name in (os.getenv("BENCH_FETCHER_PLUGINS") or ""):gmatch("[^,]+") do
+  local make = assert(PLUGINS[name], "unknown plugin " .. name)
+  opts.plugins[#opts.plugins + 1] = make()
+end
+local f = fetcher.new(opts)
 local t0 = task.now()
 local results = f:fetch_urls(urls)
 local elapsed = task.now() - t0

@@ -163,7 +163,7 @@ function Fetcher:fetch_urls(urls)
   end
   local run = runner.begin(self)
   if run.hooks.on_start then
-    hooks.call(run.hooks.on_start, run, run.log, "on_start", { total = #entries })
+    hooks.call1(run.hooks.on_start, run, run.log, "on_start", { total = #entries })
   end
   local list = {}
   local function deliver(index, result) list[index] = result end
@@ -208,7 +208,7 @@ function Fetcher:each(source, on_result)
   local read = sources.reader(source)
   local run = runner.begin(self)
   if run.hooks.on_start then
-    hooks.call(run.hooks.on_start, run, run.log, "on_start", { total = nil })
+    hooks.call1(run.hooks.on_start, run, run.log, "on_start", { total = nil })
   end
   local index = 0
   local function next_entry()

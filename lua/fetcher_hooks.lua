@@ -86,27 +86,67 @@ function M.index(plugins)
   return by_hook
 end
 
---- Call hook `name` of each plugin of `list` (from `index`). A raising hook is logged once per
---- plugin and hook, counted in `run.hook_errors`, and ignored.
+-- A hook raised: log it once per plugin and hook, count it in `run.hook_errors`.
+---@param p LoadedPlugin
+---@param run table|nil
+---@param log Logger|nil
+---@param name string
+---@param err any
+local function failed(p, run, log, name, err)
+  if run then run.hook_errors = run.hook_errors + 1 end
+  if not p.reported[name] then
+    p.reported[name] = true
+    ;(log or logger.get()):error(
+      "plugin '%s' failed in %s: %s (later failures of this hook are counted, not logged)",
+      p.name, name, tostring(err))
+  end
+end
+
+-- Call hook `name` of each plugin of `list` (from `index`) with one, two or three arguments (no
+-- vararg function on the way: every request passes here when a plugin has the hook). A raising
+-- hook is reported (`failed`) and ignored.
+
 ---@param list LoadedPlugin[]
 ---@param run table|nil
 ---@param log Logger|nil  default: the shared logger
 ---@param name string
-function M.call(list, run, log, name, ...)
+function M.call1(list, run, log, name, a)
   for i = 1, #list do
     local p = list[i]
     local fn = p.plugin[name]
     if fn then
-      local ok, err = pcall(fn, ...)
-      if not ok then
-        if run then run.hook_errors = run.hook_errors + 1 end
-        if not p.reported[name] then
-          p.reported[name] = true
-          ;(log or logger.get()):error(
-            "plugin '%s' failed in %s: %s (later failures of this hook are counted, not logged)",
-            p.name, name, tostring(err))
-        end
-      end
+      local ok, err = pcall(fn, a)
+      if not ok then failed(p, run, log, name, err) end
+    end
+  end
+end
+
+---@param list LoadedPlugin[]
+---@param run table|nil
+---@param log Logger|nil
+---@param name string
+function M.call2(list, run, log, name, a, b)
+  for i = 1, #list do
+    local p = list[i]
+    local fn = p.plugin[name]
+    if fn then
+      local ok, err = pcall(fn, a, b)
+      if not ok then failed(p, run, log, name, err) end
+    end
+  end
+end
+
+---@param list LoadedPlugin[]
+---@param run table|nil
+---@param log Logger|nil
+---@param name string
+function M.call3(list, run, log, name, a, b, c)
+  for i = 1, #list do
+    local p = list[i]
+    local fn = p.plugin[name]
+    if fn then
+      local ok, err = pcall(fn, a, b, c)
+      if not ok then failed(p, run, log, name, err) end
     end
   end
 end

@@ -62,9 +62,13 @@ function M.permit(slots, max_per_host, host)
     slots[host] = slot
   end
   slot.users = slot.users + 1
+  local sem = slot.sem
+  if sem:try_acquire() then -- free now (nobody waits then: release hands permits to waiters)
+    return setmetatable({ slot = slot, slots = slots, host = host, held = true }, Permit)
+  end
   local permit = setmetatable({ slot = slot, slots = slots, host = host, held = false }, Permit)
   local waiting <close> = setmetatable({ permit = permit }, Waiting)
-  slot.sem:acquire()
+  sem:acquire()
   permit.held = true
   return permit
 end

@@ -16,7 +16,7 @@ local M = {}
 
 local now = task.now
 local http_get, http_request = http.get, http.request
-local call = hooks.call
+local call1, call2, call3 = hooks.call1, hooks.call2, hooks.call3
 local HTTP_FIELDS = config.HTTP_FIELDS
 
 ---------------------------------------------------------------------------
@@ -58,55 +58,63 @@ end
 --- fields, merged headers (a fresh table a hook may change), timeout, attempt and index.
 ---@param f Fetcher
 ---@param entry string|table
+---@param host string
 ---@param attempt integer
 ---@param index integer
 ---@param timeout number|table
 ---@return table
-local function request_of(f, entry, attempt, index, timeout)
-  local req = {}
-  for k, v in pairs(f.request_defaults) do req[k] = v end
-  if type(entry) == "string" then
-    req.url, req.method, req.key = entry, "GET", entry
-  else
-    for k, v in pairs(entry) do req[k] = v end
-  end
-  req.host = hosts.host_of(entry)
-  local own = type(entry) == "table" and entry.headers or nil
+local function request_of(f, entry, host, attempt, index, timeout)
+  local etable = type(entry) == "table" and entry or nil
+  local headers
+  local own = etable and etable.headers
   if f.headers or own then
-    local headers = {}
+    headers = {}
     for k, v in pairs(f.headers or {}) do headers[k] = v end
     for k, v in pairs(own or {}) do headers[k] = v end
-    req.headers = headers
   end
-  req.timeout = timeout
-  req.attempt = attempt
-  req.index = index
+  -- one constructor for what every request has (a table grown field by field is rehashed at
+  -- each power of two), then the entry's other fields, then the fetcher's defaults under them
+  local req = { url = etable and etable.url or entry, method = etable and etable.method or "GET",
+                key = etable and etable.key or entry, host = host, headers = headers,
+                timeout = timeout, attempt = attempt, index = index }
+  if etable then
+    for k, v in pairs(etable) do
+      if req[k] == nil then req[k] = v end
+    end
+  end
+  for k, v in pairs(f.request_defaults) do
+    if req[k] == nil then req[k] = v end
+  end
   return req
 end
 
---- The options of `http.request` for a request table (hooks saw it) or an entry table.
----@param f Fetcher|nil  with an entry table: the fetcher whose defaults and headers apply
----@param source table   the request (all fields final) or the entry
----@param timeout number|table|nil  with an entry table: the attempt's timeout
+-- options_of(t): the HTTP_FIELDS of `t` in a new table, as one table constructor (compiled once
+-- from the list: a loop over the fields costs twice as much per request).
+local options_of
+do
+  local fields = {}
+  for i, field in ipairs(HTTP_FIELDS) do fields[i] = field .. " = t." .. field end
+  options_of = assert(load("local t = ... return { " .. table.concat(fields, ", ") .. " }",
+                           "=fetcher_runner.options_of"))
+end
+
+--- The options of `http.request` for an entry table no hook sees: the fetcher's request
+--- options, the entry's (which win), merged headers, the attempt's timeout.
+---@param f Fetcher
+---@param entry table
+---@param timeout number|table
 ---@return table
-local function http_options(f, source, timeout)
-  local opts = {}
-  if f then
-    for k, v in pairs(f.request_defaults) do opts[k] = v end
+local function entry_options(f, entry, timeout)
+  local opts = options_of(entry)
+  for k, v in pairs(f.request_defaults) do
+    if opts[k] == nil then opts[k] = v end
   end
-  for i = 1, #HTTP_FIELDS do
-    local field = HTTP_FIELDS[i]
-    local v = source[field]
-    if v ~= nil then opts[field] = v end
-  end
-  if f then
-    opts.timeout = timeout
-    if f.headers then
-      local headers = {}
-      for k, v in pairs(f.headers) do headers[k] = v end
-      for k, v in pairs(source.headers or {}) do headers[k] = v end
-      opts.headers = headers
-    end
+  opts.timeout = timeout
+  if f.headers then
+    local headers = {}
+    for k, v in pairs(f.headers) do headers[k] = v end
+    for k, v in pairs(entry.headers or {}) do headers[k] = v end
+    opts.headers = headers
   end
   return opts
 end
@@ -127,9 +135,11 @@ end
 ---@return string|nil err
 ---@return string|nil kind
 local function attempt(f, run, entry, index, n, deadline_at, permit)
-  local max_per_host = f.max_per_host
+  local max_per_host, b = f.max_per_host, f.breaker
+  local host -- only when something keeps per-host state or a hook sees the request
+  if max_per_host or b or run.sees_requests then host = hosts.host_of(entry) end
   if max_per_host and not permit then
-    permit = hosts.permit(f.host_slots, max_per_host, hosts.host_of(entry))
+    permit = hosts.permit(f.host_slots, max_per_host, host)
   end
   local _ <close> = permit -- handed back also when the task is canceled during the request
   local etable = type(entry) == "table" and entry or nil
@@ -142,20 +152,20 @@ local function attempt(f, run, entry, index, n, deadline_at, permit)
   if deadline_at then timeout = bounded_timeout(timeout, deadline_at) end
   local by_hook = run.hooks
   local req
-  if run.sees_requests then req = request_of(f, entry, n, index, timeout or 0) end
+  if run.sees_requests then req = request_of(f, entry, host, n, index, timeout or 0) end
   if not timeout then
     local err = "deadline exceeded"
-    if by_hook.on_error then call(by_hook.on_error, run, run.log, "on_error", req, err, "timeout") end
+    if by_hook.on_error then call3(by_hook.on_error, run, run.log, "on_error", req, err, "timeout") end
     return nil, err, "timeout"
   end
-  local b, guard = f.breaker, nil
+  local guard
   if b then
     local refused
-    refused, guard = hosts.gate(b, hosts.host_of(entry))
+    refused, guard = hosts.gate(b, host)
     if refused then
       run.rejected = run.rejected + 1
       if by_hook.on_error then
-        call(by_hook.on_error, run, run.log, "on_error", req, refused, "circuit_open")
+        call3(by_hook.on_error, run, run.log, "on_error", req, refused, "circuit_open")
       end
       return nil, refused, "circuit_open"
     end
@@ -163,16 +173,15 @@ local function attempt(f, run, entry, index, n, deadline_at, permit)
   local pending <close> = guard -- gives the breaker slot back if the task is canceled
   local res, err, kind
   if req then
-    if by_hook.on_request then call(by_hook.on_request, run, run.log, "on_request", req) end
+    if by_hook.on_request then call1(by_hook.on_request, run, run.log, "on_request", req) end
     run.attempts = run.attempts + 1
-    res, err, kind = http_request(http_options(nil, req))
+    res, err, kind = http_request(options_of(req))
   elseif etable then
     run.attempts = run.attempts + 1
-    res, err, kind = http_request(http_options(f, etable, timeout))
+    res, err, kind = http_request(entry_options(f, etable, timeout))
   elseif deadline_at then
     run.attempts = run.attempts + 1
-    local opts = {}
-    for k, v in pairs(shared_options(f, f.timeout)) do opts[k] = v end
+    local opts = options_of(shared_options(f, f.timeout))
     opts.timeout = timeout
     res, err, kind = http_get(url, opts)
   else
@@ -181,13 +190,13 @@ local function attempt(f, run, entry, index, n, deadline_at, permit)
   end
   if guard then
     guard.done = true
-    b:record_result(hosts.host_of(entry), res, err, kind)
+    b:record_result(host, res, err, kind)
   end
   if permit then permit:release() end
   if res then
-    if by_hook.on_response then call(by_hook.on_response, run, run.log, "on_response", req, res) end
+    if by_hook.on_response then call2(by_hook.on_response, run, run.log, "on_response", req, res) end
   elseif by_hook.on_error then
-    call(by_hook.on_error, run, run.log, "on_error", req, err, kind)
+    call3(by_hook.on_error, run, run.log, "on_error", req, err, kind)
   end
   return res, err, kind
 end
@@ -213,7 +222,7 @@ local function finish(run, key, result)
   local rec = run.recorder
   if rec then rec:add(result) end
   local list = run.hooks.on_result
-  if list then call(list, run, run.log, "on_result", key, result) end
+  if list then call2(list, run, run.log, "on_result", key, result) end
   return result
 end
 

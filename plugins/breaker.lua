@@ -79,16 +79,38 @@ function M.new(opts)
   return self
 end
 
---- The host key of a URL: "host:port" in lower case (default ports filled in).
----@param url string
+--- The host key of a URL's origin ("scheme://authority", no path): see host_of.
+---@param origin string
 ---@return string
-function M.host_of(url)
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return "" end
-  local authority = rest:match("^([^/?#]*)"):gsub("^.*@", ""):lower()
+local function host_of_origin(origin)
+  local scheme, authority = origin:match("^(%a[%w+.-]*)://(.*)$")
+  authority = authority:gsub("^.*@", ""):lower()
   if authority:find(":%d+$") then return authority end
   local port = scheme:lower() == "https" and 443 or 80
   return authority .. ":" .. port
+end
+
+-- origin → host key, for the origins seen last; emptied when it reaches CACHE_MAX, so a crawl
+-- of many hosts keeps it bounded. An origin is usually short enough for Lua to intern, so looking
+-- one up costs a find and a sub.
+local host_cache, host_cache_size, CACHE_MAX = {}, 0, 1024
+
+--- The host key of a URL: "host:port" in lower case (default ports filled in), or "" when the
+--- URL has no scheme.
+---@param url string
+---@return string
+function M.host_of(url)
+  local _, stop = url:find("^%a[%w+.-]*://[^/?#]*")
+  if not stop then return "" end
+  local origin = url:sub(1, stop)
+  local host = host_cache[origin]
+  if not host then
+    host = host_of_origin(origin)
+    if host_cache_size >= CACHE_MAX then host_cache, host_cache_size = {}, 0 end
+    host_cache[origin] = host
+    host_cache_size = host_cache_size + 1
+  end
+  return host
 end
 
 ---@param self Breaker

@@ -94,7 +94,7 @@ function M.new(opts)
 
   local function fresh_run()
     return { count = 0, succeeded = 0, retries = 0, bytes = 0, seen = 0,
-             samples = {}, kinds = {}, first_request = nil }
+             samples = {}, kinds = {} }
   end
   run = fresh_run()
 
@@ -105,13 +105,6 @@ function M.new(opts)
     else
       local slot = math.random(run.seen)
       if slot <= max_samples then run.samples[slot] = value end
-    end
-  end
-
-  function plugin.on_request()
-    if not run.first_request then
-      local ok, task = pcall(require, "task")
-      run.first_request = ok and task.now() or os.clock()
     end
   end
 

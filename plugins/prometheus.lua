@@ -351,7 +351,12 @@ function Prom:observe(name, url, result, err, kind)
   p.success:set(t, success and 1 or 0)
   p.status:set(t, math.tointeger(status) or 0)
   p.time:set(t, os.time())
-  p.duration:remove(t)
+  -- the previous probe's phases of this target go (each by its key: a scan of every series per
+  -- observation made a run over many targets quadratic)
+  local series = p.duration.series
+  for _, phase in ipairs(M.PHASES) do
+    series[p.duration:label_text{ target = t.target, url = t.url, phase = phase }] = nil
+  end
   if timings then
     for _, phase in ipairs(M.PHASES) do
       local v = timings[phase]
@@ -488,9 +493,13 @@ function M.new(opts)
 
   -- fetcher hooks: plain functions over this object
   local pending = {} -- key -> the last response's timings and tls, until on_result
-  function self.on_response(req, res)
-    if not self.per_target then return end
-    pending[req.key or req.url] = { timings = res.timings, tls = res.tls }
+  -- only with per-target series: a plugin with on_response makes the fetcher build a request
+  -- table per attempt for it
+  if self.per_target then
+    function self.on_response(req, res)
+      if not self.per_target then return end
+      pending[req.key or req.url] = { timings = res.timings, tls = res.tls }
+    end
   end
   function self.on_result(key, result)
     local extra = pending[key]

@@ -298,6 +298,24 @@ describe("plugins.prometheus probes", function()
     assert.truthy(text:find('luafetch_requests_total{result="success"} 2', 1, true))
   end)
 
+  it("observes many targets in time linear in their number", function()
+    -- each observation used to scan every duration series for the target's stale phases: 4000
+    -- targets took tens of seconds; by key it is a fraction of one
+    local prom = prometheus.new{ http_stats = false }
+    local timings = { dns = 0, connect = 0.001, tls = 0, ttfb = 0.002, total = 0.003 }
+    local started = os.clock()
+    for i = 1, 4000 do
+      prom:observe("t" .. i, "http://h/" .. i, { status = 200, timings = timings })
+    end
+    prom:observe("t1", "http://h/1", { status = 200, timings = { total = 0.5 } })
+    local seconds = os.clock() - started
+    assert.is_true(seconds < 3, string.format("4000 targets took %.1fs of CPU", seconds))
+    local duration = prom.probe.duration
+    assert.are.equal(0.5, duration:get{ target = "t1", url = "http://h/1", phase = "total" })
+    assert.is_nil(duration:get{ target = "t1", url = "http://h/1", phase = "ttfb" })
+    assert.are.equal(0.002, duration:get{ target = "t2", url = "http://h/2", phase = "ttfb" })
+  end)
+
   it("per_target = false keeps only the aggregate series; namespace renames them", function()
     local prom = prometheus.new{ namespace = "crawl", per_target = false, http_stats = false }
     prom:observe("a", "http://a/", { success = true, status_code = 200, elapsed = 0.1 })
