@@ -140,13 +140,13 @@ EOF
   fi
 }
 
-# A sample of k: in modes 1 and 2 every k up to 3000 (start-up, the module loads, the task and
-# semaphore, the plain request) and every 97th beyond (the TLS handshake); mode 0 every 23rd.
-# `make torture` takes every k up to 3000 and every 5th beyond in all three modes.
+# A sample of k: in modes 1 and 2 every k up to just past the plain request (start-up, the module
+# loads, the task and semaphore, the GET) and every 97th beyond (the TLS handshake); mode 0 every
+# 23rd. `make torture` takes the same dense range and every 5th beyond in all three modes.
 run_torture() {
   local rc rc0
   stage_start "allocation-failure torture (sample)"
-  TORTURE_RUNS="1 2" TORTURE_DENSE=${TORTURE_DENSE:-3000} TORTURE_STRIDE=${TORTURE_STRIDE:-97} \
+  TORTURE_RUNS="1 2" TORTURE_DENSE=${TORTURE_DENSE:-auto} TORTURE_STRIDE=${TORTURE_STRIDE:-97} \
     TORTURE_VALGRIND=${TORTURE_VALGRIND:-6} \
     bash "$here/torture/run.sh" "$build/luafetch" "$build/torture/failmalloc.so" >"$log" 2>&1
   rc=$?
