@@ -32,8 +32,9 @@ end
 ---@param result FetchResult
 ---@param fields string[]
 ---@return table
-function M.record(key, result, fields)
-  local record = {}
+---@param into? table  a table to fill instead of a new one (its fields are all overwritten)
+function M.record(key, result, fields, into)
+  local record = into or {}
   for _, field in ipairs(fields) do
     local value = result[field]
     if field == "url" then value = value or key end
@@ -76,8 +77,9 @@ function M.new(opts)
   if opts.include_headers then fields[#fields + 1] = "headers" end
   local plugin = { name = "jsonl", rows = 0 }
 
+  local record = {} -- reused: nothing in on_result yields, so records never interleave
   function plugin.on_result(key, result)
-    out:write(M.encode(M.record(key, result, fields)), "\n")
+    out:write(M.encode(M.record(key, result, fields, record)), "\n")
     plugin.rows = plugin.rows + 1
   end
 
