@@ -218,8 +218,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
      * has none before the colon) and lower-cases it. llhttp may split a name across reads. */
     for (size_t i = 0; i < len; i++) {
         unsigned char c = header_token_lower[(unsigned char)at[i]];
-        if (!c)
+        if (!c) {
+            if (keep)
+                r->headers.data[r->headers.len] = '\0'; /* the block stays NUL-terminated */
             return malformed(r, "whitespace or a bad character in a header name");
+        }
         if (keep)
             r->headers.data[r->headers.len++] = (char)c;
     }
