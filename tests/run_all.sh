@@ -14,10 +14,11 @@ tmp=$(mktemp -d /tmp/luafetch-test.XXXXXX)
 log=$tmp/log
 trap 'rm -rf "$tmp"' EXIT
 
-# Specs run under valgrind: the TLS specs (mbedTLS is not instrumented by ASan) and the core of
-# the network layer, the task scheduler, the server and the HTML bindings. Lua-only modules
-# (schedule, plugins, scripts) gain nothing from memcheck and are left to the other stages.
-VALGRIND_SPECS=${VALGRIND_SPECS:-"tls http pool task redirect regressions server html fetcher wire"}
+# Specs run under valgrind: those that drive libraries ASan does not instrument (mbedTLS for TLS,
+# nghttp2 for HTTP/2, gumbo for HTML) and the core of the network layer (tunnels through proxies,
+# the pool, streams), the task scheduler and the server. Lua-only modules (schedule, plugins,
+# scripts) gain nothing from memcheck and are left to the other stages. About 3 minutes.
+VALGRIND_SPECS=${VALGRIND_SPECS:-"tls h2 http pool net proxy stream task redirect regressions server html fetcher wire"}
 FUZZ_TEST_SECONDS=${FUZZ_SECONDS:-20}
 
 # Adds the counts of a "N passed, M failed" line.
