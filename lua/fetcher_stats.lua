@@ -97,7 +97,7 @@ function M.finish(f, run, results)
   end
   f.last_stats = stats
   local list = run.hooks.on_finish
-  if list then hooks.call(list, run, run.log, "on_finish", results, stats) end
+  if list then hooks.call2(list, run, run.log, "on_finish", results, stats) end
   stats.hook_errors = run.hook_errors
   run.log:debug("fetched %d URL(s): %d ok, %d failed, %d retries in %.3fs",
     stats.count, stats.succeeded, stats.failed, stats.retries, elapsed)
