@@ -26,6 +26,7 @@ local PLUGINS = {
   csv = function() return require("plugins.csv").new{ path = "/dev/null" } end,
   jsonl = function() return require("plugins.jsonl").new{ path = "/dev/null" } end,
   prometheus = function() return require("plugins.prometheus").new() end,
+  prometheus_crawl = function() return require("plugins.prometheus").new{ per_target = false } end,
   progress = function() return require("plugins.progress").new() end,
   idle = function() return { name = "idle", on_finish = function() end } end,
   noop_request = function() return { name = "noop", on_request = function() end } end,
