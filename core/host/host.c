@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,10 @@ int host_init(struct host *h)
     /* DNS lookups run on libuv's pool: give them room before the pool starts. */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
     signal(SIGPIPE, SIG_IGN);
+    /* glibc raises its mmap threshold to the largest block freed so far: after a burst of
+     * megabyte bodies, later ones come from a fragmented heap that never shrinks. Fixed, bodies
+     * of 256 KiB and more are mapped and unmapped whole. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     int rc = uv_loop_init(&h->loop);
     if (rc)
         return rc;

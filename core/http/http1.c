@@ -372,9 +372,23 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         return malformed(r, r->chunks.error);
     if (r->decoder && !r->raw_body) {
         const char *err = NULL;
-        int rc = decoder_feed(r->decoder, at, len, &r->body, r->max_body, &err);
+        size_t cap = r->max_body;
+        if (r->inflated_total) {
+            /* what the other responses in flight leave of the shared budget */
+            size_t others = *r->inflated_total - r->inflated;
+            size_t room = others < r->inflated_max ? r->inflated_max - others : 0;
+            if (room < cap)
+                cap = room;
+        }
+        int rc = decoder_feed(r->decoder, at, len, &r->body, cap, &err);
+        if (r->inflated_total) {
+            *r->inflated_total += r->body.len - r->inflated;
+            r->inflated = r->body.len;
+        }
         if (rc == -2)
-            return fail(r, NET_LIMIT, "response body exceeds max_body");
+            return fail(r, NET_LIMIT, cap < r->max_body
+                                          ? "decompressed bodies in flight exceed max_inflated_total"
+                                          : "response body exceeds max_body");
         if (rc < 0) {
             r->err_detail = err;
             return fail(r, NET_PROTOCOL, "cannot decode body");
@@ -434,8 +448,18 @@ void http_response_init(struct http_response *r, size_t max_body, size_t max_hea
     r->head_request = head_request;
 }
 
+void http_response_share_budget(struct http_response *r, size_t *total, size_t max)
+{
+    r->inflated_total = total;
+    r->inflated_max = max;
+}
+
 void http_response_free(struct http_response *r)
 {
+    if (r->inflated_total) {
+        *r->inflated_total -= r->inflated;
+        r->inflated = 0;
+    }
     buf_free(&r->reason);
     buf_free(&r->headers);
     buf_free(&r->body);

@@ -53,20 +53,28 @@ struct http_response {
     /* name\0value\0 pairs in arrival order; names lower-cased. */
     struct buf headers;
     int header_count;
+    int max_header_count;
     size_t header_bytes;
-    int in_value;               /* llhttp may split a field: continue the current one */
-    int raw_body;               /* a streamed body: coded bytes kept as they come, decoded as taken */
     size_t name_len;            /* of the field name being received */
     struct buf body;
     struct body_decoder *decoder;   /* allocated for a transfer- or content-coded body only */
     size_t max_body;
+    /* Decompressed bytes of all responses in flight share one budget: a gzip bomb costs its
+     * sender about 1/1000 of what it costs us, so bounding each body does not bound their sum.
+     * inflated_total is the caller's counter (NULL: no shared budget); inflated is this body's
+     * share of it, given back by http_response_free. */
+    size_t *inflated_total;
+    size_t inflated_max;
+    size_t inflated;
     size_t max_header_bytes;
-    int max_header_count;
-    int decompress;
-    int head_request;           /* no body follows a response to HEAD */
-    int headers_done;
-    int complete;
-    int keep_alive;
+    /* flags, kept small: the response is embedded in every struct request */
+    unsigned in_value : 1;      /* llhttp may split a field: continue the current one */
+    unsigned raw_body : 1;      /* a streamed body: coded bytes kept as they come, decoded as taken */
+    unsigned decompress : 1;
+    unsigned head_request : 1;  /* no body follows a response to HEAD */
+    unsigned headers_done : 1;
+    unsigned complete : 1;
+    unsigned keep_alive : 1;
     size_t bytes_in;            /* raw bytes received, for "did anything arrive" */
     enum net_kind err_kind;
     const char *err;            /* static text: what went wrong */
@@ -75,6 +83,8 @@ struct http_response {
 
 void http_response_init(struct http_response *r, size_t max_body, size_t max_header_bytes,
                         int max_header_count, int decompress, int head_request);
+/* Puts the decompressed body under a budget shared with other responses (see inflated_total). */
+void http_response_share_budget(struct http_response *r, size_t *total, size_t max);
 void http_response_free(struct http_response *r);
 /* Feeds bytes. Returns 0 (need more or complete: see r->complete), or -1 with err_kind/err set. */
 int http_response_feed(struct http_response *r, const char *data, size_t len);

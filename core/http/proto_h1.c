@@ -58,6 +58,7 @@ static void h1_begin(struct request *r)
         http_response_free(&r->resp);
     http_response_init(&r->resp, r->max_body, r->net->limits.max_header_bytes,
                        r->net->limits.max_header_count, r->decompress, !strcmp(r->method, "HEAD"));
+    http_response_share_budget(&r->resp, &r->net->inflated_total, r->net->limits.max_inflated_total);
     r->resp.raw_body = r->stream && r->stream->resp; /* decoded as the consumer takes it */
     r->resp_ready = 1;
 }

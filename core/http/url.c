@@ -92,8 +92,9 @@ int url_parse(struct url *u, const char *s, char *err, size_t errlen)
 
     size_t tlen = strcspn(auth_end, "#");
     u->host = dup_range(host_start, (size_t)(host_end - host_start));
-    u->target = tlen && *auth_end == '/' ? dup_range(auth_end, tlen) : NULL;
-    if (!u->target) {
+    if (tlen && *auth_end == '/') {
+        u->target = dup_range(auth_end, tlen); /* NULL here is out of memory, not an empty path */
+    } else {
         /* "http://h?q" has an empty path: the target is "/?q". */
         u->target = malloc(tlen + 2);
         if (u->target) {

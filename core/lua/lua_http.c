@@ -859,7 +859,7 @@ static void configure_hosts(lua_State *L, struct dns_cache *dns)
     lua_pop(L, 1);
 }
 
-/* _http.configure{max_connecting=, max_idle_per_host=, max_idle_total=, idle_timeout=, dns_ttl=,
+/* _http.configure{max_connecting=, max_idle_per_host=, max_idle_total=, max_inflated_total=, idle_timeout=, dns_ttl=,
  *                 dns_cache_size=, max_header_bytes=, max_header_count=, hosts=} */
 static int l_configure(lua_State *L)
 {
@@ -869,6 +869,8 @@ static int l_configure(lua_State *L)
     lim->max_connecting = (int)opt_count(L, "max_connecting", lim->max_connecting, 1, 1000000);
     lim->max_idle_per_host = (int)opt_count(L, "max_idle_per_host", lim->max_idle_per_host, 0, 1000000);
     lim->max_idle_total = (int)opt_count(L, "max_idle_total", lim->max_idle_total, 0, 1000000);
+    lim->max_inflated_total =
+        (size_t)opt_count(L, "max_inflated_total", (double)lim->max_inflated_total, 0, 0x1p62);
     lim->idle_timeout = opt_count(L, "idle_timeout", lim->idle_timeout, 0, 1e9);
     lim->max_header_bytes = (size_t)opt_count(L, "max_header_bytes", (double)lim->max_header_bytes, 1, 1 << 30);
     lim->max_header_count = (int)opt_count(L, "max_header_count", lim->max_header_count, 1, 1000000);

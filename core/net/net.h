@@ -42,6 +42,7 @@ struct net_limits {
     int max_idle_total;         /* idle keep-alive connections kept across all keys */
     double idle_timeout;        /* seconds an idle connection is kept */
     size_t max_header_bytes;    /* response head size cap */
+    size_t max_inflated_total;  /* decompressed body bytes of all responses in flight */
     int max_header_count;
 };
 
@@ -60,6 +61,7 @@ struct net {
     /* Connect pacing: requests waiting for a connect slot, FIFO. */
     int connecting;
     int pumping;                /* inside pump_connect_queue */
+    size_t inflated_total;      /* decompressed body bytes held by responses in flight */
     struct request *connect_head, *connect_tail;
 };
 

@@ -278,3 +278,34 @@ describe("regressions from the review of the connect path", function()
     assert.is_nil(kinds.tls, "kinds: " .. table.concat(seen, " "))
   end)
 end)
+
+describe("the shared budget of decompressed bytes (a crowd of gzip bombs)", function()
+  after_each(function() http.configure{ max_inflated_total = 256 * 1024 * 1024 } end)
+
+  it("responses in flight together cannot inflate past max_inflated_total: the excess fails with limit", function()
+    http.configure{ max_inflated_total = 4 * 1024 * 1024 }
+    local jobs, limited, whole = {}, 0, 0
+    -- bodies under max_body complete and wait, decoded, until their tasks take them: 20 of them
+    -- in flight at once hold far more than the budget
+    for i = 1, 20 do
+      jobs[i] = task.spawn(function()
+        return http.get(BASE .. "/gzip-bomb/900000", { max_body = 1024 * 1024 })
+      end)
+    end
+    for i = 1, 20 do
+      local _, res, err, kind = jobs[i]:join()
+      if res then
+        whole = whole + 1
+      else
+        assert.are.equal("limit", kind, err)
+        if err:find("max_inflated_total", 1, true) then limited = limited + 1 end
+      end
+    end
+    -- 20 bodies of 900 kB cannot all be held in 4 MiB at once; some were refused by the budget
+    assert.is_true(limited > 0, "none refused by the shared budget (" .. whole .. " whole)")
+    -- and the budget is given back: a lone bomb afterwards gets its own max_body limit
+    local _, err, kind = http.get(BASE .. "/gzip-bomb/20000000", { max_body = 1024 * 1024 })
+    assert.are.equal("limit", kind)
+    assert.truthy(err:find("max_body", 1, true), err)
+  end)
+end)

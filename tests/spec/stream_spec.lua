@@ -215,8 +215,10 @@ describe("stream = true", function()
   end)
 
   it("res:close() ends early and closes the connection; then read gives nil, closed, canceled", function()
+    -- a spelling of 127.0.0.1 no other spec uses: its own pool key, whatever other specs left idle
+    local base = BASE:gsub("127%.0%.0%.1", "127.0000000000000000000000.0.1")
     local opened = http.stats().connections_opened
-    local res = ok(http.request{ url = BASE .. "/bytes/50000000", stream = true })
+    local res = ok(http.request{ url = base .. "/bytes/50000000", stream = true })
     assert.is_string(res:read())
     res:close()
     local chunk, err, kind = res:read()
@@ -225,7 +227,7 @@ describe("stream = true", function()
     assert.are.equal("canceled", kind)
     assert.are.equal(0, http.stats().in_flight)
     -- the connection was not pooled: the next request opens another
-    ok(http.get(BASE .. "/bytes/10"))
+    ok(http.get(base .. "/bytes/10"))
     assert.are.equal(opened + 2, http.stats().connections_opened)
   end)
 
