@@ -28,7 +28,7 @@ int net_init(struct net *n, uv_loop_t *loop)
     n->limits.idle_timeout = 30.0;
     n->limits.max_header_bytes = 64 * 1024;
     n->limits.max_header_count = 256;
-    n->limits.max_inflated_total = 256u * 1024 * 1024;
+    n->limits.max_inflated_total = 128u * 1024 * 1024;
     n->read_buf_size = 64 * 1024;
     n->read_buf = malloc(n->read_buf_size);
     n->plain_buf_size = 32 * 1024;

@@ -280,7 +280,7 @@ describe("regressions from the review of the connect path", function()
 end)
 
 describe("the shared budget of decompressed bytes (a crowd of gzip bombs)", function()
-  after_each(function() http.configure{ max_inflated_total = 256 * 1024 * 1024 } end)
+  after_each(function() http.configure{ max_inflated_total = 128 * 1024 * 1024 } end)
 
   it("responses in flight together cannot inflate past max_inflated_total: the excess fails with limit", function()
     http.configure{ max_inflated_total = 4 * 1024 * 1024 }
