@@ -24,7 +24,7 @@ local HTTP_FIELDS = config.HTTP_FIELDS
 ---------------------------------------------------------------------------
 
 --- The http options every URL string with this timeout is sent with when no hook sees the
---- request: built once per fetcher and timeout, then shared (http never changes its options).
+--- request: built once per run and timeout, then shared (http never changes its options).
 ---@param f Fetcher
 ---@param timeout number|table
 ---@return table
@@ -267,7 +267,7 @@ local function fetch_entry(f, run, entry, index, permit)
     run.attempts = run.attempts + 1
     local res, err, kind = http_get(entry, plain)
     local wait
-    -- a response whose status the policy never retries ends here (run.final: see M.begin)
+    -- a response whose status the policy never retries ends here (run.final_statuses: M.begin)
     if not (res and run.final_statuses and not run.final_statuses[res.status]) then
       wait = f.policy:after(1, res, err, kind, "GET", nil)
     end
@@ -306,6 +306,7 @@ M.fetch_entry = fetch_entry
 ---@return FetchRun
 function M.begin(f)
   local run = stats.begin(f)
+  f.shared_options = {} -- built afresh each run: f.headers or a default may have changed since
   if not (run.sees_requests or f.breaker or f.max_per_host or f.deadline
           or f.timeout_rules[1]) then
     run.plain = shared_options(f, f.timeout)

@@ -74,14 +74,6 @@ function M.invalid(raw, err)
   return { url = url, method = "GET", key = url, host = "", invalid = err }
 end
 
---- The key of an entry's result: the URL, or a request table's `key`.
----@param entry string|table
----@return string
-function M.key_of(entry)
-  if type(entry) == "string" then return entry end
-  return entry.key
-end
-
 --- The entry as a table (url, method, key, host), as `fetcher.entry_of` has always returned it.
 ---@param raw any
 ---@return table|nil entry
