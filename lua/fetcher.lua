@@ -102,6 +102,15 @@ function M.new(opts)
   self.thresholds = stats.parse_thresholds(opts.thresholds)
   self.request_defaults = config.request_defaults(opts)
   self.headers = opts.headers
+  local session = opts.session
+  if session ~= nil then
+    -- every request goes through the session: its base URL, headers, auth and cookie jar
+    if type(session) ~= "table" or type(session.request) ~= "function" then
+      error("fetcher.new: session must be an http.session", 2)
+    end
+    self.request = function(o) return session:request(o) end
+    self.get = function(url, o) return session:get(url, o) end
+  end
   self.host_slots = {}
   self.shared_options = {}
   return self

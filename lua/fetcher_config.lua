@@ -165,7 +165,7 @@ end
 --- Fields of an entry or of the fetcher's options that go on to `http.request` as they are.
 M.HTTP_FIELDS = { "url", "method", "headers", "body", "json", "timeout",
                   "max_redirects", "max_body", "verify", "ca_file", "cert_file",
-                  "key_file", "decompress", "proxy" }
+                  "key_file", "decompress", "proxy", "http2", "auth", "form", "multipart" }
 
 --- The fetcher-wide request options (`max_redirects` ... `proxy`) given in `opts`.
 ---@param opts table
@@ -175,6 +175,7 @@ function M.request_defaults(opts)
     max_redirects = opts.max_redirects, max_body = opts.max_body,
     verify = opts.verify, ca_file = opts.ca_file, cert_file = opts.cert_file,
     key_file = opts.key_file, decompress = opts.decompress, proxy = opts.proxy,
+    http2 = opts.http2, auth = opts.auth,
   }
 end
 

@@ -175,18 +175,18 @@ local function attempt(f, run, entry, index, n, deadline_at, permit)
   if req then
     if by_hook.on_request then call1(by_hook.on_request, run, run.log, "on_request", req) end
     run.attempts = run.attempts + 1
-    res, err, kind = http_request(options_of(req))
+    res, err, kind = (f.request or http_request)(options_of(req))
   elseif etable then
     run.attempts = run.attempts + 1
-    res, err, kind = http_request(entry_options(f, etable, timeout))
+    res, err, kind = (f.request or http_request)(entry_options(f, etable, timeout))
   elseif deadline_at then
     run.attempts = run.attempts + 1
     local opts = options_of(shared_options(f, f.timeout))
     opts.timeout = timeout
-    res, err, kind = http_get(url, opts)
+    res, err, kind = (f.get or http_get)(url, opts)
   else
     run.attempts = run.attempts + 1
-    res, err, kind = http_get(url, shared_options(f, timeout))
+    res, err, kind = (f.get or http_get)(url, shared_options(f, timeout))
   end
   if guard then
     guard.done = true
@@ -265,7 +265,7 @@ local function fetch_entry(f, run, entry, index, permit)
     -- the common case: a URL string and nothing to do but the request
     local started = now()
     run.attempts = run.attempts + 1
-    local res, err, kind = http_get(entry, plain)
+    local res, err, kind = (f.get or http_get)(entry, plain)
     local wait
     -- a response whose status the policy never retries ends here (run.final_statuses: M.begin)
     if not (res and run.final_statuses and not run.final_statuses[res.status]) then

@@ -552,3 +552,23 @@ describe("Set-Cookie values as received", function()
     assert.are.equal("a=1, b=2; c=3", s.cookies:get(BASE .. "/"))
   end)
 end)
+
+describe("the fetcher with a session", function()
+  it("fetcher.new{session=} sends every request through it: its headers and its cookie jar", function()
+    local fetcher = require "fetcher"
+    local s = http.session{ headers = { ["X-Session"] = "yes" } }
+    local raw = "HTTP/1.1 200 OK\r\nSet-Cookie: sid=42; Path=/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    local hex = raw:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)
+    assert(s:get(BASE .. "/raw?hex=" .. hex)) -- the login step
+    local url = BASE .. "/echo"
+    local results = fetcher.new{ session = s, max_retries = 0 }:fetch_urls{ url, { url = url .. "?e=1" } }
+    for _, key in ipairs{ url, url .. "?e=1" } do
+      local r = results[key]
+      assert.is_true(r.success, tostring(r.error))
+      local echoed = assert(r:json())
+      assert.are.equal("yes", echoed.headers["x-session"])
+      assert.are.equal("sid=42", echoed.headers["cookie"])
+    end
+    assert.has_error(function() fetcher.new{ session = 5 } end)
+  end)
+end)
