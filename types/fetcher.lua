@@ -25,8 +25,11 @@ local fetcher = {}
 ---@field max_body? integer
 ---@field verify? boolean
 ---@field ca_file? string
+---@field session? table  an http.session every request goes through
+---@field http2? boolean|string
+---@field auth? table
 ---@field decompress? boolean
----@field thresholds? string|string[]|table<string, string>  pass/fail criteria as lua/thresholds.lua parses them (once the fetcher hooks that module)
+---@field thresholds? string|string[]|table<string, string>  pass/fail criteria as lua/thresholds.lua parses them: stats.thresholds_ok, failed_thresholds
 ---@field plugins? (table|string)[] hook tables, modules or plugin names
 ---@field logger? Logger            default: the shared logger
 
@@ -42,10 +45,16 @@ local fetcher = {}
 ---@field elapsed number           seconds, retries and pauses included
 ---@field attempts integer
 ---@field body string|nil          nil when keep_body is false
----@field headers table|nil
+---@field headers table|nil        built from the response when first read
 ---@field bytes integer            body size
 ---@field reused boolean|nil       the last response came over a pooled connection
 ---@field final_url string|nil     URL after redirects
+local FetchResult = {}
+
+---The body decoded as JSON; nil and a message when it is not JSON (or was not kept).
+---@return any|nil value
+---@return string|nil err
+function FetchResult:json() end
 
 ---@class FetchStats
 ---@field count integer          URLs finished
@@ -60,6 +69,9 @@ local fetcher = {}
 ---@field http table             http.stats() counters during the run
 ---@field breaker table|nil      breaker:states() at the end
 ---@field hook_errors integer
+---@field thresholds ThresholdCheck[]|nil  with the thresholds option: every check
+---@field thresholds_ok boolean|nil        every threshold passed
+---@field failed_thresholds string[]|nil   the failed ones as written ("p95<0.5")
 
 ---A fetcher plugin: any of these hooks (a failing hook is reported, never fatal).
 ---@class FetcherPlugin
@@ -83,10 +95,11 @@ local Fetcher = {}
 ---@return FetchResult[] list
 function Fetcher:fetch_urls(urls) end
 
----Streams: entries from `source` (an iterator or an array, or an object with :next()),
----on_result(key, result, index, entry) as each finishes; nothing is kept.
+---Streams: entries from `source` (an iterator, an object with :next(), or an array; once it has
+---returned nil it is never called again), on_result(key, result, index, item) as each finishes,
+---item being what the source gave (the same string or table); nothing is kept.
 ---@param source (fun(): FetchEntry|nil)|FetchEntry[]|{ next: fun(self): FetchEntry|nil }
----@param on_result? fun(key: string, result: FetchResult, index: integer, entry: FetchEntry)
+---@param on_result? fun(key: string, result: FetchResult, index: integer, item: any)
 ---@return FetchStats
 function Fetcher:each(source, on_result) end
 
