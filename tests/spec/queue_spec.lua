@@ -166,6 +166,10 @@ describe("queue on Redis Streams", function()
                              "--lease", "2", "--concurrency", "16", "--quiet" }, "MAX_RETRIES=0")
     end
     wait_for("a quarter of the results", function() return count(rc, "kill:results") >= n // 4 end, 60)
+    -- killed while it holds entries (read, not settled), whatever the build's speed
+    wait_for("the second worker to hold entries", function()
+      return #pending_of(rc, "kill", "fetchers", "w2") > 0
+    end, 60)
     os.execute("kill -KILL " .. ws[2].pid)
     wait_for("the killed worker to be gone", function() return gone(ws[2].pid) end)
     -- what it held when it died: read, not settled
