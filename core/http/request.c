@@ -17,20 +17,15 @@
 #include "h2.h"
 #include "pool.h"
 #include "proto.h"
+#include "request_internal.h"
 #include "tunnel.h"
 
-enum phase { PH_NEW, PH_DNS, PH_QUEUED, PH_CONNECT, PH_TLS, PH_WAIT, PH_DONE };
-
-
-static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 static void resolve(struct request *r);
 static void connect_next(struct request *r);
 static void start_attempt(struct request *r);
 static void arm_timer(struct request *r);
 static void route(struct request *r);
 static void note_tls(struct request *r, struct conn *c);
-static void upload_pump(struct request *r);
 static const struct conn_handler handler;
 
 int request_is_idempotent(const char *m)
@@ -70,7 +65,7 @@ struct request *request_new(struct net *net)
     return r;
 }
 
-static void free_request(uv_handle_t *h)
+void request_free_cb(uv_handle_t *h)
 {
     struct request *r = h->data;
     url_free(&r->url);
@@ -109,7 +104,7 @@ void request_proxy_free(struct request_proxy *p)
 
 void request_discard(struct request *r)
 {
-    uv_close((uv_handle_t *)&r->timer, free_request);
+    uv_close((uv_handle_t *)&r->timer, request_free_cb);
 }
 
 static void dequeue(struct request *r)
@@ -264,7 +259,7 @@ static void run_done(struct request *r)
         if (s->held)
             return; /* the consumer still reads the body: request_close frees r */
     }
-    uv_close((uv_handle_t *)&r->timer, free_request);
+    uv_close((uv_handle_t *)&r->timer, request_free_cb);
 }
 
 static void on_deferred_done(uv_timer_t *t)
@@ -272,7 +267,7 @@ static void on_deferred_done(uv_timer_t *t)
     run_done(t->data);
 }
 
-static void finish(struct request *r, enum net_kind kind, const char *fmt, ...)
+void request_finish(struct request *r, enum net_kind kind, const char *fmt, ...)
 {
     if (r->finished)
         return;
@@ -310,7 +305,7 @@ void request_cancel(struct request *r)
     }
     r->done_pending = 0;
     uv_timer_stop(&r->timer);
-    uv_close((uv_handle_t *)&r->timer, free_request);
+    uv_close((uv_handle_t *)&r->timer, request_free_cb);
 }
 
 /* --- timers -------------------------------------------------------------- */
@@ -327,7 +322,7 @@ static void on_timer(uv_timer_t *t)
     struct request *r = t->data;
     uint64_t now = uv_now(r->net->loop);
     if (r->deadline_total && now >= r->deadline_total) {
-        finish(r, NET_TIMEOUT, "timed out after %gs (total timeout)", r->timeouts.total);
+        request_finish(r, NET_TIMEOUT, "timed out after %gs (total timeout)", r->timeouts.total);
         return;
     }
     if (r->race && r->race->next_at && now >= r->race->next_at) {
@@ -338,9 +333,9 @@ static void on_timer(uv_timer_t *t)
     }
     if (r->deadline_phase && now >= r->deadline_phase) {
         if (r->phase == PH_TLS)
-            finish(r, NET_TIMEOUT, "TLS handshake timed out after %gs", r->timeouts.tls);
+            request_finish(r, NET_TIMEOUT, "TLS handshake timed out after %gs", r->timeouts.tls);
         else
-            finish(r, NET_TIMEOUT, "connect timed out after %gs", r->timeouts.connect);
+            request_finish(r, NET_TIMEOUT, "connect timed out after %gs", r->timeouts.connect);
         return;
     }
     if (r->stream && r->stream->paused)
@@ -355,7 +350,7 @@ static void on_timer(uv_timer_t *t)
             arm_timer(r);
             return;
         }
-        finish(r, NET_TIMEOUT, "no data for %gs (read timeout)", r->timeouts.read);
+        request_finish(r, NET_TIMEOUT, "no data for %gs (read timeout)", r->timeouts.read);
         return;
     }
     arm_timer(r);
@@ -388,7 +383,7 @@ static void arm_timer(struct request *r)
 static void send_request(struct request *r)
 {
     if (!r->wire.len && r->proto->encode(r, &r->wire)) {
-        finish(r, NET_INVALID, "out of memory");
+        request_finish(r, NET_INVALID, "out of memory");
         return;
     }
     r->phase = PH_WAIT;
@@ -420,7 +415,7 @@ static void send_request(struct request *r)
     if (!r->finished)
         arm_timer(r);
     if (s && s->upload && !r->finished)
-        upload_pump(r);
+        request_upload_pump(r);
 }
 
 static void note_tls(struct request *r, struct conn *c)
@@ -453,189 +448,6 @@ static void start_stream(struct request *r, struct conn *c)
         arm_timer(r);
 }
 
-/* --- streamed bodies ------------------------------------------------------ */
-
-static struct request_stream *stream_of(struct request *r)
-{
-    if (!r->stream)
-        r->stream = calloc(1, sizeof *r->stream);
-    return r->stream;
-}
-
-int request_stream_enable(struct request *r)
-{
-    if (!stream_of(r))
-        return -1;
-    r->stream->resp = 1;
-    r->max_body = SIZE_MAX; /* max_body bounds a collected body only */
-    return 0;
-}
-
-int request_upload_file(struct request *r, int fd, uint64_t offset, uint64_t size)
-{
-    struct request_stream *s = stream_of(r);
-    if (!s || s->upload) {
-        close(fd);
-        return -1;
-    }
-    s->upload = 1;
-    s->fd = fd;
-    s->file_start = s->file_off = offset;
-    s->file_size = size;
-    r->has_body = 1;
-    r->body_len = size - offset;
-    return 0;
-}
-
-int request_upload_function(struct request *r)
-{
-    struct request_stream *s = stream_of(r);
-    if (!s || s->upload)
-        return -1;
-    s->upload = 1;
-    s->upload_fn = 1;
-    r->has_body = 0; /* no Content-Length: Transfer-Encoding: chunked (proto_h1.c) */
-    return 0;
-}
-
-/* Hands the body to the connection, a piece at a time: the next piece only once the kernel took
- * the last one (the conn's drained event calls this again). */
-static void upload_pump(struct request *r)
-{
-    struct request_stream *s = r->stream;
-    struct conn *c = r->conn;
-    char piece[REQUEST_UPLOAD_PIECE];
-    while (s && s->upload && !s->upload_done && !r->finished && c && r->conn == c &&
-           conn_write_queued(c) == 0) {
-        if (s->upload_fn) {
-            if (!s->upload_want) {
-                s->upload_want = 1;
-                if (!r->starting) /* else the caller sees upload_want when request_start returns */
-                    s->wake(r);
-            }
-            return;
-        }
-        uint64_t left = s->file_size - s->file_off;
-        size_t n = left < sizeof piece ? (size_t)left : sizeof piece;
-        ssize_t got = n ? pread(s->fd, piece, n, (off_t)s->file_off) : 0;
-        if (got <= 0 && left) {
-            finish(r, NET_INVALID, "cannot read the request body file: %s",
-                   got < 0 ? strerror(errno) : "it is shorter than its size");
-            return;
-        }
-        s->file_off += (uint64_t)got;
-        s->upload_began = 1;
-        s->upload_done = s->file_off >= s->file_size;
-        if (got > 0 && conn_write(c, piece, (size_t)got))
-            return; /* the read side reports the failure */
-    }
-}
-
-void request_upload_push(struct request *r, const char *data, size_t len)
-{
-    struct request_stream *s = r->stream;
-    struct conn *c = r->conn;
-    s->upload_want = 0;
-    if (r->finished || !c || s->upload_done)
-        return;
-    s->upload_began = 1;
-    char head[32];
-    int rc;
-    if (len) {
-        int hl = snprintf(head, sizeof head, "%zx\r\n", len);
-        rc = conn_write(c, head, (size_t)hl) || conn_write(c, data, len) || conn_write(c, "\r\n", 2);
-    } else {
-        s->upload_done = 1;
-        rc = conn_write(c, "0\r\n\r\n", 5);
-    }
-    if (rc == 0 && !r->finished)
-        upload_pump(r);
-}
-
-static void on_drained(struct conn *c)
-{
-    struct request *r = c->owner;
-    if (r->phase == PH_WAIT)
-        upload_pump(r);
-}
-
-/* After response bytes went into r->resp: the head or body bytes for the consumer, and reading
- * stops while it is behind. */
-static void stream_progress(struct request *r)
-{
-    struct request_stream *s = r->stream;
-    if (!s->resp || !r->resp_ready || !r->resp.headers_done || r->finished)
-        return;
-    if (r->resp.body.len >= REQUEST_STREAM_HIGH) {
-        s->paused = 1;
-        if (r->conn)
-            conn_pause(r->conn);
-    }
-    if (!s->head_sent || r->resp.body.len) {
-        s->head_sent = 1;
-        s->wake(r);
-    }
-}
-
-int request_stream_decode(struct request *r, const char **err)
-{
-    struct request_stream *s = r->stream;
-    struct http_response *p = &r->resp;
-    size_t used = 0;
-    buf_reset(&s->decoded);
-    while (used < p->body.len && s->decoded.len < REQUEST_UPLOAD_PIECE) {
-        size_t n = p->body.len - used < 512 ? p->body.len - used : 512;
-        if (decoder_feed(p->decoder, p->body.data + used, n, &s->decoded, SIZE_MAX, err) < 0)
-            return -1;
-        used += n;
-    }
-    memmove(p->body.data, p->body.data + used, p->body.len - used);
-    p->body.len -= used;
-    return 0;
-}
-
-void request_stream_took(struct request *r, size_t n)
-{
-    struct request_stream *s = r->stream;
-    s->taken += n;
-    if (r->finished || r->resp.body.len >= REQUEST_STREAM_HIGH)
-        return;
-    if (s->paused) {
-        s->paused = 0;
-        r->last_activity = uv_now(r->net->loop);
-        if (r->conn)
-            conn_resume(r->conn);
-    }
-    if (s->unacked) {
-        h2_consumed(r, s->unacked);
-        s->unacked = 0;
-    }
-}
-
-void request_hold_loop(struct request *r, int hold)
-{
-    if (hold)
-        uv_ref((uv_handle_t *)&r->timer);
-    else
-        uv_unref((uv_handle_t *)&r->timer);
-    if (r->conn)
-        conn_hold_loop(r->conn, hold);
-}
-
-void request_close(struct request *r)
-{
-    struct request_stream *s = r->stream;
-    s->held = 0;
-    s->handle = NULL;
-    s->waiter = NULL;
-    if (!r->finished || r->done_pending) {
-        request_cancel(r); /* the connection is closed, not drained */
-        return;
-    }
-    if (!s->in_done)
-        uv_close((uv_handle_t *)&r->timer, free_request);
-}
-
 void request_mux_data(struct request *r, size_t n)
 {
     struct request_stream *s = r->stream;
@@ -648,15 +460,15 @@ void request_mux_data(struct request *r, size_t n)
         h2_consumed(r, s->unacked);
         s->unacked = 0;
     }
-    stream_progress(r);
+    request_stream_progress(r);
 }
 
 void request_mux_finish(struct request *r, enum net_kind kind, const char *msg)
 {
     if (msg)
-        finish(r, kind, "%s", msg);
+        request_finish(r, kind, "%s", msg);
     else
-        finish(r, kind, NULL);
+        request_finish(r, kind, NULL);
 }
 
 /* Starts r again from the pool (a session with room, a leader, an idle or a new connection);
@@ -679,7 +491,7 @@ void request_mux_retry(struct request *r)
     if (r->finished)
         return;
     if (r->mux_retries >= H2_MAX_RETRIES) {
-        finish(r, NET_CLOSED, "the server did not take the request (refused %d times)", r->mux_retries + 1);
+        request_finish(r, NET_CLOSED, "the server did not take the request (refused %d times)", r->mux_retries + 1);
         return;
     }
     r->mux_retries++;
@@ -696,7 +508,7 @@ void request_mux_lost(struct request *r, enum net_kind kind, const char *msg)
         restart(r);
         return;
     }
-    finish(r, kind, "%s", msg);
+    request_finish(r, kind, "%s", msg);
 }
 
 /* The parser refused the response or the connection ended it early. */
@@ -704,9 +516,9 @@ static void fail_parse(struct request *r)
 {
     const struct http_response *p = &r->resp;
     if (p->err_detail)
-        finish(r, p->err_kind, "%s: %s", p->err, p->err_detail);
+        request_finish(r, p->err_kind, "%s: %s", p->err, p->err_detail);
     else
-        finish(r, p->err_kind, "%s", p->err ? p->err : "bad response");
+        request_finish(r, p->err_kind, "%s", p->err ? p->err : "bad response");
 }
 
 static void on_data(struct conn *c, const char *data, size_t len)
@@ -721,9 +533,9 @@ static void on_data(struct conn *c, const char *data, size_t len)
     if (rc < 0)
         fail_parse(r);
     else if (rc > 0)
-        finish(r, NET_OK, NULL);
+        request_finish(r, NET_OK, NULL);
     else if (r->stream)
-        stream_progress(r);
+        request_stream_progress(r);
 }
 
 static int retry_stale(struct request *r)
@@ -750,7 +562,7 @@ static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
     struct request *r = c->owner;
     if (kind == NET_OK) {
         if (r->proto->eof(r) == 0) {
-            finish(r, NET_OK, NULL);
+            request_finish(r, NET_OK, NULL);
             return;
         }
         if (retry_stale(r))
@@ -758,15 +570,15 @@ static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
         if (r->resp_ready)
             fail_parse(r);
         else
-            finish(r, NET_CLOSED, "connection closed");
+            request_finish(r, NET_CLOSED, "connection closed");
         return;
     }
     if (retry_stale(r))
         return;
     if (kind == NET_CLOSED && r->resp.bytes_in > 0)
-        finish(r, NET_CLOSED, "connection closed before the response was complete (%s)", msg);
+        request_finish(r, NET_CLOSED, "connection closed before the response was complete (%s)", msg);
     else
-        finish(r, kind, "%s", msg);
+        request_finish(r, kind, "%s", msg);
 }
 
 /* --- connecting ---------------------------------------------------------- */
@@ -815,10 +627,10 @@ static void connect_failed(struct request *r)
     const char *why = r->race && r->race->last_err ? r->race->last_err : "no address";
     const char *what = r->proxy ? "proxy " : "";
     if (r->addrs && r->addrs->count > 1)
-        finish(r, NET_CONNECT, "cannot connect to %s%s port %d (%d addresses tried): %s", what,
+        request_finish(r, NET_CONNECT, "cannot connect to %s%s port %d (%d addresses tried): %s", what,
                connect_host(r), connect_port(r), r->addrs->count, why);
     else
-        finish(r, NET_CONNECT, "cannot connect to %s%s port %d: %s", what, connect_host(r),
+        request_finish(r, NET_CONNECT, "cannot connect to %s%s port %d: %s", what, connect_host(r),
                connect_port(r), why);
 }
 
@@ -836,7 +648,7 @@ static void attempt_failed(struct request *r, int i, enum net_kind kind, const c
     race->attempts[i] = race->attempts[--race->n];
     conn_close(c);
     if (kind == NET_CANCELED) {
-        finish(r, kind, "%s", msg);
+        request_finish(r, kind, "%s", msg);
         return;
     }
     note_connect_err(r, msg);
@@ -861,11 +673,11 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
         if (i >= 0)
             attempt_failed(r, i, kind, msg);    /* no TCP connection: try the next address */
         else if (r->phase == PH_TLS)
-            finish(r, NET_TLS, "%s", msg);      /* any failure while TLS is set up is TLS's */
+            request_finish(r, NET_TLS, "%s", msg);      /* any failure while TLS is set up is TLS's */
         else if (kind == NET_PROXY || kind == NET_CANCELED)
-            finish(r, kind, "%s", msg);
+            request_finish(r, kind, "%s", msg);
         else
-            finish(r, NET_PROXY, "proxy %s port %d failed during the tunnel set-up: %s",
+            request_finish(r, NET_PROXY, "proxy %s port %d failed during the tunnel set-up: %s",
                    connect_host(r), connect_port(r), msg);
         return;
     }
@@ -875,7 +687,7 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
         r->timings.connect = since(r->phase_t0);
     if (speaks_h2(r, c)) {
         if (proto_h2.session_new(r->net, c)) {
-            finish(r, NET_INVALID, "out of memory");
+            request_finish(r, NET_INVALID, "out of memory");
             return;
         }
         r->conn = NULL; /* the session's now */
@@ -891,7 +703,7 @@ static void on_ready(struct conn *c, enum net_kind kind, const char *msg)
 }
 
 static const struct conn_handler handler = { on_tcp_connected, on_tls_started, on_ready, on_data,
-                                             on_closed, on_drained };
+                                             on_closed, request_on_drained };
 
 static void set_port(struct sockaddr_storage *ss, int port)
 {
@@ -949,7 +761,7 @@ static void start_attempt(struct request *r)
             return;
         }
         if (rc == UV_EINVAL && err[0]) {
-            finish(r, stack.tls && !stack.tunnel ? NET_TLS : NET_INVALID, "%s", err);
+            request_finish(r, stack.tls && !stack.tunnel ? NET_TLS : NET_INVALID, "%s", err);
             return;
         }
         note_connect_err(r, uv_strerror(rc));
@@ -974,7 +786,7 @@ static void connect_next(struct request *r)
     r->phase = PH_CONNECT;
     r->phase_t0 = uv_hrtime();
     if (!(r->race = calloc(1, sizeof *r->race))) {
-        finish(r, NET_CONNECT, "out of memory");
+        request_finish(r, NET_CONNECT, "out of memory");
         return;
     }
     start_attempt(r);
@@ -995,7 +807,7 @@ static void on_resolved(struct dns_waiter *w, int status, struct dns_addrs *addr
     struct request *r = (struct request *)((char *)w - offsetof(struct request, dns));
     const char *host = resolving_origin(r) ? r->url.host : connect_host(r);
     if (status < 0) {
-        finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
+        request_finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
                uv_strerror(status));
         return;
     }
@@ -1027,7 +839,7 @@ static void resolve(struct request *r)
     const char *host = resolving_origin(r) ? r->url.host : connect_host(r);
     struct dns_addrs *a = dns_resolve(r->net->dns, host, &r->dns, &err);
     if (err) {
-        finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
+        request_finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
                uv_strerror(err));
         return;
     }
@@ -1125,7 +937,7 @@ void request_start(struct request *r)
     n->stats.requests++;
     n->stats.in_flight++;
     if (build_key(r))
-        finish(r, NET_INVALID, "out of memory");
+        request_finish(r, NET_INVALID, "out of memory");
     else
         route(r);
     r->starting = 0;
