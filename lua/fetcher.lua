@@ -74,6 +74,8 @@ Fetcher.__index = Fetcher
 ---@field decompress? boolean
 ---@field proxy? string|false     a proxy URL for every request, or false for none (docs/proxies.md)
 ---@field thresholds? string|table  pass/fail criteria: {p95 = "<0.5", success_rate = ">0.99"} or {"p95<0.5"}
+---@field summary? boolean         log a k6-like summary line at INFO when a run ends (default true;
+---                                false also keeps no durations: stats.latency and summary are nil)
 ---@field plugins? table[]          hook tables, modules or plugin names
 ---@field logger? Logger            default: the shared logger
 
@@ -100,6 +102,10 @@ function M.new(opts)
   self.plugins, found_breaker = hooks.load(opts.plugins)
   self.breaker = hosts.make_breaker(opts.breaker) or found_breaker
   self.thresholds = stats.parse_thresholds(opts.thresholds)
+  if opts.summary ~= nil and type(opts.summary) ~= "boolean" then
+    error("fetcher.new: summary must be a boolean, got " .. type(opts.summary), 2)
+  end
+  self.summary = opts.summary ~= false
   self.request_defaults = config.request_defaults(opts)
   self.headers = opts.headers
   local session = opts.session

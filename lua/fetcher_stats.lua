@@ -30,7 +30,7 @@ end
 ---@field hooks table<string, LoadedPlugin[]>  plugins by hook, for this run
 ---@field sees_requests boolean  a plugin has on_request, on_response or on_error
 ---@field log Logger
----@field recorder Recorder|nil  with thresholds
+---@field recorder Recorder|nil  with thresholds or the summary line
 ---@field abort any              the error that stops the run
 
 --- A new run of fetcher `f`.
@@ -44,7 +44,7 @@ function M.begin(f)
            hooks = by_hook, log = f.logger or logger.get(),
            -- a hook that is handed the request: each attempt builds one (request_of)
            sees_requests = (by_hook.on_request or by_hook.on_response or by_hook.on_error) ~= nil,
-           recorder = f.thresholds and thresholds.recorder() or nil }
+           recorder = (f.thresholds or f.summary) and thresholds.recorder() or nil }
 end
 
 ---@class FetchStats
@@ -60,11 +60,25 @@ end
 ---@field http table             http.stats() counters during the run
 ---@field breaker table|nil      breaker:states() at the end
 ---@field hook_errors integer
+---@field latency table|nil    p50, p90, p95, p99 and max seconds of the URLs (failures included)
+---@field reused integer|nil    URLs whose last response came over a pooled connection
+---@field summary string|nil    the k6-like summary line (logged at INFO unless summary = false)
 ---@field thresholds ThresholdCheck[]|nil  with the thresholds option: every check
 ---@field thresholds_ok boolean|nil        every threshold passed
 ---@field failed_thresholds string[]|nil   the thresholds that failed, as written ("p95<0.5")
 
---- Close a run: its stats, thresholds checked (failures logged at WARNING), on_finish hooks.
+--- True when a loaded plugin (plugins.metrics) logs a summary of its own.
+---@param f Fetcher
+---@return boolean
+function M.plugin_logs_summary(f)
+  for _, p in ipairs(f.plugins) do
+    if p.plugin.logs_summary then return true end
+  end
+  return false
+end
+
+--- Close a run: its stats and thresholds checked, the on_finish hooks, then the summary line
+--- (INFO) and the failed thresholds (WARNING).
 ---@param f Fetcher
 ---@param run FetchRun
 ---@param results table|nil
@@ -86,21 +100,35 @@ function M.finish(f, run, results)
     http = delta, breaker = f.breaker and f.breaker:states() or nil,
     hook_errors = run.hook_errors,
   }
-  if run.recorder then
-    local checks, ok = thresholds.evaluate(f.thresholds, run.recorder:metrics())
+  local metrics = run.recorder and run.recorder:metrics()
+  local failed_lines
+  if metrics then
+    stats.latency = { p50 = metrics.p50, p90 = metrics.p90, p95 = metrics.p95, p99 = metrics.p99,
+                      max = metrics.max }
+    stats.reused = metrics.reused
+    stats.summary = thresholds.summary_line(metrics)
+  end
+  if f.thresholds then
+    local checks, ok = thresholds.evaluate(f.thresholds, metrics)
     local failed = {}
     for _, c in ipairs(checks) do
       if not c.ok then failed[#failed + 1] = c.name end
     end
     stats.thresholds, stats.thresholds_ok, stats.failed_thresholds = checks, ok, failed
-    for _, line in ipairs(thresholds.report_lines(checks, true)) do run.log:warning("%s", line) end
+    failed_lines = thresholds.report_lines(checks, true)
   end
   f.last_stats = stats
   local list = run.hooks.on_finish
   if list then hooks.call2(list, run, run.log, "on_finish", results, stats) end
   stats.hook_errors = run.hook_errors
-  run.log:debug("fetched %d URL(s): %d ok, %d failed, %d retries in %.3fs",
-    stats.count, stats.succeeded, stats.failed, stats.retries, elapsed)
+  -- after on_finish, so a progress bar has ended its line; a run that fetched nothing has
+  -- nothing to report
+  if f.summary and run.count > 0 and not M.plugin_logs_summary(f) then
+    run.log:info("%s", stats.summary)
+  end
+  if failed_lines then
+    for _, line in ipairs(failed_lines) do run.log:warning("%s", line) end
+  end
   return stats
 end
 

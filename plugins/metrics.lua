@@ -89,7 +89,8 @@ end
 function M.new(opts)
   opts = opts or {}
   local max_samples = opts.max_samples or 10000
-  local plugin = { name = "metrics", last = nil }
+  -- logs_summary: the fetcher leaves out its own summary line when this plugin logs one
+  local plugin = { name = "metrics", last = nil, logs_summary = not opts.silent }
   local run
 
   local function fresh_run()

@@ -604,12 +604,54 @@ if not stats.thresholds_ok then return 1 end
     assert.are.equal("exit", how)
     assert.are.equal(1, code)
     assert.matches("threshold success_rate>0.99: FAILED (success_rate = 0.5)", out, 1, true)
+    -- the k6-like summary comes first, then the failed thresholds
+    local summary = out:find("INFO - 2 URLs: 1 ok, 1 failed (50.0% ok) in ", 1, true)
+    assert.truthy(summary, out)
+    assert.truthy(summary < out:find("threshold success_rate", 1, true), out)
   end)
 
   it("refuses a bad threshold at fetcher.new", function()
     local ok, err = pcall(fetcher.new, { thresholds = { p95 = "fast" } })
     assert.is_false(ok)
     assert.matches("fetcher: bad threshold", err, 1, true)
+  end)
+end)
+
+describe("fetcher summary line", function()
+  it("is logged at INFO when a run ends, after the on_finish hooks, with its figures in stats", function()
+    local order = {}
+    local log = logger.new{ level = "INFO", format = "{level} {message}",
+                            output = function(line) order[#order + 1] = line end }
+    local f = fetcher.new{ logger = log, max_retries = 0, plugins = {
+      { name = "last", on_finish = function() order[#order + 1] = "on_finish" end } } }
+    local urls = { BASE .. "/json", BASE .. "/bytes/10", BASE .. "/status/404", BASE .. "/json?2" }
+    local _, stats, list = f:fetch_urls(urls)
+    assert.are.equal("on_finish", order[1])
+    assert.are.equal(2, #order, table.concat(order, "\n"))
+    assert.matches("^INFO 4 URLs: 3 ok, 1 failed %(75%.0%% ok%) in [%d.]+m?s, [%d.]+/s; "
+      .. "p50 [%d.]+m?s p95 [%d.]+m?s p99 [%d.]+m?s max [%d.]+m?s; %d/4 reused a connection$", order[2])
+    assert.are.equal(order[2], "INFO " .. stats.summary)
+    assert.truthy(stats.latency.p50 <= stats.latency.p95 and stats.latency.p95 <= stats.latency.p99
+      and stats.latency.p99 <= stats.latency.max)
+    local reused = 0
+    for _, r in ipairs(list) do if r.reused then reused = reused + 1 end end
+    assert.are.equal(reused, stats.reused)
+    assert.matches("; " .. reused .. "/4 reused", stats.summary, 1, true)
+    -- each ends with one too; an empty run and summary = false print none
+    order = {}
+    f:each({ BASE .. "/bytes/1" })
+    assert.matches("^INFO 1 URL: 1 ok, 0 failed", order[2])
+    order = {}
+    f:each({})
+    assert.are.same({ "on_finish" }, order)
+    local quiet = fetcher.new{ logger = log, summary = false }
+    order = {}
+    local q_stats = quiet:each({ BASE .. "/bytes/1" })
+    assert.are.same({}, order)
+    assert.is_nil(q_stats.summary) -- nor are the durations kept
+    assert.are.equal(1, q_stats.succeeded)
+    assert.has_error(function() fetcher.new{ summary = "yes" } end,
+      "fetcher.new: summary must be a boolean, got string")
   end)
 end)
 

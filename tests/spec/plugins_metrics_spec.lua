@@ -84,5 +84,9 @@ describe("plugins.metrics", function()
     local record = require("cjson").decode(lines[#lines])
     assert.are.equal(20, record.count)
     assert.matches("^metrics: 20 URLs", record.message)
+    -- the fetcher's own summary line is left out: one summary per run
+    for _, line in ipairs(lines) do
+      assert.is_nil(line:find("reused a connection", 1, true), line)
+    end
   end)
 end)
