@@ -30,6 +30,7 @@ local fetcher = {}
 ---@field auth? table
 ---@field decompress? boolean
 ---@field thresholds? string|string[]|table<string, string>  pass/fail criteria as lua/thresholds.lua parses them: stats.thresholds_ok, failed_thresholds
+---@field summary? boolean  log a k6-like summary line at INFO when fetch_urls/each ends (default true)
 ---@field plugins? (table|string)[] hook tables, modules or plugin names
 ---@field logger? Logger            default: the shared logger
 
@@ -69,6 +70,9 @@ function FetchResult:json() end
 ---@field http table             http.stats() counters during the run
 ---@field breaker table|nil      breaker:states() at the end
 ---@field hook_errors integer
+---@field latency { p50: number, p90: number, p95: number, p99: number, max: number }|nil  seconds per URL (nil with summary = false)
+---@field reused integer|nil   URLs whose last response came over a pooled connection
+---@field summary string|nil   the summary line ("3 URLs: 2 ok, 1 failed (66.7% ok) in 0.52s, ...")
 ---@field thresholds ThresholdCheck[]|nil  with the thresholds option: every check
 ---@field thresholds_ok boolean|nil        every threshold passed
 ---@field failed_thresholds string[]|nil   the failed ones as written ("p95<0.5")
