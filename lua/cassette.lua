@@ -359,6 +359,46 @@ local function answer(rp, req)
 end
 
 ---------------------------------------------------------------------------------------------------
+-- A streamed body (output, sink, stream = true) arrives after the hop returns: its entry is
+-- written when the body ends, fails or is closed, with the bytes seen (the first body_max kept)
+-- and their count as content.size.
+
+local function record_streamed(rec, req, res, started)
+  local max, kept, size, parts, done = rec.opts.body_max, 0, 0, {}, false
+  local read, close = res.read, res.close
+  local function finish(why)
+    if done then return end
+    done = true
+    local body = table.concat(parts)
+    rawset(res, "body", body)
+    local entry = entry_of(req, res, started, rec.opts)
+    rawset(res, "body", nil)
+    entry.response.content.size, entry.response.bodySize = size, size
+    if size > kept then entry.response.content._truncated = true end
+    if why then entry.response._error = why end -- the body failed after `size` bytes
+    rec:add(entry)
+  end
+  -- instance fields shadow the class's methods; res:chunks() goes through res:read()
+  rawset(res, "read", function(self, ...)
+    local chunk, why, kind = read(self, ...)
+    if chunk then
+      size = size + #chunk
+      if kept < max then
+        local piece = #chunk <= max - kept and chunk or chunk:sub(1, max - kept)
+        parts[#parts + 1], kept = piece, kept + #piece
+      end
+    else
+      finish(why)
+    end
+    return chunk, why, kind
+  end)
+  rawset(res, "close", function(self, ...)
+    close(self, ...)
+    finish("closed by the script after " .. size .. " bytes")
+  end)
+end
+
+---------------------------------------------------------------------------------------------------
 -- The tap on lua/http.lua's hops
 
 local function tap(req, raw)
@@ -375,7 +415,11 @@ local function tap(req, raw)
   local started = wall_now()
   local res, err, kind = raw(req)
   if res and recorder then
-    recorder:add(entry_of(req, res, started, recorder.opts))
+    if rawget(res, "_stream") then
+      record_streamed(recorder, req, res, started)
+    else
+      recorder:add(entry_of(req, res, started, recorder.opts))
+    end
   end
   return res, err, kind
 end

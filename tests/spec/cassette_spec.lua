@@ -32,6 +32,9 @@ local function start_server()
       return { status = 200, headers = { ["Content-Type"] = "application/octet-stream" }, body = "\0\255\254binary\0" }
     elseif path == "/big" then
       return { status = 200, body = ("x"):rep(5000) }
+    elseif path == "/huge" then
+      return { status = 200, headers = { ["Content-Type"] = "application/octet-stream" },
+               body = ("\0\255\2\3"):rep(1024 * 1024) } -- 4 MiB, not UTF-8
     elseif path == "/cookie" then
       return { status = 200, headers = { ["Set-Cookie"] = "sid=s3cr3t; Path=/" }, body = "set" }
     elseif path == "/echo" then
@@ -159,6 +162,56 @@ describe("cassette", function()
       assert.matches("boom", err)
       assert.equal(1, #load(p).log.entries)
       os.remove(p)
+    end)
+  end)
+
+  describe("streamed bodies", function()
+    it("are recorded when they end (output, sink, stream), cut at body_max, and replay", function()
+      local s = start_server()
+      local path, file = tmp(), tmp()
+      local sunk, streamed, first = {}, {}, nil
+      cassette.record(path, function()
+        assert(http.get(s.url .. "/big", { output = file }))
+        assert(http.get(s.url .. "/bin", { sink = function(c) sunk[#sunk + 1] = c end }))
+        local r = assert(http.get(s.url .. "/big", { stream = true }))
+        for c in r:chunks() do streamed[#streamed + 1] = c end
+        local h = assert(http.get(s.url .. "/huge", { stream = true })) -- closed early
+        first = assert(h:read())
+        h:close()
+      end, { body_max = 3000 })
+      s.srv:close()
+      local e = load(path).log.entries
+      assert.equal(4, #e)
+      local out = e[1].response.content
+      assert.equal(5000, out.size)
+      assert.equal(5000, e[1].response.bodySize)
+      assert.equal(("x"):rep(3000), out.text)
+      assert.is_true(out._truncated)
+      assert.equal("\0\255\254binary\0", http.unbase64(e[2].response.content.text))
+      assert.equal(10, e[2].response.content.size)
+      assert.is_nil(e[2].response.content._truncated)
+      assert.equal(5000, e[3].response.content.size)
+      assert.equal(5000, #table.concat(streamed))
+      -- the body closed early: the bytes seen, and a mark saying so
+      local h = e[4].response
+      assert.equal(#first, h.content.size)
+      assert.truthy(#first < 4 * 1024 * 1024)
+      assert.matches("closed", h._error)
+      assert.equal(first:sub(1, 3000), http.unbase64(h.content.text))
+      -- replay: the recorded bytes come back through output and stream alike
+      local replayed = tmp()
+      cassette.use(path, function()
+        assert(http.get(s.url .. "/big", { output = replayed }))
+        local b = assert(http.get(s.url .. "/bin", { stream = true }))
+        assert.equal("\0\255\254binary\0", table.concat((function()
+          local t = {}
+          for c in b:chunks() do t[#t + 1] = c end
+          return t
+        end)()))
+      end)
+      assert.equal(("x"):rep(3000), read(replayed))
+      assert.equal(("x"):rep(5000), read(file))
+      for _, p in ipairs({ path, file, replayed }) do os.remove(p) end
     end)
   end)
 
