@@ -102,4 +102,114 @@ function M.run_script(script, args, timeout)
   return out, err, code
 end
 
+---@return boolean the process has exited: gone, or a zombie that its new parent (init, which
+---reaps orphans only now and then) has not reaped yet; `gone` waits for the reaping too
+function M.ended(pid)
+  local stat = M.read("/proc/" .. pid .. "/stat")
+  if not stat then
+    return M.read("/proc/self/stat") ~= nil or M.gone(pid) -- no /proc: ask kill -0
+  end
+  return stat:match(".*%) (%a)") == "Z"
+end
+
+---Ends the mock like stop_mock, waiting (up to 5 s) only until it has exited, not until it has
+---been reaped (a second or more on some machines).
+function M.end_mock(mock)
+  os.execute("kill " .. mock.pid .. " 2>/dev/null")
+  pcall(M.wait_for, "the mock to end", function() return M.ended(mock.pid) end, 5)
+  local err = M.read(mock.err)
+  os.remove(mock.err)
+  M.assert_clean(err)
+end
+
+---Runs `luafetch run OPTIONS... SCRIPT ARGS...` (OPTIONS: run options such as --replay, which go
+---before the script) from `cwd` (default: the repository root) to its end, bounded by `timeout`
+---seconds (default 30); returns stdout, stderr, exit code.
+function M.run_with(options, script, args, timeout, cwd)
+  local quoted = {}
+  for _, a in ipairs(options) do quoted[#quoted + 1] = M.q(a) end
+  quoted[#quoted + 1] = M.q(script)
+  for _, a in ipairs(args) do quoted[#quoted + 1] = M.q(a) end
+  local errfile = os.tmpname()
+  local f = assert(io.popen(("cd %s && timeout %d %s run %s 2>%s </dev/null"):format(
+    M.q(cwd or M.ROOT), timeout or 30, M.q(M.BIN), table.concat(quoted, " "), M.q(errfile))))
+  local out = f:read("a")
+  local _, _, code = f:close()
+  local err = M.read(errfile)
+  os.remove(errfile)
+  M.assert_clean(err)
+  return out, err, code
+end
+
+---------------------------------------------------------------------------------------------------
+-- Replayed runs. tests/fixtures/har/regenerate.lua records the HARs there from
+-- scripts/mock_services.lua and writes the mock's origin as HAR_ORIGIN, a host that does not
+-- resolve: a replay that reached for the network would find nothing.
+
+M.HAR_DIR = M.ROOT .. "/tests/fixtures/har"
+M.HAR_ORIGIN = "http://mock.test:8080"
+
+---@return table[] the entries of the HAR at path ({} when there is no such file)
+function M.har_entries(path)
+  local text = M.read(path)
+  if not text then return {} end
+  return require("cjson").decode(text).log.entries
+end
+
+---Runs SCRIPT with its requests answered from the HAR `har` (`--replay`), on the virtual clock
+---unless opts.clock == "real"; opts.miss = "network" sends requests the HAR lacks to the network;
+---opts.timeout, opts.cwd as run_with. What the script asked for is recorded at the same time
+---(`--record`). Returns stdout, stderr, exit code and the recorded entries: the exchanges the
+---script made, in order (a request that found no answer is not among them).
+function M.replay_script(script, har, args, opts)
+  opts = opts or {}
+  local record = os.tmpname()
+  local out, err, code = M.run_with({ "--replay", har, "--clock", opts.clock or "virtual",
+    "--replay-miss", opts.miss or "error", "--record", record }, script, args, opts.timeout, opts.cwd)
+  local entries = M.har_entries(record)
+  os.remove(record)
+  return out, err, code, entries
+end
+
+---Runs SCRIPT live (the network) with `--record`; returns stdout, stderr, exit code and the
+---recorded entries.
+function M.record_script(script, args, timeout)
+  local record = os.tmpname()
+  local out, err, code = M.run_with({ "--record", record }, script, args, timeout)
+  local entries = M.har_entries(record)
+  os.remove(record)
+  return out, err, code, entries
+end
+
+---The path and query of a URL (its origin dropped).
+function M.path_of(url)
+  return url:match("^%a[%w+.-]*://[^/]*(.*)$") or url
+end
+
+---Entries as sorted lines "METHOD /path?query STATUS" (with_text: and the body), so recordings of
+---one run against servers on different origins compare equal.
+---@return string[]
+function M.har_summary(entries, with_text)
+  local lines = {}
+  for _, e in ipairs(entries) do
+    local line = ("%s %s %d"):format(e.request.method, M.path_of(e.request.url), e.response.status)
+    if with_text then line = line .. "\n" .. tostring(e.response.content.text) end
+    lines[#lines + 1] = line
+  end
+  table.sort(lines)
+  return lines
+end
+
+---A copy of the HAR at `path` (in a temporary file, returned) with HAR_ORIGIN replaced by
+---`origin`: a replay aimed at a live server, to show it sends that server nothing.
+function M.har_at(path, origin)
+  local text = assert(M.read(path))
+  local escaped = M.HAR_ORIGIN:gsub("/", "\\/")
+  text = text:gsub(escaped:gsub("%p", "%%%0"), (origin:gsub("/", "\\/"):gsub("%%", "%%%%")))
+  text = text:gsub(M.HAR_ORIGIN:gsub("%p", "%%%0"), (origin:gsub("%%", "%%%%")))
+  local copy = os.tmpname()
+  M.write(copy, text)
+  return copy
+end
+
 return M
