@@ -168,7 +168,7 @@ end
 
 -- Every option; "pass" ones go to the C core as they are, the others are handled here.
 local OPTIONS = {
-  url = true, method = true, headers = true, body = true, json = true, timeout = true,
+  url = true, method = true, headers = true, body = true, body_size = "pass", json = true, timeout = true,
   max_redirects = true, max_body = "pass", verify = "pass", ca_file = "pass", cert_file = "pass",
   key_file = "pass", decompress = "pass", proxy = true,
   http2 = "pass",

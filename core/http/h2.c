@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "pool.h"
@@ -39,6 +40,7 @@ struct h2_session {
     unsigned ended : 1;
     unsigned sent_error : 1;    /* we sent GOAWAY with an error: the server broke the protocol */
     unsigned fuzz : 1;          /* no conn: frames are dropped (the fuzz harness) */
+    unsigned uploads_asked : 1; /* a stream wants its function body's next piece (wake_uploads) */
 };
 
 static void session_end(struct h2_session *s, enum net_kind kind, const char *msg);
@@ -443,6 +445,85 @@ static int on_error(nghttp2_session *ng, int lib_error, const char *msg, size_t 
     return 0;
 }
 
+/* DATA for a body from a file (read as the window allows) or a function (its pieces, asked for
+ * one at a time: the stream is deferred until the next one is pushed). */
+static ssize_t read_upload(struct h2_session *s, struct request *r, uint8_t *buf, size_t length,
+                           uint32_t *flags)
+{
+    struct request_stream *u = r->stream;
+    if (!u->upload_fn) {
+        uint64_t left = u->file_size - u->file_off;
+        size_t n = left < length ? (size_t)left : length;
+        ssize_t got = n ? pread(u->fd, buf, n, (off_t)u->file_off) : 0;
+        if (got <= 0 && n) {
+            fail_stream(s, r, NET_INVALID, got < 0 ? "cannot read the request body file"
+                                                   : "the request body file is shorter than its size");
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
+        u->file_off += (uint64_t)got;
+        u->upload_began = 1;
+        if (u->file_off >= u->file_size) {
+            u->upload_done = 1;
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+        }
+        return got;
+    }
+    if (u->pending.len) {
+        size_t n = u->pending.len < length ? u->pending.len : length;
+        memcpy(buf, u->pending.data, n);
+        memmove(u->pending.data, u->pending.data + n, u->pending.len - n);
+        u->pending.len -= n;
+        u->upload_began = 1;
+        if (!u->pending.len && u->upload_done)
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return (ssize_t)n;
+    }
+    if (u->upload_done) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return 0;
+    }
+    if (!u->upload_want) {
+        /* the binding runs the function after this flush (wake_uploads), never inside nghttp2 */
+        u->upload_want = 1;
+        u->upload_ask = 1;
+        s->uploads_asked = 1;
+    }
+    return NGHTTP2_ERR_DEFERRED;
+}
+
+void h2_upload_push(struct request *r, const char *data, size_t len)
+{
+    struct h2_session *s = r->via.mux;
+    struct request_stream *u = r->stream;
+    if (len && buf_append(&u->pending, data, len)) {
+        fail_stream(s, r, NET_INVALID, "out of memory");
+        return;
+    }
+    if (!len || (u->upload_sized && u->file_off == u->file_size))
+        u->upload_done = 1;
+    if (!s->ended && r->stream_id > 0) {
+        nghttp2_session_resume_data(s->ng, r->stream_id);
+        want_flush(s);
+    }
+}
+
+/* After a flush: the bindings of the streams whose function body is wanted run now (each may
+ * end or cancel requests, so the list is walked afresh after every one). */
+static void wake_uploads(struct h2_session *s)
+{
+    while (s->uploads_asked && !s->ended) {
+        s->uploads_asked = 0;
+        for (struct request *r = s->reqs; r; r = r->queue_next) {
+            if (r->stream && r->stream->upload_ask) {
+                r->stream->upload_ask = 0;
+                s->uploads_asked = 1; /* look again: the wake may have changed the list */
+                r->stream->wake(r);
+                break;
+            }
+        }
+    }
+}
+
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
 {
@@ -451,6 +532,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     struct request *r = nghttp2_session_get_stream_user_data(ng, id);
     if (!r || s->ended)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (r->stream && r->stream->upload)
+        return read_upload(s, r, buf, length, flags);
     size_t left = r->body_len - r->body_sent;
     size_t n = left < length ? left : length;
     if (n)
@@ -550,6 +633,7 @@ static void on_flush(uv_prepare_t *h)
     uv_prepare_stop(h);
     s->flushing = 0;
     flush(s);
+    wake_uploads(s);
 }
 
 static void want_flush(struct h2_session *s)
@@ -759,7 +843,15 @@ static void submit(struct h2_session *s, struct request *r)
         }
         nghttp2_data_provider prd = { .source.ptr = r, .read_callback = read_body };
         r->body_sent = 0;
-        id = nghttp2_submit_request(s->ng, NULL, nv, (size_t)n, r->has_body && r->body_len ? &prd : NULL, r);
+        struct request_stream *u = r->stream;
+        int streamed = u && u->upload;
+        if (streamed) { /* a resend (another connection) starts the file again */
+            u->file_off = u->upload_fn ? 0 : u->file_start;
+            u->upload_done = u->upload_want = u->upload_ask = 0;
+            buf_reset(&u->pending);
+        }
+        int has_data = streamed ? (u->upload_fn || u->file_size > u->file_start) : r->has_body && r->body_len;
+        id = nghttp2_submit_request(s->ng, NULL, nv, (size_t)n, has_data ? &prd : NULL, r);
     }
     if (nv != stack_nv)
         free(nv);

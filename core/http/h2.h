@@ -31,6 +31,10 @@ struct request;
  * server once the stream's window is used up. */
 void h2_consumed(struct request *r, size_t n);
 
+/* The next piece of r's function body (len 0: its end; sizes already checked by
+ * request_upload_push): kept until DATA frames take it, the stream's data resumed. */
+void h2_upload_push(struct request *r, const char *data, size_t len);
+
 /* The request headers of r as HTTP/2 fields, as curl builds them: :method, :scheme, :authority
  * (the Host header's value when a script set one), :path, then the headers with names
  * lower-cased, connection-specific ones dropped (Connection, Keep-Alive, Proxy-Connection,

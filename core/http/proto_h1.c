@@ -37,7 +37,7 @@ static int h1_encode(struct request *r, struct buf *out)
         rc = proxy_form(r, authority.data, &absolute);
         target = absolute.data;
     }
-    int chunked = r->stream && r->stream->upload_fn;
+    int chunked = r->stream && r->stream->upload_fn && !r->stream->upload_sized;
     rc = rc || http_head_finish(&r->head, out, r->method, target, authority.data, r->body_len,
                                 r->has_body && !chunked, r->decompress);
     if (!rc && chunked) {

@@ -79,8 +79,10 @@ void request_free_cb(uv_handle_t *h)
     request_proxy_free(r->proxy);
     if (r->stream && r->stream->upload && !r->stream->upload_fn)
         close(r->stream->fd);
-    if (r->stream)
+    if (r->stream) {
         buf_free(&r->stream->decoded);
+        buf_free(&r->stream->pending);
+    }
     free(r->stream);
     r->proto->release(r);
     buf_free(&r->wire);
@@ -486,10 +488,21 @@ static void restart(struct request *r)
     r->starting = was;
 }
 
+/* Part of a body asked of a function went out: it cannot be sent again. */
+static int upload_spent(const struct request *r)
+{
+    return r->stream && r->stream->upload_fn && r->stream->upload_began;
+}
+
 void request_mux_retry(struct request *r)
 {
     if (r->finished)
         return;
+    if (upload_spent(r)) {
+        request_finish(r, NET_CLOSED, "the server refused the stream after part of a body given by a "
+                       "function was sent (it cannot be sent again)");
+        return;
+    }
     if (r->mux_retries >= H2_MAX_RETRIES) {
         request_finish(r, NET_CLOSED, "the server did not take the request (refused %d times)", r->mux_retries + 1);
         return;
@@ -502,7 +515,8 @@ void request_mux_lost(struct request *r, enum net_kind kind, const char *msg)
 {
     if (r->finished)
         return;
-    if (r->reused && !r->stale_retry_done && r->resp.bytes_in == 0 && request_is_idempotent(r->method)) {
+    if (r->reused && !r->stale_retry_done && r->resp.bytes_in == 0 && request_is_idempotent(r->method) &&
+        !upload_spent(r)) {
         r->stale_retry_done = 1;
         r->reused = 0;
         restart(r);
@@ -542,7 +556,7 @@ static int retry_stale(struct request *r)
 {
     /* A pooled connection the server had already closed: nothing arrived, try once afresh (not
      * with a body asked of the caller: its pieces cannot be sent again). */
-    if (r->stream && r->stream->upload_fn && r->stream->upload_began)
+    if (upload_spent(r))
         return 0;
     if (!r->reused || r->stale_retry_done || r->resp.bytes_in > 0 || !request_is_idempotent(r->method))
         return 0;
@@ -880,8 +894,7 @@ static int build_key(struct request *r)
 
 int request_may_mux(const struct request *r)
 {
-    /* a streamed request body goes over HTTP/1.1 (the h2 data source takes r->body only) */
-    if (r->http2 == REQUEST_HTTP2_OFF || (r->stream && r->stream->upload))
+    if (r->http2 == REQUEST_HTTP2_OFF)
         return 0;
     if (r->url.https)
         return 1;

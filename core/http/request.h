@@ -63,12 +63,17 @@ struct request_stream {
     unsigned resp : 1;          /* the response is streamed */
     unsigned upload : 1;        /* the body is streamed: from fd, or asked for (upload_fn) */
     unsigned upload_fn : 1;
+    unsigned upload_sized : 1;  /* upload_fn with a declared size: Content-Length, not chunked */
     unsigned upload_want : 1;   /* upload_fn: the next piece is wanted (request_upload_push) */
+    unsigned upload_ask : 1;    /* HTTP/2: wake the binding for that piece after the flush */
     unsigned upload_done : 1;   /* every byte of the body was handed to the connection */
     unsigned upload_began : 1;  /* some of it was (a function's pieces cannot be sent again) */
     int fd;                     /* file upload: owned (a dup), -1 when none */
-    uint64_t file_start, file_off, file_size;   /* offsets in fd: the body is [start, size) */
+    /* a file: offsets in fd, the body is [start, size); a sized function: off counts the bytes
+     * it gave, size is the declared size */
+    uint64_t file_start, file_off, file_size;
     struct buf decoded;         /* a coded streamed body: the piece decoded for the consumer */
+    struct buf pending;         /* HTTP/2: a function's piece not yet taken into DATA frames */
 };
 
 /* The http2 option: HTTP/1.1 only, h2 offered by ALPN on https (the default), or h2c spoken at
@@ -185,10 +190,14 @@ void request_cancel(struct request *r);
 /* Makes r a streamed request (before request_start): 0 or -1 (out of memory). */
 int request_stream_enable(struct request *r);
 /* The body comes from fd (owned by r from now on; closed with it), bytes [offset, size), sent with
- * Content-Length. 0 or -1 (out of memory: fd is closed). Over HTTP/1.1 only. */
+ * Content-Length. 0 or -1 (out of memory: fd is closed). */
 int request_upload_file(struct request *r, int fd, uint64_t offset, uint64_t size);
-/* The body is asked for piece by piece through stream->wake (upload_want set), sent chunked. */
+/* The body is asked for piece by piece through stream->wake (upload_want set), sent chunked over
+ * HTTP/1.1. */
 int request_upload_function(struct request *r);
+/* A function body's declared size (after request_upload_function): sent with Content-Length,
+ * and the pieces must add up to it. */
+void request_upload_size(struct request *r, uint64_t size);
 /* The next piece of a function body (copied), len 0 for the end. */
 void request_upload_push(struct request *r, const char *data, size_t len);
 /* Whether r keeps the loop running: a streamed response nobody is reading from does not, so a

@@ -56,6 +56,14 @@ int request_upload_function(struct request *r)
     return 0;
 }
 
+void request_upload_size(struct request *r, uint64_t size)
+{
+    r->stream->upload_sized = 1;
+    r->stream->file_size = size;
+    r->has_body = 1;
+    r->body_len = (size_t)size;
+}
+
 /* Hands the body to the connection, a piece at a time: the next piece only once the kernel took
  * the last one (the conn's drained event calls this again). */
 void request_upload_pump(struct request *r)
@@ -94,12 +102,30 @@ void request_upload_push(struct request *r, const char *data, size_t len)
     struct request_stream *s = r->stream;
     struct conn *c = r->conn;
     s->upload_want = 0;
-    if (r->finished || !c || s->upload_done)
+    if (r->finished || s->upload_done)
+        return;
+    if (s->upload_sized) {
+        /* the pieces must add up to the Content-Length sent ahead of them */
+        if (len > s->file_size - s->file_off || (!len && s->file_off < s->file_size)) {
+            request_finish(r, NET_INVALID, "body: the function gave %s than the body_size of %llu bytes",
+                           len ? "more" : "fewer", (unsigned long long)s->file_size);
+            return;
+        }
+        s->file_off += len;
+    }
+    if (r->attached) { /* a stream of an HTTP/2 session (r->via.mux) */
+        h2_upload_push(r, data, len);
+        return;
+    }
+    if (!c)
         return;
     s->upload_began = 1;
     char head[32];
     int rc;
-    if (len) {
+    if (s->upload_sized) {
+        s->upload_done = !len || s->file_off == s->file_size;
+        rc = len ? conn_write(c, data, len) : 0;
+    } else if (len) {
         int hl = snprintf(head, sizeof head, "%zx\r\n", len);
         rc = conn_write(c, head, (size_t)hl) || conn_write(c, data, len) || conn_write(c, "\r\n", 2);
     } else {

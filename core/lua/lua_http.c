@@ -307,8 +307,8 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
         snprintf(err, errlen, "http2 must be true, false or \"prior-knowledge\"");
         return -1;
     }
-    if (!strcmp(key, "headers"))
-        return 0; /* after the loop: needs its own lua_next */
+    if (!strcmp(key, "headers") || !strcmp(key, "body_size"))
+        return 0; /* after the loop: needs its own lua_next, or the body */
 unknown:
     snprintf(err, errlen, "unknown option '%s'", key);
     return -1;
@@ -337,8 +337,19 @@ static int fill_request(lua_State *L, int t, struct request *r, char *err, size_
     }
     if (!r->method && !(r->method = strdup("GET")))
         return -1;
-    if (!r->has_body && (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT") ||
-                         !strcmp(r->method, "PATCH")))
+    if (lua_getfield(L, t, "body_size") != LUA_TNIL) {
+        /* a function body's exact size: Content-Length instead of chunked */
+        lua_Integer size = lua_tointeger(L, -1);
+        if (!lua_isinteger(L, -1) || size < 0 || !(r->stream && r->stream->upload_fn)) {
+            snprintf(err, errlen, "body_size must be a size in bytes, given with body = function");
+            lua_pop(L, 1);
+            return -1;
+        }
+        request_upload_size(r, (uint64_t)size);
+    }
+    lua_pop(L, 1);
+    if (!r->has_body && !(r->stream && r->stream->upload_fn) &&
+        (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT") || !strcmp(r->method, "PATCH")))
         r->has_body = 1; /* Content-Length: 0, as servers expect for these methods */
     return fill_headers(L, t, r, err, errlen);
 }
@@ -615,9 +626,9 @@ static int body_cont(lua_State *L, int status, lua_KContext ctx)
     (void)status;
     struct request *r = (struct request *)ctx;
     struct request_stream *s = r->stream;
-    s->held = 0;
     ((struct stream_handle *)lua_touserdata(L, -2))->r = NULL; /* disarm the guard */
     int vt = lua_type(L, -1);
+    /* still held: a push may finish r (a body_size not kept), which must not free it yet */
     if (!r->finished) {
         if (vt == LUA_TSTRING) {
             size_t len;
@@ -637,6 +648,7 @@ static int body_cont(lua_State *L, int status, lua_KContext ctx)
     lua_pop(L, 1);
     lua_closeslot(L, -1);
     lua_pop(L, 1);
+    s->held = 0;
     if (r->finished) {
         int n = request_cont(L, LUA_OK, ctx);
         if (!s->held)

@@ -208,6 +208,56 @@ describe("HTTP/2 multiplexing", function()
     end
   end)
 
+  it("sends bodies from a file and from functions (chunked, sized), many streams at once", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    local parts = {}
+    for i = 1, 48 do parts[i] = ("%05d"):format(i):rep(13108) end -- 48 pieces of 65,540 bytes
+    local payload = table.concat(parts)
+    f:write(payload)
+    f:close()
+    local digest = sha256(payload)
+    local ca = fresh_ca()
+    local function check(res, with_length)
+      assert.are.equal("2", res.version)
+      local e = assert(cjson.decode(res.body))
+      assert.are.equal(#payload, e.len)
+      assert.are.equal(digest, e.sha256)
+      assert.are.equal(with_length and tostring(#payload) or nil, e.headers["content-length"])
+      assert.is_nil(e.headers["transfer-encoding"])
+      return e
+    end
+    local before = opened()
+    local file = assert(io.open(path, "rb"))
+    local first = check(ok(http.request{ url = S.node_tls .. "/echo", method = "PUT", body = file, ca_file = ca }), true)
+    file:close()
+    -- 8 function bodies at once on the one connection, half with their size declared; each
+    -- piece is asked for only once the previous one went into DATA frames
+    local results = all(8, function(i)
+      local n = 0
+      local res = ok(http.request{ url = S.node_tls .. "/echo?f=" .. i, method = "POST", ca_file = ca,
+        body = function()
+          n = n + 1
+          if n % 7 == 0 then task.sleep(0.001) end -- a function that yields
+          return parts[n]
+        end, body_size = i % 2 == 0 and #payload or nil })
+      return { e = check(res, i % 2 == 0), calls = n }
+    end)
+    for _, r in ipairs(results) do
+      assert.are.equal(first.session, r.e.session)
+      assert.is_true(r.calls == 48 or r.calls == 49) -- a sized body ends with its last byte
+    end
+    assert.are.equal(1, opened() - before)
+    -- a function that gives fewer bytes than its body_size fails as invalid, the connection goes on
+    local _, err, kind = http.request{ url = S.node_tls .. "/echo?short", method = "POST", ca_file = ca,
+      body = function() return nil end, body_size = 10 }
+    assert.are.equal("invalid", kind)
+    assert.matches("fewer than the body_size of 10 bytes", err, 1, true)
+    check(ok(http.request{ url = S.node_tls .. "/echo", method = "PUT", body = assert(io.open(path, "rb")), ca_file = ca }), true)
+    assert.are.equal(1, opened() - before)
+    os.remove(path)
+  end)
+
   it("downloads 20 MB intact (nginx, nghttpd, h2o)", function()
     for _, name in ipairs({ "nginx_h2", "nghttpd_tls", "h2o" }) do
       if S[name] then

@@ -377,6 +377,31 @@ describe("request bodies from files and functions", function()
     assert.are.equal("1:xxx", e.body:sub(1, 5))
   end)
 
+  it("body = function with body_size: sent with Content-Length; a wrong size fails as invalid", function()
+    local pieces = { pattern(70000), pattern(1), pattern(30000) }
+    local i = 0
+    local e = echo(ok(http.request{ url = BASE .. "/echo", method = "POST", body_size = 100001,
+      body = function() i = i + 1; return pieces[i] end }))
+    assert.is_false(e.chunked)
+    assert.are.equal("100001", e.headers["content-length"])
+    assert.are.equal(100001, e.body_length)
+    assert.are.equal(sha256(table.concat(pieces)), e.body_sha256)
+    assert.are.equal(3, i) -- not asked again once the size is reached
+    for _, case in ipairs({ { 100000, "more" }, { 100002, "fewer" } }) do
+      i = 0
+      local res, err, kind = http.request{ url = BASE .. "/echo", method = "POST", body_size = case[1],
+        body = function() i = i + 1; return pieces[i] end }
+      assert.is_nil(res)
+      assert.are.equal("invalid", kind)
+      assert.are.equal(("body: the function gave %s than the body_size of %d bytes"):format(case[2], case[1]), err)
+    end
+    assert.are.equal(0, http.stats().in_flight)
+    local res, err, kind = http.request{ url = BASE .. "/echo", method = "POST", body = "x", body_size = 1 }
+    assert.is_nil(res)
+    assert.are.equal("invalid", kind)
+    assert.matches("body_size must be a size in bytes, given with body = function", err, 1, true)
+  end)
+
   it("body = function is asked for the next piece only once the last one is written", function()
     -- a peer that accepts and never reads: once the socket buffers are full no piece is asked for
     local p = assert(io.popen([[exec python3 -c "
