@@ -241,8 +241,9 @@ end
 ---------------------------------------------------------------------------------------------------
 -- Replay
 
+-- A body from a file or a function (not recorded) matches on the method and URL alone.
 local function body_key(method, body)
-  if body == nil or body == "" then return "" end
+  if type(body) ~= "string" then return "" end
   return body
 end
 

@@ -165,7 +165,8 @@ end
 --- Fields of an entry or of the fetcher's options that go on to `http.request` as they are.
 M.HTTP_FIELDS = { "url", "method", "headers", "body", "json", "timeout",
                   "max_redirects", "max_body", "verify", "ca_file", "cert_file",
-                  "key_file", "decompress", "proxy", "http2", "auth", "form", "multipart" }
+                  "key_file", "decompress", "proxy", "http2", "auth", "form", "multipart",
+                  "output", "sink", "body_size" }
 
 --- The fetcher-wide request options (`max_redirects` ... `proxy`) given in `opts`.
 ---@param opts table

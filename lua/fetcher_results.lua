@@ -66,12 +66,12 @@ function M.of_response(url, method, res, attempts, elapsed, keep_body, seen)
   local result
   if status >= 200 and status < 400 then
     result = setmetatable({ url = url, method = method, success = true, status_code = status,
-      attempts = attempts, elapsed = elapsed, bytes = body and #body or 0,
+      attempts = attempts, elapsed = elapsed, bytes = body and #body or res.size or 0,
       body = keep_body and body or nil, reused = res.reused, final_url = res.url }, META)
   else
     local text = ("HTTP " .. status .. " " .. (res.reason or "")):gsub("%s+$", "")
     result = setmetatable({ url = url, method = method, success = false, status_code = status,
-      error = text, kind = "status", attempts = attempts, elapsed = elapsed, bytes = body and #body or 0,
+      error = text, kind = "status", attempts = attempts, elapsed = elapsed, bytes = body and #body or res.size or 0,
       body = keep_body and body or nil, reused = res.reused, final_url = res.url }, META)
   end
   local headers = seen and rawget(res, "headers") -- built already (a hook read them): shared

@@ -178,6 +178,8 @@ local OPTIONS = {
 
 -- output and sink of a request table (normalise), read by exchange after the last hop.
 local DELIVER = setmetatable({}, { __mode = "k" })
+-- A function body that can be made again (multipart with files): a 307/308 sends it anew.
+local RESEND = setmetatable({}, { __mode = "k" })
 
 -- JSON text with "/" left as is: lua-cjson writes it as "\/", which is valid but noisy. Every
 -- backslash in cjson's output is part of an escape pair, so "\/" always stands for "/".
@@ -277,11 +279,14 @@ local function normalise(opts, url, method, body, json)
     headers = copy
   end
   if opts.form ~= nil or opts.multipart ~= nil then
-    local built, content_type = form_body(opts.form, opts.multipart, body, json)
+    local built, content_type, size, again = form_body(opts.form, opts.multipart, body, json)
     if not built then
       return nil, content_type
     end
     body, req.body = built, built
+    if size then -- multipart with files: read as they are sent, and read again for a 307/308
+      req.body_size, RESEND[req] = size, again
+    end
     headers = with_default_header(headers, "Content-Type", content_type)
   end
   local auth = opts.auth -- false: none, not even the URL's
@@ -357,8 +362,11 @@ local SENSITIVE = { authorization = true, cookie = true, ["proxy-authorization"]
 -- Prepares req for the next hop to `location`; nil, message when the target is refused.
 local function follow(req, res, location)
   if (res.status == 307 or res.status == 308) and type(req.body) == "function" then
-    return nil, ("cannot follow the %d redirect to %s: the request body came from a function and "
-      .. "cannot be sent again"):format(res.status, location)
+    if not RESEND[req] then
+      return nil, ("cannot follow the %d redirect to %s: the request body came from a function and "
+        .. "cannot be sent again"):format(res.status, location)
+    end
+    req.body = RESEND[req]()
   end
   local target = C.resolve_url(req.url, location)
   if not target then

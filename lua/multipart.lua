@@ -1,6 +1,7 @@
 -- multipart.lua — multipart/form-data bodies (RFC 7578) for the `multipart` option, with the part
--- headers, file names and content types curl -F sends. The body is built as one string, files
--- read whole; streaming files from disk comes with request bodies as streams.
+-- headers, file names and content types curl -F sends. Without file parts the body is one string;
+-- with them it is a function giving the pieces (files read 64 KiB at a time, as they are sent)
+-- and its exact size, so a large upload costs no memory and goes with Content-Length.
 local M = {}
 
 -- curl's table (lib/mime.c): a file part's type comes from its path's extension, a value part
@@ -35,17 +36,21 @@ local function boundary()
   return ("-"):rep(24) .. table.concat(t)
 end
 
-local function read_file(path)
+M.PIECE = 64 * 1024
+
+-- The size of a readable file; nil, message otherwise (a directory opens, but does not read).
+local function file_size(path)
   local f, err = io.open(path, "rb")
   if not f then
     return nil, "multipart: cannot open " .. tostring(err)
   end
-  local data, rerr = f:read("a")
+  local probe, rerr = f:read(0) -- "" or nil at the end of an empty file; nil, message on failure
+  local size = (probe or not rerr) and f:seek("end")
   f:close()
-  if not data then
-    return nil, "multipart: cannot read " .. path .. ": " .. tostring(rerr)
+  if not size then
+    return nil, "multipart: cannot read " .. path .. ": " .. tostring(rerr or "cannot find its size")
   end
-  return data
+  return size
 end
 
 -- One part's head and content; nil, message when the part is malformed or its file unreadable.
@@ -66,11 +71,11 @@ local function part(p, i)
     if p.value ~= nil then
       return nil, "multipart part " .. i .. ": give value or file, not both"
     end
-    local err
-    content, err = read_file(p.file)
-    if not content then
+    local size, err = file_size(p.file)
+    if not size then
       return nil, err
     end
+    content = { path = p.file, size = size } -- read as it is sent
     filename = filename or basename(p.file)
     ctype = ctype or type_for(p.file) or "application/octet-stream"
   else
@@ -96,11 +101,48 @@ local function part(p, i)
   return head .. "\r\n\r\n", content
 end
 
+-- The body as a function over `segments` (strings, and { path=, size= } files): each call gives
+-- the next piece, nil at the end. A file that no longer has its size fails the call.
+local function pieces(segments)
+  local i, f, left = 1, nil, 0
+  return function()
+    while true do
+      local seg = segments[i]
+      if seg == nil then return nil end
+      if type(seg) == "string" then
+        i = i + 1
+        if seg ~= "" then return seg end
+      else
+        if not f then
+          local err
+          f, err = io.open(seg.path, "rb")
+          if not f then error("multipart: cannot open " .. tostring(err), 0) end
+          left = seg.size
+        end
+        local data = left > 0 and f:read(math.min(M.PIECE, left)) or nil
+        if left > 0 and not data then
+          f:close()
+          f = nil
+          error(("multipart: %s is shorter than its %d bytes when the upload began"):format(seg.path, seg.size), 0)
+        end
+        if data then
+          left = left - #data
+          return data
+        end
+        f:close()
+        f, i = nil, i + 1
+      end
+    end
+  end
+end
+
 ---Builds a multipart/form-data body.
 ---@param parts table array of { name=, value= [, filename=, content_type=] } or
 ---                   { name=, file=PATH [, filename=, content_type=] }
----@return string|nil body
+---@return string|function|nil body  a string, or with file parts a function giving the pieces
 ---@return string content_type_or_err "multipart/form-data; boundary=…", or the error
+---@return integer|nil size  with file parts: the body's size (its Content-Length)
+---@return function|nil again  with file parts: a new body function, for a resend (307/308)
 function M.build(parts)
   if type(parts) ~= "table" then
     return nil, "multipart must be an array of parts"
@@ -116,26 +158,47 @@ function M.build(parts)
   if next(parts) ~= nil and #parts == 0 then
     return nil, "multipart must be an array of parts"
   end
-  -- A boundary must not occur in any part; a random one almost never does, but check.
+  -- A boundary must not occur in any part; a random one (64 bits) almost never does: the values
+  -- are checked, files are not read twice for it (as curl does not).
   local b
   repeat
     b = boundary()
     local clash = false
     for i = 1, #contents do
-      if contents[i]:find(b, 1, true) then
+      if type(contents[i]) == "string" and contents[i]:find(b, 1, true) then
         clash = true
         break
       end
     end
   until not clash
-  local out = {}
+  local out, size, files = {}, 0, false
   for i = 1, #heads do
+    local content = contents[i]
     out[#out + 1] = "--" .. b .. "\r\n" .. heads[i]
-    out[#out + 1] = contents[i]
+    out[#out + 1] = content
     out[#out + 1] = "\r\n"
+    files = files or type(content) == "table"
   end
   out[#out + 1] = "--" .. b .. "--\r\n"
-  return table.concat(out), "multipart/form-data; boundary=" .. b
+  local content_type = "multipart/form-data; boundary=" .. b
+  if not files then
+    return table.concat(out), content_type
+  end
+  -- the strings between the files joined, so a piece is never a few bytes
+  local segments, run = {}, {}
+  for _, seg in ipairs(out) do
+    if type(seg) == "string" then
+      run[#run + 1] = seg
+      size = size + #seg
+    else
+      segments[#segments + 1] = table.concat(run)
+      segments[#segments + 1] = seg
+      run = {}
+      size = size + seg.size
+    end
+  end
+  segments[#segments + 1] = table.concat(run)
+  return pieces(segments), content_type, size, function() return pieces(segments) end
 end
 
 return M

@@ -617,6 +617,32 @@ if not stats.thresholds_ok then return 1 end
   end)
 end)
 
+describe("fetcher entries with streamed bodies", function()
+  it("writes each entry's body to its output file; bytes counts it", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local entries = {}
+    for i = 1, 5 do entries[i] = { url = BASE .. "/bytes/" .. (1000 * i), output = dir .. "/f" .. i } end
+    local got = {}
+    entries[6] = { url = BASE .. "/bytes/777", sink = function(c) got[#got + 1] = c end }
+    local _, stats, list = quick{ summary = false }:fetch_urls(entries)
+    assert.are.equal(6, stats.succeeded)
+    for i = 1, 5 do
+      local f = assert(io.open(dir .. "/f" .. i, "rb"))
+      assert.are.equal(1000 * i, #f:read("a"))
+      f:close()
+      assert.are.equal(1000 * i, list[i].bytes)
+      assert.is_nil(list[i].body)
+      os.remove(dir .. "/f" .. i)
+    end
+    assert.are.equal(777, #table.concat(got))
+    assert.are.equal(777, list[6].bytes)
+    assert.are.equal(15000 + 777, stats.bytes)
+    os.remove(dir)
+  end)
+end)
+
 describe("fetcher summary line", function()
   it("is logged at INFO when a run ends, after the on_finish hooks, with its figures in stats", function()
     local order = {}

@@ -250,6 +250,33 @@ describe("multipart bodies", function()
       e.headers["content-type"])
   end)
 
+  it("streams files from disk with Content-Length, as curl -F sends them, and again on a 307", function()
+    local big = tmp .. "/big.bin"
+    local piece = {}
+    for i = 0, 255 do piece[#piece + 1] = string.char(i) end
+    write(big, table.concat(piece):rep(12289)) -- 3,145,984 bytes: 48 reads and a bit
+    write(tmp .. "/notes.txt", "plain text\n")
+    local parts = { { name = "note", value = "hello" }, { name = "big", file = big },
+                    { name = "notes", file = tmp .. "/notes.txt" } }
+    local e = echo(ok(http.post(BASE .. "/echo", nil, { multipart = parts })))
+    assert.is_false(e.chunked)
+    assert.are.equal(("%d"):format(e.body_length), e.headers["content-length"])
+    local c = decode(curl(table.concat({ "-F " .. q("note=hello"), "-F " .. q("big=@" .. big),
+      "-F " .. q("notes=@" .. tmp .. "/notes.txt"), q(BASE .. "/echo") }, " ")))
+    assert.are.equal(c.body_length, e.body_length)
+    assert.are.equal(normalised(c), normalised(e))
+    -- a 307 reads the files again from the start
+    local r = echo(ok(http.post(BASE .. "/redirect-to?url=/echo&status=307", nil, { multipart = parts })))
+    assert.are.equal(e.body_length, r.body_length)
+    assert.are.equal(normalised(e), normalised(r))
+    -- a directory is no file to send
+    local res, err, kind = http.post(BASE .. "/echo", nil, { multipart = { { name = "d", file = tmp } } })
+    assert.is_nil(res)
+    assert.are.equal("invalid", kind)
+    assert.matches("cannot read", err, 1, true)
+    os.remove(big)
+  end)
+
   it("httpbin reads the fields and files back", function()
     files()
     local res = ok(http.request{ url = hb.url .. "/post", method = "POST", multipart = {
