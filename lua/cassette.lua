@@ -26,7 +26,7 @@ end
 -- Time: the wall clock as the (possibly virtual) monotonic clock moves, for startedDateTime and
 -- for os.time/os.date under the virtual clock.
 local real_time, real_date = os.time, os.date
-local wall0, mono0 = real_time(), T.now()
+local wall0, mono0 = T.wall(), T.now()
 
 local function wall_now()
   return wall0 + (T.now() - mono0)
@@ -40,7 +40,7 @@ end
 -- Turns the virtual clock on (true) or off; os.time()/os.date() follow it while it is on.
 local function set_virtual(on)
   if on then
-    wall0, mono0 = real_time(), T.now()
+    wall0, mono0 = T.wall(), T.now()
     T.clock("virtual")
     os.time = function(t)
       if t ~= nil then return real_time(t) end
@@ -52,7 +52,7 @@ local function set_virtual(on)
   else
     T.clock("real")
     os.time, os.date = real_time, real_date
-    wall0, mono0 = real_time(), T.now()
+    wall0, mono0 = T.wall(), T.now()
   end
 end
 M._set_virtual = set_virtual

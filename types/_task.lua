@@ -22,6 +22,10 @@ function _task.spawn(fn, ...) end
 function _task.sleep(seconds) end
 ---@return number seconds on a monotonic clock
 function _task.now() end
+
+---The real time of day in seconds since 1970, with microseconds (not the virtual clock).
+---@return number
+function _task.wall() end
 ---Yields the running task until _task.wake passes values to it.
 ---@return any ...
 function _task.suspend() end

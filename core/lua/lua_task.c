@@ -260,6 +260,17 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* _task.wall() → the real time of day in seconds since 1970, with microseconds (HAR start
+ * times; os.time() has whole seconds only). */
+static int l_wall(lua_State *L)
+{
+    uv_timeval64_t tv;
+    if (uv_gettimeofday(&tv) != 0)
+        return luaL_error(L, "cannot read the time of day");
+    lua_pushnumber(L, (double)tv.tv_sec + (double)tv.tv_usec / 1e6);
+    return 1;
+}
+
 static void cancel_suspend(struct task *t)
 {
     (void)t;
@@ -337,7 +348,7 @@ int luaopen_luafetch_task(lua_State *L)
         { "__gc", l_gc }, { "__tostring", l_tostring }, { NULL, NULL },
     };
     static const luaL_Reg funcs[] = {
-        { "spawn", l_spawn }, { "sleep", l_sleep }, { "now", l_now }, { "suspend", l_suspend },
+        { "spawn", l_spawn }, { "sleep", l_sleep }, { "now", l_now }, { "wall", l_wall }, { "suspend", l_suspend },
         { "wake", l_wake }, { "current", l_current }, { "count", l_count },
         { "on_signal", l_on_signal }, { "is_task_thread", l_is_task_thread }, { "clock", l_clock },
         { NULL, NULL },

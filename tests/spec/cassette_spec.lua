@@ -114,6 +114,22 @@ describe("cassette", function()
       assert.matches('"queryString":%[%]', read(path))
     end)
 
+    it("dates each entry to the millisecond (startedDateTime is the real time of day)", function()
+      local T = require "_task"
+      local p = tmp()
+      local before = T.wall()
+      cassette.record(p, function() assert(http.get(s.url .. "/x")) end)
+      local after = T.wall()
+      local y, mo, d, h, mi, sec, ms = load(p).log.entries[1].startedDateTime
+        :match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.(%d+)Z$")
+      local utc_offset = os.time() - os.time(os.date("!*t"))
+      local started = os.time{ year = y, month = mo, day = d, hour = h, min = mi, sec = sec, isdst = false }
+        + utc_offset + tonumber(ms) / 1000
+      assert.is_true(started >= before - 0.002 and started <= after + 0.002,
+        ("%.3f not within %.3f .. %.3f"):format(started, before, after))
+      os.remove(p)
+    end)
+
     it("writes a binary body as base64", function()
       local c = har.log.entries[3].response.content
       assert.equal("base64", c.encoding)

@@ -55,10 +55,11 @@ function M.gone(pid)
   return not os.execute("kill -0 " .. pid .. " 2>/dev/null")
 end
 
----Ends a process this spec started, by its pid, and waits (up to 5 s) until it is gone.
+---Ends a process this spec started, by its pid, and waits (up to 5 s) until it has exited (not
+---until it is reaped: see M.ended).
 function M.stop(pid)
   os.execute("kill " .. pid .. " 2>/dev/null")
-  pcall(M.wait_for, "process " .. pid .. " to end", function() return M.gone(pid) end, 5)
+  pcall(M.wait_for, "process " .. pid .. " to end", function() return M.ended(pid) end, 5)
 end
 
 ---Starts scripts/mock_services.lua; returns { pid, url, err = path of its stderr }.
@@ -112,15 +113,8 @@ function M.ended(pid)
   return stat:match(".*%) (%a)") == "Z"
 end
 
----Ends the mock like stop_mock, waiting (up to 5 s) only until it has exited, not until it has
----been reaped (a second or more on some machines).
-function M.end_mock(mock)
-  os.execute("kill " .. mock.pid .. " 2>/dev/null")
-  pcall(M.wait_for, "the mock to end", function() return M.ended(mock.pid) end, 5)
-  local err = M.read(mock.err)
-  os.remove(mock.err)
-  M.assert_clean(err)
-end
+---The same as stop_mock.
+M.end_mock = M.stop_mock
 
 ---Runs `luafetch run OPTIONS... SCRIPT ARGS...` (OPTIONS: run options such as --replay, which go
 ---before the script) from `cwd` (default: the repository root) to its end, bounded by `timeout`
