@@ -103,7 +103,7 @@ function M.parser()
     p:flag("-L --location", "Accepted for curl's sake: redirects are always followed.")
   )
   p:group("Output",
-    p:option("-o --output", "Write the body to FILE (one URL)."):argname("<file>"),
+    p:option("-o --output", "Write the body to FILE as it arrives (one URL)."):argname("<file>"),
     p:flag("-i --include", "Print the response head before the body (one URL)."),
     p:option("-w --write-out", "Print FORMAT after the transfer (curl's variables), or @FILE; with several URLs it replaces the line.")
       :argname("<format>"),
@@ -180,20 +180,38 @@ end
 ---@param path string  a path, or "-" for stdin
 ---@return string|nil text
 ---@return string|nil err
+-- Writes head, then body (a string, or a function giving chunks: nil at the end, or nil and
+-- the reason) to f: true, or nil and the reason.
+local function write_all(f, head, body)
+  local ok, err = f:write(head)
+  if not ok then return nil, err end
+  if type(body) == "string" then return f:write(body) end
+  while true do
+    local chunk, why = body()
+    if not chunk then
+      if why then return nil, why end
+      return true
+    end
+    ok, err = f:write(chunk)
+    if not ok then return nil, err end
+  end
+end
+
 -- Writes a whole file and checks every step: true, or nil and the reason.
-local function write_file(path, ...)
+local function write_file(path, head, body)
   local f, err = io.open(path, "wb")
   if not f then return nil, err end
-  local ok, werr = f:write(...)
+  local ok, werr = write_all(f, head, body)
   local closed, cerr = f:close()
   if not ok then return nil, werr end
   if not closed then return nil, cerr end
   return true
 end
 
----Writes head and body to path: through PATH.part renamed into place, so nothing half-written is
----ever left under PATH, except for a device or FIFO (/dev/null, /dev/stdout), which is written in
----place: renaming over it would replace it with a regular file.
+---Writes head and body (a string, or a function giving its chunks as they arrive) to path:
+---through PATH.part renamed into place, so nothing half-written is ever left under PATH, except
+---for a device or FIFO (/dev/null, /dev/stdout), which is written in place: renaming over it
+---would replace it with a regular file.
 function M.write_output(path, head, body)
   if require("_http").path_kind(path) == "other" then
     return write_file(path, head, body)
@@ -686,7 +704,15 @@ local function run_one(url, o, base, policy, io_)
     if base.body then stderr:write("> (body: ", #base.body, " bytes)\n") end
   end
   local rec = thresholds.recorder()
+  -- the body is taken as it arrives (to -o or stdout), never held whole in memory
+  local streamed = not o.json_lines and not o.head
+  if streamed then
+    local copy = { stream = true }
+    for k, v in pairs(base) do copy[k] = v end
+    base = copy
+  end
   local outcome = M.fetch(url, base, policy, o.fail, function(attempt, wait, res, err, kind)
+    if res then res:close() end -- a streamed answer that is retried is not read
     if not o.silent then
       stderr:write(string.format("* retry %d/%d in %.2fs after %s\n", attempt, policy.max_retries,
         wait, res and ("HTTP " .. res.status) or (tostring(kind) .. ": " .. tostring(err))))
@@ -709,17 +735,24 @@ local function run_one(url, o, base, policy, io_)
     stdout:write(M.json_line(outcome), "\n")
   elseif res and outcome.success then
     local head = (o.include or o.head) and M.head_text(res) or ""
-    local body = res.body or ""
+    local body = streamed and function() return res:read() end or res.body or ""
     if o.output and o.output ~= "-" then
       local ok, why = M.write_output(o.output, head, body)
       if not ok then
+        res:close()
         say("cannot write " .. o.output .. ": " .. tostring(why))
         return 1
       end
     else
-      stdout:write(head, body)
+      local ok, why = write_all(stdout, head, body)
+      if not ok then
+        res:close()
+        say(tostring(why) .. " (" .. url .. ")")
+        return 1
+      end
     end
   elseif res then
+    res:close()
     say(string.format("%s: %s", outcome.err, url)) -- -f: no body, as curl
   else
     say(string.format("%s: %s (%s)", outcome.kind or "error", outcome.err or "failed", url))

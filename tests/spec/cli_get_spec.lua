@@ -275,6 +275,34 @@ describe("luafetch get: one URL, compared with curl", function()
     assert.is_nil(read(mine .. ".part"))
   end)
 
+  it("-o and stdout take the body as it arrives: 64 MiB in bounded memory; a cut body leaves no file", function()
+    local mine = tmpfile()
+    local n = 64 * 1024 * 1024
+    local _, err, code = exec("/usr/bin/time", { "-f", "maxrss=%M", BIN, "get", "-o", mine, BASE .. "/bytes/" .. n })
+    assert.are.equal(0, code, err)
+    local f = assert(io.open(mine, "rb"))
+    assert.are.equal(n, f:seek("end"))
+    f:seek("set", n - 26)
+    local at = (n - 26) % 26 -- the body is abc...xyz over and over from its first byte
+    assert.are.equal(("abcdefghijklmnopqrstuvwxyz"):rep(2):sub(at + 1, at + 26), f:read("a"))
+    f:close()
+    local kb = tonumber(err:match("maxrss=(%d+)"))
+    if not BIN:find("/asan/", 1, true) then -- sanitizer shadow memory is no measure of the body
+      assert.is_true(kb < 40 * 1024, ("peak RSS %d kB for a 64 MiB body"):format(kb))
+    end
+    os.remove(mine)
+    local out
+    out, err, code = get{ "-o", mine, BASE .. "/truncated" }
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.is_nil(read(mine))
+    assert.is_nil(read(mine .. ".part"))
+    out, err, code = get{ BASE .. "/truncated" }
+    assert.are.equal(1, code)
+    assert.are.equal(10, #out) -- what came, as curl writes it
+    assert.matches("closed", err)
+  end)
+
   it("-o onto a FIFO or device writes into it in place, never renaming over it", function()
     local dir = tmpfile()
     os.remove(dir)
