@@ -232,6 +232,8 @@ function Recorder:add(entry)
 end
 
 function Recorder:close()
+  -- streamed bodies still open: their entries now, with what arrived so far
+  for finish in pairs(self.open or {}) do finish("not read to its end before the recording ended") end
   if self.f then
     self.f:close()
     self.f = nil
@@ -370,6 +372,7 @@ local function record_streamed(rec, req, res, started)
   local function finish(why)
     if done then return end
     done = true
+    rec.open[finish] = nil
     local body = table.concat(parts)
     rawset(res, "body", body)
     local entry = entry_of(req, res, started, rec.opts)
@@ -379,6 +382,8 @@ local function record_streamed(rec, req, res, started)
     if why then entry.response._error = why end -- the body failed after `size` bytes
     rec:add(entry)
   end
+  rec.open = rec.open or {}
+  rec.open[finish] = true
   -- instance fields shadow the class's methods; res:chunks() goes through res:read()
   rawset(res, "read", function(self, ...)
     local chunk, why, kind = read(self, ...)
@@ -395,7 +400,9 @@ local function record_streamed(rec, req, res, started)
   end)
   rawset(res, "close", function(self, ...)
     close(self, ...)
-    finish("closed by the script after " .. size .. " bytes")
+    -- a redirect's body is closed unread by lua/http.lua: nothing failed there
+    local redirect = res.status >= 300 and res.status < 400 and res.headers.location
+    finish(not redirect and ("closed by the script after " .. size .. " bytes") or nil)
   end)
 end
 

@@ -399,7 +399,7 @@ local function follow(req, res, location)
   if (status == 301 or status == 302 or status == 303) and req.method ~= "HEAD" then
     if status == 303 or req.method == "POST" then
       req.method = "GET"
-      req.body = nil
+      req.body, req.body_size, RESEND[req] = nil, nil, nil
       for k in pairs(req.headers) do
         if k:lower() == "content-type" then
           req.headers[k] = nil

@@ -38,19 +38,32 @@ end
 
 M.PIECE = 64 * 1024
 
--- The size of a readable file; nil, message otherwise (a directory opens, but does not read).
-local function file_size(path)
+-- A file part's content: { path=, size= } for a file whose size is known (read as it is sent),
+-- or the whole content as a string for one whose size says nothing (a pipe or /dev/stdin has
+-- none, a /proc file says 0 and has data); nil, message when it cannot be read (a directory
+-- opens but does not read).
+local function file_content(path)
   local f, err = io.open(path, "rb")
   if not f then
     return nil, "multipart: cannot open " .. tostring(err)
   end
-  local probe, rerr = f:read(0) -- "" or nil at the end of an empty file; nil, message on failure
-  local size = (probe or not rerr) and f:seek("end")
-  f:close()
-  if not size then
-    return nil, "multipart: cannot read " .. path .. ": " .. tostring(rerr or "cannot find its size")
+  local probe, rerr = f:read(0) -- "" (data), nil (the end of an empty file), or nil, message
+  if probe == nil and rerr then
+    f:close()
+    return nil, "multipart: cannot read " .. path .. ": " .. tostring(rerr)
   end
-  return size
+  local size = f:seek("end")
+  if size and (size > 0 or probe == nil) then
+    f:close()
+    return { path = path, size = size }
+  end
+  if size then f:seek("set") end
+  local data, derr = f:read("a")
+  f:close()
+  if not data then
+    return nil, "multipart: cannot read " .. path .. ": " .. tostring(derr)
+  end
+  return data
 end
 
 -- One part's head and content; nil, message when the part is malformed or its file unreadable.
@@ -71,11 +84,11 @@ local function part(p, i)
     if p.value ~= nil then
       return nil, "multipart part " .. i .. ": give value or file, not both"
     end
-    local size, err = file_size(p.file)
-    if not size then
+    local err
+    content, err = file_content(p.file)
+    if not content then
       return nil, err
     end
-    content = { path = p.file, size = size } -- read as it is sent
     filename = filename or basename(p.file)
     ctype = ctype or type_for(p.file) or "application/octet-stream"
   else

@@ -483,7 +483,9 @@ static ssize_t read_upload(struct h2_session *s, struct request *r, uint8_t *buf
         return 0;
     }
     if (!u->upload_want) {
-        /* the binding runs the function after this flush (wake_uploads), never inside nghttp2 */
+        /* the binding runs the function after this flush (wake_uploads), never inside nghttp2;
+         * what it gives cannot be given again, so from here the body is never resent */
+        u->upload_began = 1;
         u->upload_want = 1;
         u->upload_ask = 1;
         s->uploads_asked = 1;

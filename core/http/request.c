@@ -488,7 +488,7 @@ static void restart(struct request *r)
     r->starting = was;
 }
 
-/* Part of a body asked of a function went out: it cannot be sent again. */
+/* The body's function was asked for a piece: the body cannot be sent again. */
 static int upload_spent(const struct request *r)
 {
     return r->stream && r->stream->upload_fn && r->stream->upload_began;
@@ -499,8 +499,8 @@ void request_mux_retry(struct request *r)
     if (r->finished)
         return;
     if (upload_spent(r)) {
-        request_finish(r, NET_CLOSED, "the server refused the stream after part of a body given by a "
-                       "function was sent (it cannot be sent again)");
+        request_finish(r, NET_CLOSED, "the server refused the stream after the body's function was "
+                       "asked for a piece (the body cannot be sent again)");
         return;
     }
     if (r->mux_retries >= H2_MAX_RETRIES) {

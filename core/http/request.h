@@ -67,7 +67,7 @@ struct request_stream {
     unsigned upload_want : 1;   /* upload_fn: the next piece is wanted (request_upload_push) */
     unsigned upload_ask : 1;    /* HTTP/2: wake the binding for that piece after the flush */
     unsigned upload_done : 1;   /* every byte of the body was handed to the connection */
-    unsigned upload_began : 1;  /* some of it was (a function's pieces cannot be sent again) */
+    unsigned upload_began : 1;  /* some of it was, or its function was asked (no resend then) */
     int fd;                     /* file upload: owned (a dup), -1 when none */
     /* a file: offsets in fd, the body is [start, size); a sized function: off counts the bytes
      * it gave, size is the declared size */

@@ -75,6 +75,7 @@ void request_upload_pump(struct request *r)
            conn_write_queued(c) == 0) {
         if (s->upload_fn) {
             if (!s->upload_want) {
+                s->upload_began = 1; /* asked: what it gives cannot be given to a resend */
                 s->upload_want = 1;
                 if (!r->starting) /* else the caller sees upload_want when request_start returns */
                     s->wake(r);
@@ -117,8 +118,12 @@ void request_upload_push(struct request *r, const char *data, size_t len)
         h2_upload_push(r, data, len);
         return;
     }
-    if (!c)
+    if (!c || r->phase != PH_WAIT) {
+        /* no resend follows an asked function (upload_began), so this cannot happen: never
+         * write on a connection being set up */
+        request_finish(r, NET_INVALID, "body: a piece came while the request had no connection");
         return;
+    }
     s->upload_began = 1;
     char head[32];
     int rc;

@@ -225,6 +225,25 @@ describe("cassette", function()
           return t
         end)()))
       end)
+      -- a streamed body never read to its end is written when the recording ends; a streamed
+      -- redirect hop (its body closed unread by http.lua) carries no error
+      local p3 = tmp()
+      local s3 = start_server()
+      local kept
+      cassette.record(p3, function()
+        kept = assert(http.get(s3.url .. "/big", { stream = true }))
+        assert(http.get(s3.url .. "/hop", { stream = true })):close()
+      end)
+      s3.srv:close()
+      local e3 = load(p3).log.entries
+      assert.equal(3, #e3) -- /hop, /final, then /big at the end of the recording
+      assert.equal(302, e3[1].response.status)
+      assert.is_nil(e3[1].response._error)
+      assert.equal(s3.url .. "/big", e3[3].request.url)
+      assert.equal("not read to its end before the recording ended", e3[3].response._error)
+      kept:close()
+      assert.equal(3, #load(p3).log.entries) -- nothing more once the recording ended
+      os.remove(p3)
       -- a body from a function is not recorded: its request matches on method and URL
       local p2 = tmp()
       local s2 = start_server()

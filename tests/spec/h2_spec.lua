@@ -255,6 +255,16 @@ describe("HTTP/2 multiplexing", function()
     assert.matches("fewer than the body_size of 10 bytes", err, 1, true)
     check(ok(http.request{ url = S.node_tls .. "/echo", method = "PUT", body = assert(io.open(path, "rb")), ca_file = ca }), true)
     assert.are.equal(1, opened() - before)
+    -- a stream refused once its function was asked fails (what it gave cannot be given again);
+    -- a file body refused is sent again from its start
+    local n = 0
+    local _, rerr, rkind = http.request{ url = S.node_h2c .. "/refuse-once?fn", method = "POST",
+      http2 = "prior-knowledge", body = function() n = n + 1; return n == 1 and "piece" or nil end }
+    assert.are.equal("closed", rkind)
+    assert.matches("after the body's function was asked", rerr, 1, true)
+    local refused = ok(http.request{ url = S.node_h2c .. "/refuse-once?file", method = "POST",
+      http2 = "prior-knowledge", body = assert(io.open(path, "rb")) })
+    assert.matches("^taken on session", refused.body)
     os.remove(path)
   end)
 
