@@ -39,6 +39,7 @@ local http = {}
 ---@field version string
 ---@field cipher string
 ---@field verified boolean
+---@field verify_cached boolean  the chain was verified before for this host against the same CA bundle
 ---@field expires integer   the certificate's notAfter, seconds since the epoch
 ---@field resumed boolean
 

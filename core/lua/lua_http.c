@@ -464,7 +464,8 @@ static int l_details_timings(lua_State *L)
     return 1;
 }
 
-/* _http.details_tls(d) → {version, cipher, verified, expires, resumed} or nil (plain http) */
+/* _http.details_tls(d) → {version, cipher, verified, verify_cached, expires, resumed} or nil
+ * (plain http) */
 static int l_details_tls(lua_State *L)
 {
     const struct details *d = check_details(L);
@@ -472,13 +473,15 @@ static int l_details_tls(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     lua_pushstring(L, d->tls.version);
     lua_setfield(L, -2, "version");
     lua_pushstring(L, d->tls.cipher);
     lua_setfield(L, -2, "cipher");
     lua_pushboolean(L, d->tls.verified);
     lua_setfield(L, -2, "verified");
+    lua_pushboolean(L, d->tls.verify_cached);
+    lua_setfield(L, -2, "verify_cached");
     lua_pushinteger(L, d->tls.expires);
     lua_setfield(L, -2, "expires");
     lua_pushboolean(L, d->tls_resumed);

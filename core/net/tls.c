@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE /* timegm */
 #include "tls.h"
 #include "tls_cert.h"
+#include "tls_verify.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,6 +57,7 @@ struct tls_ca {                 /* one parsed PEM bundle, shared by every config
     struct tls_ca *next;
     char *path;
     mbedtls_x509_crt chain;
+    struct tls_verify_cache *verified;  /* server chains verified against it (tls_verify.c) */
 };
 
 struct tls_cfg {                /* one mbedtls_ssl_config per distinct (verify, ca_file, cert_file, key_file, alpn) */
@@ -67,6 +69,7 @@ struct tls_cfg {                /* one mbedtls_ssl_config per distinct (verify, 
     int has_own;
     mbedtls_x509_crt own_cert;
     mbedtls_pk_context own_key;
+    struct tls_ca *trust;       /* with verify: the trust anchors */
 };
 
 struct tls_sess {               /* last session per (host, port, config) */
@@ -112,6 +115,9 @@ struct tls_conn {
     char vr_names[160];         /* names the leaf is valid for (on a mismatch), or its subject */
     int vr_no_san;              /* the leaf has no subjectAltName: valid for no name */
     char vr_time[64];           /* validity bound of the leaf (on expired / not yet valid) */
+    int verify_ran;             /* the chain was checked (tls_verify_chain): verify_flags hold its verdict */
+    int verify_cached;          /* ... answered from the config's cache of verified chains */
+    uint32_t verify_flags;
 };
 
 static char *xstrdup(const char *s)
@@ -230,6 +236,7 @@ static struct tls_ca *ca_get(const char *path, char *err, size_t errlen)
         else
             set_err(err, errlen, ret < 0 ? ret : 0, "no usable certificate in CA file %s", path);
         mbedtls_x509_crt_free(&ca->chain);
+        tls_verify_cache_free(ca->verified);
         free(ca->path);
         free(ca);
         return NULL;
@@ -342,8 +349,11 @@ static struct tls_cfg *cfg_get(const struct tls_options *o, char *err, size_t er
         struct tls_ca *ca = ca_get(o->ca_file ? o->ca_file : system_bundle(), err, errlen);
         if (!ca)
             goto fail;
-        mbedtls_ssl_conf_ca_chain(&c->conf, &ca->chain, NULL);
-        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+        /* mbedTLS parses the server's chain but leaves checking it to tls_conn_handshake, which
+         * does it as mbedTLS would, before the key exchange goes on, and remembers the chains it
+         * verified (tls_verify.c); the ServerKeyExchange signature is checked by mbedTLS always */
+        c->trust = ca;
+        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
     } else {
         mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
     }
@@ -570,8 +580,6 @@ int tls_conn_new(struct tls_conn **out, const struct tls_options *opt, tls_send_
         goto fail;
     }
     mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
-    if (t->cfg->verify)
-        mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
     s = sess_find(t);
     if (s && mbedtls_ssl_set_session(&t->ssl, &s->s) == 0) {
         t->offered = 1;
@@ -662,10 +670,51 @@ static int got_alert(const struct tls_conn *t, int ret)
            t->ssl.in_msg != NULL;
 }
 
+static int curve_offered(int grp)
+{
+    for (const mbedtls_ecp_group_id *g = preferred_curves; *g != MBEDTLS_ECP_DP_NONE; g++)
+        if ((int)*g == grp)
+            return 1;
+    return 0;
+}
+
+/* The alert mbedTLS sends for a chain it refuses (ssl_parse_certificate_verify). */
+static unsigned char verify_alert(uint32_t flags)
+{
+    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        return MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
+    if (flags & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
+                 MBEDTLS_X509_BADCERT_NS_CERT_TYPE | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY))
+        return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT;
+    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        return MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED;
+    if (flags & MBEDTLS_X509_BADCERT_REVOKED)
+        return MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED;
+    return MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
+}
+
+/* Right after mbedTLS parsed the server's Certificate message: the chain checked (or found among
+ * the chains verified before against the same trust anchors). 0, or MBEDTLS_ERR_X509_CERT_VERIFY_FAILED after a fatal
+ * alert, with the verdict in verify_flags. */
+static int verify_peer(struct tls_conn *t)
+{
+    const mbedtls_x509_crt *chain = t->ssl.session_negotiate ? t->ssl.session_negotiate->peer_cert : NULL;
+    struct tls_ca *trust = t->cfg->trust;
+    struct tls_verify_ctx ctx = { &trust->chain, t->cfg->conf.cert_profile, t->host, verify_cb, t, curve_offered };
+    t->verify_ran = 1;
+    if (!chain) {
+        t->verify_flags = MBEDTLS_X509_BADCERT_MISSING;
+    } else if (tls_verify_chain(&trust->verified, chain, &ctx, &t->verify_flags, &t->verify_cached) == 0) {
+        return 0;
+    }
+    mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, verify_alert(t->verify_flags));
+    return MBEDTLS_ERR_X509_CERT_VERIFY_FAILED;
+}
+
 static void handshake_error(struct tls_conn *t, int ret, char *err, size_t errlen)
 {
     char mb[160];
-    uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    uint32_t flags = t->verify_ran ? t->verify_flags : mbedtls_ssl_get_verify_result(&t->ssl);
     int cert_err = ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED || ret == MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE;
     if (!err || errlen == 0)
         return;
@@ -727,10 +776,15 @@ int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen)
     /* mbedtls_ssl_handshake() one step at a time, to see whether the server sends its certificate: a
      * resumed handshake goes from ServerHello straight to ChangeCipherSpec. */
     while (t->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
-        if (t->ssl.state == MBEDTLS_SSL_SERVER_CERTIFICATE)
+        int certificate = t->ssl.state == MBEDTLS_SSL_SERVER_CERTIFICATE;
+        if (certificate)
             t->full = 1;
         ret = mbedtls_ssl_handshake_step(&t->ssl);
         if (ret != 0)
+            break;
+        /* the chain is in: checked before anything of the key exchange is read or sent */
+        if (certificate && t->ssl.state != MBEDTLS_SSL_SERVER_CERTIFICATE && t->cfg->verify &&
+            (ret = verify_peer(t)) != 0)
             break;
     }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)
@@ -849,7 +903,9 @@ void tls_conn_get_info(struct tls_conn *t, struct tls_info *info)
     info->version = t->done ? mbedtls_ssl_get_version(&t->ssl) : "";
     c = t->done ? mbedtls_ssl_get_ciphersuite(&t->ssl) : NULL;
     info->cipher = c ? c : "";
-    info->verified = t->done && t->cfg->verify && mbedtls_ssl_get_verify_result(&t->ssl) == 0;
+    /* a resumed session was saved only from a verified handshake under the same config */
+    info->verified = t->done && t->cfg->verify && (t->verify_ran ? t->verify_flags == 0 : t->resumed);
+    info->verify_cached = t->verify_cached;
     peer = t->done ? mbedtls_ssl_get_peer_cert(&t->ssl) : NULL;
     info->expires = peer ? x509_time_unix(&peer->valid_to) : 0;
 }
@@ -888,6 +944,7 @@ void tls_global_cleanup(void)
         struct tls_ca *ca = G.cas;
         G.cas = ca->next;
         mbedtls_x509_crt_free(&ca->chain);
+        tls_verify_cache_free(ca->verified);
         free(ca->path);
         free(ca);
     }

@@ -30,6 +30,7 @@ struct tls_info {
     const char *version;    /* "TLSv1.2" (static string) */
     const char *cipher;     /* suite name (static string) */
     int verified;           /* chain and name verified */
+    int verify_cached;      /* ... by a chain verified before under the same trust options */
     long long expires;      /* unix time of the peer certificate's notAfter, 0 if none */
 };
 

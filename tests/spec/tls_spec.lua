@@ -688,3 +688,42 @@ while True:
     assert.are.equal(100, #res.body)
   end)
 end)
+
+describe("verified chains", function()
+  -- A chain verified for a host under some trust options is remembered (by its DER bytes): the
+  -- next full handshakes with the same chain skip its signatures; the handshake's own signature
+  -- is still checked each time, and the host is part of what is remembered.
+  it("a new full handshake with the same chain and trust anchors skips the chain's signatures", function()
+    local ca = fresh_ca() -- no session and no verified chain for these trust anchors yet
+    local first = assert(http.get(GOOD .. "/json", { ca_file = ca, timeout = 10 }))
+    assert.is_true(first.tls.verified)
+    assert.is_false(first.tls.verify_cached)
+    -- HTTP/1.1 only: another TLS config (no ALPN), so no session to resume and a full handshake,
+    -- against the same CA bundle
+    local second = assert(http.get(GOOD .. "/json", { ca_file = ca, timeout = 10, http2 = false }))
+    assert.is_false(second.reused)
+    assert.is_false(second.tls.resumed)
+    assert.is_true(second.tls.verified)
+    assert.is_true(second.tls.verify_cached)
+    -- a failing chain is never remembered: the expired one fails the same way twice
+    for _ = 1, 2 do
+      local res, err, kind = http.get(EXPIRED .. "/json", { ca_file = ca, timeout = 10, http2 = false })
+      assert_fails("tls", res, err, kind, "certificate has expired")
+    end
+  end)
+
+  it("does not lend a host's verified chain to another name", function()
+    local ca = fresh_ca()
+    local port = GOOD:match(":(%d+)$")
+    assert(http.get(GOOD .. "/json", { ca_file = ca, timeout = 10 })) -- 127.0.0.1: verified, remembered
+    http.configure{ hosts = { ["other.example"] = { "127.0.0.1" } } }
+    finally(function() http.configure{ hosts = { ["other.example"] = false } } end)
+    local res, err, kind = http.get("https://other.example:" .. port .. "/json", { ca_file = ca, timeout = 10 })
+    assert_fails("tls", res, err, kind, "name mismatch", "host other%.example")
+    -- the same chain under a name it is valid for: checked afresh for that name, then remembered
+    local first = assert(http.get("https://localhost:" .. port .. "/json", { ca_file = ca, timeout = 10,
+                                                                           headers = { Connection = "close" } }))
+    assert.is_true(first.tls.verified)
+    assert.is_false(first.tls.verify_cached)
+  end)
+end)
