@@ -807,7 +807,7 @@ static int l_stats(lua_State *L)
 {
     struct net *n = &host_of(L)->net;
     const struct dns_stats *ds = dns_get_stats(n->dns);
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 12);
     set_count(L, "requests", (long long)n->stats.requests);
     set_count(L, "connections_opened", (long long)n->stats.connections_opened);
     set_count(L, "connections_reused", (long long)n->stats.connections_reused);
@@ -818,6 +818,7 @@ static int l_stats(lua_State *L)
     set_count(L, "idle_hosts", pool_bucket_count(n->pool));
     set_count(L, "dns_cache_entries", dns_cache_size(n->dns));
     set_count(L, "connecting", n->connecting);
+    set_count(L, "tls_handshakes_pooled", (long long)n->stats.tls_handshakes_pooled);
     return 1;
 }
 

@@ -29,6 +29,7 @@ struct net_stats {
     unsigned long long requests;
     unsigned long long connections_opened;
     unsigned long long connections_reused;
+    unsigned long long tls_handshakes_pooled; /* handshake halves run on libuv's thread pool */
     long long in_flight;
 };
 

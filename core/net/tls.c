@@ -115,6 +115,10 @@ struct tls_conn {
     char vr_names[160];         /* names the leaf is valid for (on a mismatch), or its subject */
     int vr_no_san;              /* the leaf has no subjectAltName: valid for no name */
     char vr_time[64];           /* validity bound of the leaf (on expired / not yet valid) */
+    /* sends held while the handshake runs on another thread (tls_conn_defer_sends) */
+    int defer;
+    unsigned char *out;
+    size_t out_len, out_cap;
     int verify_ran;             /* the chain was checked (tls_verify_chain): verify_flags hold its verdict */
     int verify_cached;          /* ... answered from the config's cache of verified chains */
     uint32_t verify_flags;
@@ -460,6 +464,21 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
         return 0;
     if (len > INT32_MAX)
         len = INT32_MAX;
+    if (t->defer) { /* off the loop's thread: kept for tls_conn_flush_sends */
+        if (t->out_len + len > t->out_cap) {
+            size_t cap = t->out_cap ? t->out_cap : 4096;
+            while (cap < t->out_len + len)
+                cap *= 2;
+            unsigned char *n = realloc(t->out, cap);
+            if (!n)
+                return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+            t->out = n;
+            t->out_cap = cap;
+        }
+        memcpy(t->out + t->out_len, buf, len);
+        t->out_len += len;
+        return (int)len;
+    }
     if (t->send(t->ud, buf, len) == 0)
         return (int)len;
     t->send_failed = 1;
@@ -763,16 +782,27 @@ static void handshake_error(struct tls_conn *t, int ret, char *err, size_t errle
     snprintf(err, errlen, "handshake failed: %s (-0x%04x)", mb, (unsigned)-ret);
 }
 
-int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen)
+void tls_conn_defer_sends(struct tls_conn *t, int on)
+{
+    t->defer = on;
+}
+
+int tls_conn_flush_sends(struct tls_conn *t)
+{
+    int rc = 0;
+    if (t->out_len && t->send(t->ud, t->out, t->out_len) != 0) {
+        t->send_failed = 1;
+        rc = -1;
+    }
+    t->out_len = 0;
+    return rc;
+}
+
+int tls_conn_handshake_steps(struct tls_conn *t)
 {
     int ret = 0;
-    if (t->done)
-        return TLS_OK;
-    if (t->failed || t->oom) {
-        set_err(err, errlen, 0, "%s", t->oom ? "out of memory buffering TLS input" : "TLS connection failed");
-        t->failed = 1;
-        return TLS_ERROR;
-    }
+    if (t->done || t->failed || t->oom)
+        return 0;
     /* mbedtls_ssl_handshake() one step at a time, to see whether the server sends its certificate: a
      * resumed handshake goes from ServerHello straight to ChangeCipherSpec. */
     while (t->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
@@ -787,6 +817,18 @@ int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen)
             (ret = verify_peer(t)) != 0)
             break;
     }
+    return ret;
+}
+
+int tls_conn_handshake_end(struct tls_conn *t, int ret, char *err, size_t errlen)
+{
+    if (t->done)
+        return TLS_OK;
+    if (t->failed || t->oom) {
+        set_err(err, errlen, 0, "%s", t->oom ? "out of memory buffering TLS input" : "TLS connection failed");
+        t->failed = 1;
+        return TLS_ERROR;
+    }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ)
         return TLS_WANT_INPUT;
     if (ret != 0) {
@@ -800,6 +842,11 @@ int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen)
     t->resumed = t->offered && !t->full;
     sess_save(t);
     return TLS_OK;
+}
+
+int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen)
+{
+    return tls_conn_handshake_end(t, tls_conn_handshake_steps(t), err, errlen);
 }
 
 int tls_conn_input_pending(struct tls_conn *t)
@@ -925,6 +972,7 @@ void tls_conn_free(struct tls_conn *t)
     if (!t)
         return;
     mbedtls_ssl_free(&t->ssl);
+    free(t->out);
     free(t->in);
     free(t->host);
     free(t);

@@ -48,6 +48,16 @@ void tls_conn_feed(struct tls_conn *t, const unsigned char *data, size_t len);
 /* TLS_OK when the handshake completed (verification included), TLS_WANT_INPUT, or TLS_ERROR. After TLS_OK
  * call tls_conn_read even without new input: application data may have arrived with the last flight. */
 int tls_conn_handshake(struct tls_conn *t, char *err, size_t errlen);
+/* tls_conn_handshake in two halves, for running the costly one on another thread: _steps does the
+ * handshake's work on the buffered input (public-key operations included) and may run off the
+ * loop's thread, with sends deferred, while nothing else touches t; it returns mbedTLS's code,
+ * which _end (on the loop's thread) turns into tls_conn_handshake's result (caches updated). */
+int tls_conn_handshake_steps(struct tls_conn *t);
+int tls_conn_handshake_end(struct tls_conn *t, int ret, char *err, size_t errlen);
+/* While on, what the session sends is kept in t instead of going to the send callback; flush
+ * hands it on (0, or -1 when the callback refused it). */
+void tls_conn_defer_sends(struct tls_conn *t, int on);
+int tls_conn_flush_sends(struct tls_conn *t);
 /* >0 plaintext bytes, TLS_WANT_INPUT (0 is never returned), TLS_EOF, or TLS_ERROR. One call returns at most
  * one record: after a feed, call again until TLS_WANT_INPUT. A TCP EOF without close_notify is a truncation
  * the caller judges (e.g. fine after a complete Content-Length body). */
@@ -65,7 +75,8 @@ const char *tls_conn_alpn(struct tls_conn *t);
 int tls_conn_resumed(struct tls_conn *t);
 void tls_conn_free(struct tls_conn *t);
 /* Frees shared configs, CA chains, the RNG and the session cache (at host shutdown, after every
- * tls_conn_free). All functions are for one thread (the loop's): the process-wide caches have no lock. */
+ * tls_conn_free). All functions are for the loop's thread but tls_conn_handshake_steps (see there); the
+ * session cache has no lock, the verified-chains cache (tls_verify.c) has one. */
 void tls_global_cleanup(void);
 
 /* 1 if the transport refused bytes (the peer closed or reset): a closed connection, not a TLS failure. */

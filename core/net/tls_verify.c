@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE /* timegm */
 #include "tls_verify.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,10 @@ struct tls_verify_cache {
     struct verified slot[TLS_VERIFY_CACHE_SLOTS];
     unsigned long long tick;
 };
+
+/* Handshakes may run on libuv's thread pool (tls_layer.c): every cache is read and written under
+ * this lock (held for a lookup or an insert, never during a verification). */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static long long unix_time(const mbedtls_x509_time *xt)
 {
@@ -102,9 +107,12 @@ int tls_verify_chain(struct tls_verify_cache **cache, const mbedtls_x509_crt *ch
     int keyed = chain_key(chain, ctx->host, key) == 0;
     *flags = 0;
     *cached = 0;
-    if (keyed && lookup(*cache, key, now)) {
-        *cached = 1;
-        return 0;
+    if (keyed) {
+        pthread_mutex_lock(&lock);
+        *cached = lookup(*cache, key, now) != NULL;
+        pthread_mutex_unlock(&lock);
+        if (*cached)
+            return 0;
     }
     /* mbedTLS's own order (ssl_parse_certificate_verify): the chain, the key's curve, the usages */
     int ret = mbedtls_x509_crt_verify_with_profile((mbedtls_x509_crt *)chain, ctx->ca, NULL, ctx->profile,
@@ -121,8 +129,11 @@ int tls_verify_chain(struct tls_verify_cache **cache, const mbedtls_x509_crt *ch
         *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
     if (*flags)
         return -1;
-    if (keyed)
+    if (keyed) {
+        pthread_mutex_lock(&lock);
         remember(cache, chain, key, now);
+        pthread_mutex_unlock(&lock);
+    }
     return 0;
 }
 

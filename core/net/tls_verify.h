@@ -34,7 +34,8 @@ struct tls_verify_ctx {
  * authentication), the leaf key's curve. Answers from *cache (allocated on first use) when this
  * exact chain (its DER bytes) was verified for this host less than TLS_VERIFY_CACHE_TTL ago and
  * is still within its dates. Returns 0 (*flags = 0) or -1 with mbedTLS's MBEDTLS_X509_BADCERT_*
- * flags; *cached says the answer came from the cache. Out of memory only skips caching. */
+ * flags; *cached says the answer came from the cache. Out of memory only skips caching. Safe to
+ * call from several threads at once (for different connections). */
 int tls_verify_chain(struct tls_verify_cache **cache, const mbedtls_x509_crt *chain,
                      const struct tls_verify_ctx *ctx, uint32_t *flags, int *cached);
 

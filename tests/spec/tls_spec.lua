@@ -727,3 +727,46 @@ describe("verified chains", function()
     assert.is_false(first.tls.verify_cached)
   end)
 end)
+
+describe("concurrent handshakes", function()
+  -- With more than one handshake in progress, their costly halves run on libuv's thread pool.
+  it("run on the thread pool, each with its own verdict; cancelled ones leave nothing behind", function()
+    local before = http.stats().tls_handshakes_pooled
+    local ca = fresh_ca()
+    local cases = {}
+    for i = 1, 8 do cases[#cases + 1] = { GOOD .. "/json?p=" .. i } end
+    for i = 1, 4 do cases[#cases + 1] = { WRONGHOST .. "/json?p=" .. i, "name mismatch" } end
+    for i = 1, 4 do cases[#cases + 1] = { EXPIRED .. "/json?p=" .. i, "certificate has expired" } end
+    local tasks = {}
+    for i, c in ipairs(cases) do
+      tasks[i] = task.spawn(function()
+        return http.get(c[1], { ca_file = ca, timeout = 10, headers = { Connection = "close" } })
+      end)
+    end
+    for i, c in ipairs(cases) do
+      local ok, res, err, kind = tasks[i]:join()
+      assert.is_true(ok)
+      if c[2] then
+        assert_fails("tls", res, err, kind, c[2])
+      else
+        assert(res, tostring(kind) .. ": " .. tostring(err))
+        assert.are.equal(200, res.status)
+        assert.is_true(res.tls.verified)
+      end
+    end
+    assert.is_true(http.stats().tls_handshakes_pooled > before)
+    -- tasks cancelled while their handshakes run (some on the pool): nothing stays in flight
+    local doomed = {}
+    for i = 1, 12 do
+      doomed[i] = task.spawn(function() return http.get(GOOD .. "/json?c=" .. i, { ca_file = fresh_ca(), timeout = 10 }) end)
+    end
+    task.sleep(0.002)
+    for _, t in ipairs(doomed) do t:cancel() end
+    local deadline = task.now() + 5
+    while http.stats().in_flight > 0 and task.now() < deadline do task.sleep(0.01) end
+    assert.are.equal(0, http.stats().in_flight)
+    -- and the next handshakes are fine
+    local res = assert(http.get(GOOD .. "/json", { ca_file = ca, timeout = 10 }))
+    assert.are.equal(200, res.status)
+  end)
+end)
