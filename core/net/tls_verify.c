@@ -28,6 +28,24 @@ struct tls_verify_cache {
  * this lock (held for a lookup or an insert, never during a verification). */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Chains being verified now, by key: a second handshake with the same chain (the first burst of
+ * connections to a host) waits for that verdict instead of doing the same work (`done` is
+ * broadcast as each ends). With every slot taken, verifications simply run side by side. */
+#define INFLIGHT_SLOTS 16
+static struct {
+    unsigned char key[32];
+    int active;
+} inflight[INFLIGHT_SLOTS];
+static pthread_cond_t done = PTHREAD_COND_INITIALIZER;
+
+static int inflight_find(const unsigned char key[32])
+{
+    for (int i = 0; i < INFLIGHT_SLOTS; i++)
+        if (inflight[i].active && memcmp(inflight[i].key, key, 32) == 0)
+            return i;
+    return -1;
+}
+
 static long long unix_time(const mbedtls_x509_time *xt)
 {
     struct tm tm;
@@ -107,12 +125,27 @@ int tls_verify_chain(struct tls_verify_cache **cache, const mbedtls_x509_crt *ch
     int keyed = chain_key(chain, ctx->host, key) == 0;
     *flags = 0;
     *cached = 0;
+    int claimed = -1;
     if (keyed) {
         pthread_mutex_lock(&lock);
-        *cached = lookup(*cache, key, now) != NULL;
+        for (;;) {
+            if (lookup(*cache, key, now)) {
+                pthread_mutex_unlock(&lock);
+                *cached = 1;
+                return 0;
+            }
+            if (inflight_find(key) < 0)
+                break;
+            pthread_cond_wait(&done, &lock); /* another thread checks this very chain */
+        }
+        for (int i = 0; i < INFLIGHT_SLOTS && claimed < 0; i++)
+            if (!inflight[i].active)
+                claimed = i;
+        if (claimed >= 0) {
+            memcpy(inflight[claimed].key, key, 32);
+            inflight[claimed].active = 1;
+        }
         pthread_mutex_unlock(&lock);
-        if (*cached)
-            return 0;
     }
     /* mbedTLS's own order (ssl_parse_certificate_verify): the chain, the key's curve, the usages */
     int ret = mbedtls_x509_crt_verify_with_profile((mbedtls_x509_crt *)chain, ctx->ca, NULL, ctx->profile,
@@ -127,14 +160,17 @@ int tls_verify_chain(struct tls_verify_cache **cache, const mbedtls_x509_crt *ch
     if (mbedtls_x509_crt_check_extended_key_usage(chain, MBEDTLS_OID_SERVER_AUTH,
                                                   MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH)) != 0)
         *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
-    if (*flags)
-        return -1;
     if (keyed) {
         pthread_mutex_lock(&lock);
-        remember(cache, chain, key, now);
+        if (!*flags)
+            remember(cache, chain, key, now);
+        if (claimed >= 0) {
+            inflight[claimed].active = 0;
+            pthread_cond_broadcast(&done); /* the waiters look again: a hit, or their own check */
+        }
         pthread_mutex_unlock(&lock);
     }
-    return 0;
+    return *flags ? -1 : 0;
 }
 
 void tls_verify_cache_free(struct tls_verify_cache *cache)
