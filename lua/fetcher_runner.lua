@@ -219,8 +219,11 @@ local function finish(run, key, result)
         result.attempts, result.error)
     end
   end
-  local rec = run.recorder
-  if rec then rec:add(result) end
+  local samples = run.samples
+  if samples then
+    samples:add(result.elapsed)
+    if result.reused then run.reused = run.reused + 1 end
+  end
   local list = run.hooks.on_result
   if list then call2(list, run, run.log, "on_result", key, result) end
   return result
@@ -273,10 +276,15 @@ local function fetch_entry(f, run, entry, index, permit)
     end
     if res and not wait then
       local result = results.of_response(entry, "GET", res, 1, now() - started, f.keep_body, false)
-      if result.success and not run.recorder and not run.hooks.on_result then
+      if result.success and not run.hooks.on_result then
         run.count = run.count + 1
         run.succeeded = run.succeeded + 1
         run.bytes = run.bytes + result.bytes
+        local samples = run.samples
+        if samples then
+          samples:add(result.elapsed)
+          if result.reused then run.reused = run.reused + 1 end
+        end
         return result
       end
       return finish(run, entry, result)

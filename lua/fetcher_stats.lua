@@ -30,7 +30,8 @@ end
 ---@field hooks table<string, LoadedPlugin[]>  plugins by hook, for this run
 ---@field sees_requests boolean  a plugin has on_request, on_response or on_error
 ---@field log Logger
----@field recorder Recorder|nil  with thresholds or the summary line
+---@field samples table|nil  durations (thresholds.samples), with thresholds or the summary line
+---@field reused integer      URLs whose last response came over a pooled connection
 ---@field abort any              the error that stops the run
 
 --- A new run of fetcher `f`.
@@ -44,7 +45,7 @@ function M.begin(f)
            hooks = by_hook, log = f.logger or logger.get(),
            -- a hook that is handed the request: each attempt builds one (request_of)
            sees_requests = (by_hook.on_request or by_hook.on_response or by_hook.on_error) ~= nil,
-           recorder = (f.thresholds or f.summary) and thresholds.recorder() or nil }
+           samples = (f.thresholds or f.summary) and thresholds.samples() or nil, reused = 0 }
 end
 
 ---@class FetchStats
@@ -100,7 +101,8 @@ function M.finish(f, run, results)
     http = delta, breaker = f.breaker and f.breaker:states() or nil,
     hook_errors = run.hook_errors,
   }
-  local metrics = run.recorder and run.recorder:metrics()
+  local metrics = run.samples and thresholds.metrics_of(run.count, run.succeeded, run.failed, run.reused,
+                                                        run.samples, elapsed)
   local failed_lines
   if metrics then
     stats.latency = { p50 = metrics.p50, p90 = metrics.p90, p95 = metrics.p95, p99 = metrics.p99,

@@ -136,8 +136,24 @@ end
 -- Metrics
 ---------------------------------------------------------------------------
 
+-- The durations of a run: in the luafetch host a C samples object (lua/core/lua_stats.c: no
+-- table of thousands of numbers for the collector to walk, sorted by qsort), elsewhere a table.
+local has_stats, stats = pcall(require, "_stats")
+local TableSamples = {}
+TableSamples.__index = TableSamples
+function TableSamples:add(x) self[#self + 1] = x end
+function TableSamples:sorted()
+  local sorted = table.move(self, 1, #self, 1, {})
+  table.sort(sorted)
+  return sorted
+end
+local function new_samples()
+  if has_stats then return stats.samples() end
+  return setmetatable({}, TableSamples)
+end
+
 ---@class Recorder
----@field durations number[]
+---@field durations table  samples: add(x), sorted() → number[], #
 ---@field count integer
 ---@field succeeded integer
 ---@field failed integer
@@ -154,7 +170,7 @@ function M.recorder(clock)
     local ok, task = pcall(require, "task")
     clock = ok and task.now or os.clock
   end
-  return setmetatable({ durations = {}, count = 0, succeeded = 0, failed = 0, reused = 0,
+  return setmetatable({ durations = new_samples(), count = 0, succeeded = 0, failed = 0, reused = 0,
                         clock = clock, started = clock() }, Recorder)
 end
 
@@ -166,7 +182,7 @@ function Recorder:add(result)
   if result.success then self.succeeded = self.succeeded + 1 else self.failed = self.failed + 1 end
   if result.reused then self.reused = self.reused + 1 end
   if type(result.elapsed) == "number" and result.elapsed == result.elapsed then
-    self.durations[#self.durations + 1] = result.elapsed
+    self.durations:add(result.elapsed)
   end
 end
 
@@ -201,22 +217,22 @@ end
 ---@field rps number
 ---@field sorted number[]  every duration, ascending (for other percentiles)
 
---- The metrics of what was added so far.
+--- A new, empty samples object for durations (`add(x)`, `sorted()`), as a Recorder keeps them.
+M.samples = new_samples
+
+--- The metrics of a run from its counts, its durations (a samples object) and its length.
 ---@return Metrics
-function Recorder:metrics()
-  local sorted = table.move(self.durations, 1, #self.durations, 1, {})
-  table.sort(sorted)
+function M.metrics_of(count, succeeded, failed, reused, durations, elapsed)
+  local sorted = durations:sorted()
   local sum = 0
   for _, d in ipairs(sorted) do sum = sum + d end
-  local elapsed = self.clock() - self.started
-  local count = self.count
   return {
-    count = count, succeeded = self.succeeded, failed = self.failed,
+    count = count, succeeded = succeeded, failed = failed,
     -- an empty run has nothing that failed: success_rate 1 keeps "success_rate>0.99" honest only
     -- when something ran, so count is there to check too
-    success_rate = count > 0 and self.succeeded / count or 1,
-    failure_rate = count > 0 and self.failed / count or 0,
-    reused = self.reused, reuse_rate = count > 0 and self.reused / count or 0,
+    success_rate = count > 0 and succeeded / count or 1,
+    failure_rate = count > 0 and failed / count or 0,
+    reused = reused, reuse_rate = count > 0 and reused / count or 0,
     min = sorted[1], max = sorted[#sorted], avg = #sorted > 0 and sum / #sorted or nil,
     med = M.percentile(sorted, 50), p50 = M.percentile(sorted, 50),
     p90 = M.percentile(sorted, 90), p95 = M.percentile(sorted, 95),
@@ -224,6 +240,13 @@ function Recorder:metrics()
     elapsed = elapsed, rps = elapsed > 0 and count / elapsed or 0,
     sorted = sorted,
   }
+end
+
+--- The metrics of what was added so far.
+---@return Metrics
+function Recorder:metrics()
+  return M.metrics_of(self.count, self.succeeded, self.failed, self.reused, self.durations,
+    self.clock() - self.started)
 end
 
 ---@param metrics Metrics

@@ -60,6 +60,8 @@ static void register_modules(lua_State *L)
     lua_setfield(L, -2, "_html");
     lua_pushcfunction(L, luaopen_luafetch_redis);
     lua_setfield(L, -2, "_redis");
+    lua_pushcfunction(L, luaopen_luafetch_stats);
+    lua_setfield(L, -2, "_stats");
     lua_newtable(L); /* embedded plugins */
     for (const struct embedded_module *m = embedded_modules; m->name; m++) {
         lua_pushlightuserdata(L, (void *)m);

@@ -11,6 +11,7 @@ int luaopen_luafetch_http(lua_State *L);
 int luaopen_luafetch_server(lua_State *L);
 int luaopen_luafetch_html(lua_State *L);
 int luaopen_luafetch_redis(lua_State *L);
+int luaopen_luafetch_stats(lua_State *L);
 
 /* Pushes a table of the name\0value\0 pairs in block (names already lower-case); repeated
  * names are joined with ", ". Shared by client responses and server requests. */

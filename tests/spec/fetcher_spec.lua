@@ -679,6 +679,23 @@ describe("fetcher summary line", function()
     assert.has_error(function() fetcher.new{ summary = "yes" } end,
       "fetcher.new: summary must be a boolean, got string")
   end)
+
+  it("keeps durations in C samples, sorted on demand", function()
+    local samples = require("_stats").samples()
+    assert.are.same({}, samples:sorted())
+    for _, x in ipairs({ 0.3, 0.1, 0.2, 0.1 }) do samples:add(x) end
+    assert.are.equal(4, #samples)
+    assert.are.same({ 0.1, 0.1, 0.2, 0.3 }, samples:sorted())
+    samples:add(0.05) -- after a sort: sorted again
+    assert.are.same({ 0.05, 0.1, 0.1, 0.2, 0.3 }, samples:sorted())
+    assert.has_error(function() samples:add("slow") end)
+    local m = require("thresholds").metrics_of(5, 4, 1, 2, samples, 2)
+    assert.are.equal(0.8, m.success_rate)
+    assert.are.equal(0.4, m.reuse_rate)
+    assert.are.equal(0.1, m.p50)
+    assert.are.equal(0.3, m.max)
+    assert.are.equal(2.5, m.rps)
+  end)
 end)
 
 describe("fetcher environment defaults", function()
