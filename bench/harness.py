@@ -701,6 +701,12 @@ def write_docs(report, png_ok):
                 for d, t, r, h in p5["samples"]:
                     L.append(f"| {d} | {t:.2f} | {r / 1024:.1f} | {h / 1024:.1f} |")
                 L.append("")
+    # bench/body_memory.sh runs after the harness and writes no results file: its section is
+    # kept by hand in bench/BODIES.md and copied here as it stands
+    bodies = os.path.join(ROOT, "bench", "BODIES.md")
+    if os.path.exists(bodies):
+        with open(bodies) as f:
+            L.append(f.read().strip() + "\n")
     L.extend(p7.doc_section(report))
     notes = os.path.join(ROOT, "bench", "NOTES.md")
     if os.path.exists(notes):

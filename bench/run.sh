@@ -185,7 +185,8 @@ if ! kill -0 "$nginx_pid" 2>/dev/null; then
     tail -n 20 "$tmp/nginx/error.log" >&2
     status=1
 fi
-# Bodies as streams: peak RSS of 1 GiB downloads and uploads against curl (its own servers).
+# Bodies as streams: peak RSS of 1 GiB downloads and uploads against curl (its own servers); its
+# figures are kept by hand in bench/BODIES.md, which the harness copies into docs/BENCHMARKS.md.
 if [ -z "${BENCH_ONLY:-}" ]; then
     bash bench/body_memory.sh "$build" || status=1
 fi
