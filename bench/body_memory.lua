@@ -1,13 +1,16 @@
 -- body_memory.lua — peak memory of a large body taken as a stream: `output` (to a file),
 -- `stream` with a slow consumer (it sleeps 10 ms every 64 reads), or `upload` (PATH, an existing
 -- file, PUT as `body = file`). Prints one `RESULT {json}` line with the bytes, seconds and the
--- peak RSS (VmHWM) of this process.
+-- peak RSS (VmHWM) of this process. With output, a PATH given is left for the caller to check;
+-- without one the body goes to a temporary file, removed at the end.
 --
 -- usage: luafetch run bench/body_memory.lua URL output|stream|upload [PATH]
 local http = require "http"
 local task = require "task"
 
-local url, mode, path = arg[1], arg[2], arg[3] or os.tmpname()
+local url, mode, path = arg[1], arg[2], arg[3]
+local keep = path ~= nil
+path = path or os.tmpname()
 if mode ~= "output" and mode ~= "stream" and mode ~= "upload" then
   io.stderr:write("usage: luafetch run body_memory.lua URL output|stream|upload [PATH]\n")
   return 2
@@ -33,7 +36,7 @@ if mode == "upload" then
 elseif mode == "output" then
   local res = assert(http.download(url, path, { timeout = { read = 30 } }))
   size = res.size
-  os.remove(path)
+  if not keep then os.remove(path) end
 else
   local res = assert(http.request{ url = url, stream = true, timeout = { read = 30 } })
   local n, i = 0, 0
