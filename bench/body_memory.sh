@@ -88,7 +88,7 @@ nginx_stop() {
 
 # 1 GiB through output= and curl -o (alternately), stream = true with a slow consumer, and an upload.
 big() {
-  local rounds=${BENCH_BIG_ROUNDS:-5} round mode order t0 t1 status got
+  local rounds=${BENCH_BIG_ROUNDS:-5} round mode order t0 t1 status got cpu
   local url out="$fast/big.out" runs="$tmp/big.runs"
   need_maxrss
   mkdir -p "$fast/www"
@@ -105,11 +105,17 @@ big() {
       rm -f "$out"
       t0=$(date +%s.%N)
       set +e
-      if [ "$mode" = curl ]; then
-        "$maxrss" "$tmp/rss" curl -s -o "$out" "$url"
-      else
-        "$maxrss" "$tmp/rss" "$build/luafetch" run "$here/body_memory.lua" "$url" output "$out" >"$tmp/lf.out"
-      fi
+      # in a subshell whose only child is maxrss: `times` then gives the program's CPU time
+      (
+        if [ "$mode" = curl ]; then
+          "$maxrss" "$tmp/rss" curl -s -o "$out" "$url"
+        else
+          "$maxrss" "$tmp/rss" "$build/luafetch" run "$here/body_memory.lua" "$url" output "$out" >"$tmp/lf.out"
+        fi
+        rc=$?
+        times >"$tmp/times"
+        exit "$rc"
+      )
       status=$?
       set -e
       t1=$(date +%s.%N)
@@ -124,7 +130,9 @@ big() {
       fi
       rm -f "$out"
       [ "$mode" = curl ] || grep '^RESULT ' "$tmp/lf.out" | sed "s/^RESULT {/RESULT {\"round\": $round, /"
-      echo "$mode $round $(awk "BEGIN { print $t1 - $t0 }") $(cat "$tmp/rss")" >>"$runs"
+      # user + system seconds of the children: the second line of `times`, as 0m0.190s 0m0.920s
+      cpu=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] } print t }' "$tmp/times")
+      echo "$mode $round $(awk "BEGIN { print $t1 - $t0 }") $(cat "$tmp/rss") $cpu" >>"$runs"
     done
   done
   # stream = true with a slow consumer, once: its pace is the consumer's
@@ -137,28 +145,30 @@ import json, statistics, sys
 runs, size = sys.argv[1], int(sys.argv[2])
 by = {}
 for line in open(runs):
-    mode, rnd, secs, kb = line.split()
-    by.setdefault(mode, {})[int(rnd)] = (float(secs), int(kb))
+    mode, rnd, secs, kb, cpu = line.split()
+    by.setdefault(mode, {})[int(rnd)] = (float(secs), int(kb), float(cpu))
 print(f"big: {size / 1048576:g} MiB from nginx (sendfile, tmpfs) to a file on tmpfs, {len(by['output'])} rounds each,"
-      " alternating; wall = process start to exit; peak RSS = ru_maxrss (target 32 MB)")
-print(f"  {'mode':<10} {'median s':>8} {'min s':>6} {'max s':>6} {'MB/s':>6} {'peak RSS MB':>11}")
-med = {}
+      " alternating; wall = process start to exit; CPU = user + system; peak RSS = ru_maxrss (target 32 MB)")
+print(f"  {'mode':<10} {'median s':>8} {'min s':>6} {'max s':>6} {'MB/s':>6} {'CPU s':>6} {'peak RSS MB':>11}")
+med, cpu = {}, {}
 for mode, label in (("output", "output="), ("curl", "curl -o")):
-    secs = [s for s, _ in by[mode].values()]
-    kbs = [k for _, k in by[mode].values()]
+    secs = [x[0] for x in by[mode].values()]
+    kbs = [x[1] for x in by[mode].values()]
     med[mode] = statistics.median(secs)
+    cpu[mode] = statistics.median(x[2] for x in by[mode].values())
     print(f"  {label:<10} {med[mode]:>8.3f} {min(secs):>6.3f} {max(secs):>6.3f} {size / med[mode] / 1e6:>6.0f}"
-          f" {statistics.median(kbs) / 1024:>11.1f}")
+          f" {cpu[mode]:>6.2f} {statistics.median(kbs) / 1024:>11.1f}")
     print("RESULT " + json.dumps({"mode": f"big {label} median", "bytes": size, "rounds": len(secs),
           "seconds": round(med[mode], 3), "min": min(secs), "max": max(secs),
-          "mb_per_s": round(size / med[mode] / 1e6, 1), "peak_rss_kb": int(statistics.median(kbs)),
-          "peak_rss_kb_max": max(kbs)}))
+          "mb_per_s": round(size / med[mode] / 1e6, 1), "cpu_seconds": round(cpu[mode], 3),
+          "peak_rss_kb": int(statistics.median(kbs)), "peak_rss_kb_max": max(kbs)}))
 per_round = [by["curl"][r][0] / by["output"][r][0] for r in sorted(by["output"]) if r in by["curl"]]
 ratio = med["curl"] / med["output"]
 print(f"  output= throughput / curl -o: {ratio:.2f}x (of the medians; per round {min(per_round):.2f}x"
       f" .. {max(per_round):.2f}x); target 0.9x: {'holds' if ratio >= 0.9 else 'misses'}")
+print(f"  CPU time, curl -o / output=: {cpu['curl'] / cpu['output']:.2f}x (medians)")
 print("RESULT " + json.dumps({"mode": "big output/curl", "ratio": round(ratio, 3),
-      "per_round": [round(x, 3) for x in per_round]}))
+      "per_round": [round(x, 3) for x in per_round], "cpu_ratio": round(cpu["curl"] / cpu["output"], 3)}))
 PY
   # a peer that reads a Content-Length body, discards it and answers 200 with the byte count
   python3 -c '
