@@ -62,12 +62,20 @@ function Response:json()
   return v
 end
 
+local read_body -- (below)
+
 ---The next chunk of a streamed body (stream = true), nil at its end, or nil, msg, kind. Yields
 ---while nothing has arrived. A response that is not streamed gives its whole body once.
 ---@return string|nil chunk
 ---@return string|nil err
 ---@return string|nil kind
 function Response:read()
+  return read_body(self, nil)
+end
+
+-- Response:read, or with a file: each chunk written to it by the core, its length returned
+-- (false, message when the write failed), so an `output` download makes no Lua strings.
+function read_body(self, file)
   local h = rawget(self, "_stream")
   if not h then
     local body = rawget(self, "body") or ""
@@ -82,9 +90,9 @@ function Response:read()
     end
     return body
   end
-  local chunk, err, kind = C.stream_read(h)
-  if chunk then
-    return chunk
+  local chunk, err, kind = C.stream_read(h, file)
+  if chunk ~= nil then
+    return chunk, err -- a string, a count written to file, or false and the write's error
   end
   local size, total = C.stream_size(h)
   rawset(self, "size", size or rawget(self, "size"))
@@ -433,15 +441,24 @@ local function to_output(res, path)
       if not in_place then os.remove(target) end
     end
   end })
+  -- the core writes each chunk to f (no Lua string per chunk), unless something wraps res:read
+  -- (lua/cassette.lua records the chunks it sees)
+  local direct = rawget(res, "read") == nil and f or nil
   while true do
-    local chunk, why, kind = res:read()
+    local chunk, why, kind
+    if direct then chunk, why, kind = read_body(res, direct) else chunk, why, kind = res:read() end
+    if chunk == false then
+      return nil, "cannot write " .. path .. ": " .. tostring(why), "invalid"
+    end
     if not chunk then
       if why then return nil, why, kind end
       break
     end
-    local ok, werr = f:write(chunk)
-    if not ok then
-      return nil, "cannot write " .. path .. ": " .. tostring(werr), "invalid"
+    if type(chunk) == "string" then
+      local ok, werr = f:write(chunk)
+      if not ok then
+        return nil, "cannot write " .. path .. ": " .. tostring(werr), "invalid"
+      end
     end
   end
   local ok, cerr = f:close()

@@ -2,6 +2,7 @@
  * A request belongs to request.c once started; the waiting task holds only its pointer, and the
  * done callback resumes the task, whose continuation copies the response before the request
  * frees itself. */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -677,7 +678,27 @@ static void cancel_stream_read(struct task *t)
 
 static int stream_read_cont(lua_State *L, int status, lua_KContext ctx);
 
-/* _http.stream_read(h) → chunk | nil (the end) | nil, msg, kind. Yields while nothing is in. */
+/* The chunk pushed as a string; or, with an open file as argument 2 (`output`), written to it and
+ * its length pushed, so a download makes no Lua string per chunk (the collector would run a
+ * cycle every chunk or two). Returns 0, or 2 after pushing false, message when the write fails. */
+static int push_or_write(lua_State *L, const char *data, size_t n)
+{
+    luaL_Stream *f = luaL_testudata(L, 2, LUA_FILEHANDLE);
+    if (!f) {
+        lua_pushlstring(L, data, n);
+        return 0;
+    }
+    if (!f->closef || fwrite(data, 1, n, f->f) != n) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, f->closef ? strerror(errno) : "file is closed");
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)n);
+    return 0;
+}
+
+/* _http.stream_read(h [, file]) → chunk (or with a file: the bytes written to it) | nil (the end)
+ * | nil, msg, kind | false, msg (the write failed). Yields while nothing is in. */
 static int l_stream_read(lua_State *L)
 {
     struct stream_handle *h = luaL_checkudata(L, 1, STREAM);
@@ -698,7 +719,8 @@ static int l_stream_read(lua_State *L)
             }
         if (d->len) {
             size_t n = d->len;
-            lua_pushlstring(L, d->data, n);
+            if (push_or_write(L, d->data, n))
+                return 2;
             buf_reset(d);
             request_stream_took(r, n);
             return 1;
@@ -707,7 +729,8 @@ static int l_stream_read(lua_State *L)
             return push_failure(L, "cannot decode body: the compressed stream ended early", "protocol");
     } else if (b->len) {
         size_t n = b->len;
-        lua_pushlstring(L, b->data, n);
+        if (push_or_write(L, b->data, n))
+            return 2;
         buf_reset(b);
         request_stream_took(r, n);
         return 1;

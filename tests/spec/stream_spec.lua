@@ -123,6 +123,14 @@ describe("output =", function()
     assert.is_nil(res)
     assert.matches("cannot write", err)
     assert.are.equal(0, http.stats().in_flight)
+    -- a write that fails mid-body (the core writes the chunks): a full device, small and large
+    for _, n in ipairs({ 100, 300000 }) do
+      local r2, err2, kind = http.download(BASE .. "/bytes/" .. n, "/dev/full")
+      assert.is_nil(r2)
+      assert.are.equal("invalid", kind)
+      assert.matches("cannot write /dev/full: No space left on device", err2, 1, true)
+    end
+    assert.are.equal(0, http.stats().in_flight)
   end)
 
   it("removes PATH.part when the task is cancelled mid-body", function()
