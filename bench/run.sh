@@ -190,4 +190,15 @@ fi
 if [ -z "${BENCH_ONLY:-}" ]; then
     bash bench/body_memory.sh "$build" || status=1
 fi
+# The ceiling of P4: mbedTLS's public-key operations per second on one core, beside OpenSSL's
+# (docs/tls.md, bench/NOTES.md).
+if [ -z "${BENCH_ONLY:-}" ]; then
+    if cc -O2 -Wall -o "$build/bench/tls_ceiling" bench/tls_ceiling.c -lmbedcrypto; then
+        "$build/bench/tls_ceiling" 1 || status=1
+        openssl speed -seconds 1 ecdsap256 ecdhp256 ecdhx25519 2>/dev/null | tail -5 || true
+    else
+        echo "bench: could not build bench/tls_ceiling.c" >&2
+        status=1
+    fi
+fi
 exit "$status"
