@@ -56,26 +56,7 @@ local function child(env, code)
 end
 
 setup(function()
-  local tmp = os.tmpname()
-  os.remove(tmp)
-  os.execute("mkdir -p " .. tmp)
-  local p = assert(io.popen(("exec python3 %s/tests/fixtures/proxies.py %s"):format(ROOT, tmp), "r"))
-  local pid
-  for line in p:lines() do
-    local name, url = line:match("^(%S+) (%S+)$")
-    if name == "READY" then
-      pid = url
-      break
-    elseif name then
-      P[name] = url
-    end
-  end
-  assert(pid, "proxies.py did not start")
-  stop_proxies = function()
-    os.execute("kill " .. pid)
-    p:close()
-    os.execute("rm -rf " .. tmp)
-  end
+  P, stop_proxies = require("tests.spec.support.child").start_fixture("proxies.py")
 end)
 
 teardown(function()

@@ -472,27 +472,9 @@ describe("HTTP/2 streamed bodies", function()
   local S, stop = {}, nil
 
   setup(function()
-    local tmp = os.tmpname()
-    os.remove(tmp)
-    os.execute("mkdir -p " .. tmp)
-    local p = assert(io.popen(("exec python3 %s/tests/fixtures/h2_servers.py %s %s"):format(ROOT, tmp, CERTS), "r"))
-    local pid
-    for line in p:lines() do
-      local name, v = line:match("^(%S+) (%S+)$")
-      if name == "READY" then
-        pid = v
-        break
-      elseif name then
-        S[name] = v
-      end
-    end
-    assert(pid, "h2_servers.py did not start")
-    stop = function()
-      os.execute("kill " .. pid)
-      p:close()
-      os.execute("rm -rf " .. tmp)
-    end
+    S, stop = require("tests.spec.support.child").start_fixture("h2_servers.py", CERTS)
   end)
+
 
   teardown(function()
     if stop then stop() end

@@ -1,6 +1,7 @@
--- support/child.lua — shared by the script specs: run luafetch scripts and the mock services as
--- child processes (a script run blocks this process's loop, so the mock needs a process of its
--- own), and pass any sanitizer report from a child on to the suite.
+-- support/child.lua — shared by the specs: run luafetch scripts and the mock services as child
+-- processes (a script run blocks this process's loop, so the mock needs a process of its own),
+-- start the fixtures that print NAME VALUE lines then READY PID, and pass any sanitizer report
+-- from a child on to the suite.
 local task = require "task"
 
 local M = {}
@@ -13,6 +14,43 @@ M.ROOT = assert(os.getenv("LUAFETCH_ROOT"), "LUAFETCH_ROOT is not set (run tests
 ---@return string
 function M.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+---Starts a fixture of tests/fixtures that prints "NAME VALUE" lines, then "READY PID", and stops
+---(with everything it started) on SIGTERM or when this process is gone: h2_servers.py, proxies.py.
+---It runs as `python3 SCRIPT DIR ARGS...` with DIR a scratch folder of its own. Returns the
+---NAME → VALUE table and a function that stops it by its pid and removes DIR.
+---@param script string  file name in tests/fixtures
+---@return table<string, string> values
+---@return fun() stop
+function M.start_fixture(script, ...)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. M.q(dir)))
+  local args = { M.q(dir) }
+  for _, a in ipairs({ ... }) do args[#args + 1] = M.q(a) end
+  local p = assert(io.popen(("exec python3 %s %s"):format(M.q(M.ROOT .. "/tests/fixtures/" .. script),
+    table.concat(args, " ")), "r"))
+  local values, pid = {}, nil
+  for line in p:lines() do
+    local name, v = line:match("^(%S+) (%S+)$")
+    if name == "READY" then
+      pid = v
+      break
+    elseif name then
+      values[name] = v
+    end
+  end
+  if not pid then
+    p:close()
+    os.execute("rm -rf " .. M.q(dir))
+    error(script .. " did not start", 2)
+  end
+  return values, function()
+    os.execute("kill " .. pid)
+    p:close()
+    os.execute("rm -rf " .. M.q(dir))
+  end
 end
 
 ---@return string|nil text of the file, nil if it cannot be opened
