@@ -137,8 +137,10 @@ local REQUEST_FIELDS = { "method", "headers", "body", "json", "timeout" }
 ---@return table doc
 function M.collect(cfg)
   local started = task.now()
+  -- its own report says how the sources went: no fetcher summary line above it
   local f = fetcher.new{ max_concurrent = cfg.max_concurrent, timeout = cfg.timeout,
-                         max_retries = cfg.retries, backoff_factor = 0.2, headers = cfg.headers }
+                         max_retries = cfg.retries, backoff_factor = 0.2, headers = cfg.headers,
+                         summary = false }
   local entries = {}
   for i, src in ipairs(cfg.sources) do
     local url = src.url
