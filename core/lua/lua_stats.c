@@ -33,11 +33,13 @@ static int l_samples(lua_State *L)
     return 1;
 }
 
-/* s:add(x): one more number */
+/* s:add(x): one more number (NaN is no duration: left out) */
 static int l_add(lua_State *L)
 {
     struct samples *s = check(L);
     double x = luaL_checknumber(L, 2);
+    if (x != x)
+        return 0;
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 256;
         double *v = realloc(s->v, cap * sizeof *v);

@@ -719,7 +719,9 @@ static int verify_peer(struct tls_conn *t)
 {
     const mbedtls_x509_crt *chain = t->ssl.session_negotiate ? t->ssl.session_negotiate->peer_cert : NULL;
     struct tls_ca *trust = t->cfg->trust;
-    struct tls_verify_ctx ctx = { &trust->chain, t->cfg->conf.cert_profile, t->host, verify_cb, t, curve_offered };
+    /* sends are deferred exactly while the steps run on the thread pool (tls_layer.c) */
+    struct tls_verify_ctx ctx = { &trust->chain, t->cfg->conf.cert_profile, t->host, verify_cb, t, curve_offered,
+                                  t->defer };
     t->verify_ran = 1;
     if (!chain) {
         t->verify_flags = MBEDTLS_X509_BADCERT_MISSING;

@@ -151,8 +151,10 @@ static void after_work(uv_work_t *w, int status)
         tls_conn_feed(t->tls, (const unsigned char *)t->held.data, t->held.len);
         buf_reset(&t->held);
         if (rc == 0) {
-            handshake_step(t);
-            return;
+            handshake_step(t); /* on the pool again, or done here */
+            if (!t->done)
+                return;
+            rc = 1;
         }
     }
     /* Application data may have come with the last flight: read on if still ours. */

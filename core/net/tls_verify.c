@@ -99,10 +99,18 @@ static void remember(struct tls_verify_cache **cache, const mbedtls_x509_crt *ch
 {
     if (!*cache && !(*cache = calloc(1, sizeof **cache)))
         return;
-    struct verified *v = &(*cache)->slot[0];
-    for (int i = 0; i < TLS_VERIFY_CACHE_SLOTS && v->used; i++)
-        if (!(*cache)->slot[i].used || (*cache)->slot[i].used < v->used)
+    /* the same key again (two threads checked it at once) takes its slot, else a free or the
+     * least recently used one */
+    struct verified *v = NULL;
+    for (int i = 0; i < TLS_VERIFY_CACHE_SLOTS && !v; i++)
+        if ((*cache)->slot[i].used && memcmp((*cache)->slot[i].key, key, 32) == 0)
             v = &(*cache)->slot[i];
+    if (!v) {
+        v = &(*cache)->slot[0];
+        for (int i = 0; i < TLS_VERIFY_CACHE_SLOTS && v->used; i++)
+            if (!(*cache)->slot[i].used || (*cache)->slot[i].used < v->used)
+                v = &(*cache)->slot[i];
+    }
     long long not_before = 0, until = now + TLS_VERIFY_CACHE_TTL;
     for (const mbedtls_x509_crt *c = chain; c && c->raw.p; c = c->next) {
         long long from = unix_time(&c->valid_from), to = unix_time(&c->valid_to);
@@ -134,11 +142,11 @@ int tls_verify_chain(struct tls_verify_cache **cache, const mbedtls_x509_crt *ch
                 *cached = 1;
                 return 0;
             }
-            if (inflight_find(key) < 0)
+            if (!ctx->may_wait || inflight_find(key) < 0)
                 break;
             pthread_cond_wait(&done, &lock); /* another thread checks this very chain */
         }
-        for (int i = 0; i < INFLIGHT_SLOTS && claimed < 0; i++)
+        for (int i = 0; i < INFLIGHT_SLOTS && claimed < 0 && inflight_find(key) < 0; i++)
             if (!inflight[i].active)
                 claimed = i;
         if (claimed >= 0) {

@@ -27,6 +27,7 @@ struct tls_verify_ctx {
     int (*cb)(void *, mbedtls_x509_crt *, int, uint32_t *);
     void *cb_ud;
     int (*curve_ok)(int grp_id); /* an EC leaf key must be on a curve the client offers */
+    int may_wait;               /* off the loop's thread: wait for a check of the same chain */
 };
 
 /* Checks `chain` (leaf first) as mbedTLS's client would: the chain to a trust anchor, validity
@@ -35,7 +36,9 @@ struct tls_verify_ctx {
  * exact chain (its DER bytes) was verified for this host less than TLS_VERIFY_CACHE_TTL ago and
  * is still within its dates. Returns 0 (*flags = 0) or -1 with mbedTLS's MBEDTLS_X509_BADCERT_*
  * flags; *cached says the answer came from the cache. Out of memory only skips caching. Safe to
- * call from several threads at once (for different connections). */
+ * call from several threads at once (for different connections); with ctx->may_wait a caller
+ * waits for another thread's check of the same chain instead of repeating it (the loop's thread
+ * never waits: it checks for itself). */
 int tls_verify_chain(struct tls_verify_cache **cache, const mbedtls_x509_crt *chain,
                      const struct tls_verify_ctx *ctx, uint32_t *flags, int *cached);
 
