@@ -594,9 +594,8 @@ local QUICK = {
 }
 
 -- The request table for options that are all QUICK ones, in one pass; nil when normalise has to
--- look (any other option, or a bad value: normalise says what is wrong). Called from a shallow
--- frame: a task waiting on its request keeps Lua's first 40-slot stack (normalise's deeper frame
--- made it grow to 80 slots, 640 bytes more per waiting task), and it costs a fifth of normalise.
+-- look (any other option, or a bad value: normalise says what is wrong). About 2,000 instructions
+-- fewer per request than normalise (callgrind, http.get(url, {timeout = 60})).
 local function quick_request(opts, url, method)
   local req = { url = url, method = method }
   for k, v in pairs(opts) do
