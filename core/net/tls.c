@@ -1,25 +1,20 @@
 /* tls.c — TLS 1.2 client connections with mbedTLS 2.28 over an in-memory BIO (no sockets, no loop, no Lua).
- * A tls_conn owns its mbedtls_ssl_context, input buffer and host copy; tls_conn_free frees them. Configs, CA
- * chains, the RNG and the session cache are process-wide, built lazily, freed only by tls_global_cleanup. */
-#define _DEFAULT_SOURCE /* timegm */
+ * A tls_conn owns its mbedtls_ssl_context, buffers and host copy; tls_conn_free frees them. The session
+ * cache is process-wide (configs, CA bundles and the RNG: tls_config.c), freed by tls_global_cleanup. */
 #include "tls.h"
 #include "tls_cert.h"
+#include "tls_config.h"
 #include "tls_verify.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h> /* MBEDTLS_ERR_NET_SEND_FAILED only */
 #include <mbedtls/pk.h>
@@ -27,50 +22,9 @@
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
-static const mbedtls_ecp_group_id preferred_curves[] = {
-    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
-    MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE,
-};
-
-/* Mozilla's "intermediate" TLS 1.2 suites without the DHE ones: forward secrecy and AEAD only (no CBC, no
- * RSA key exchange, no CCM). mbedTLS's own order: ChaCha20 first (faster than 2.28's AES-GCM), then AES. */
-static const int allowed_suites[] = {
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,       MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,       MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    0,
-};
-
-/* ALPN offer when HTTP/2 is allowed (RFC 7301; the server picks). */
-static const char *alpn_h2_list[] = { "h2", "http/1.1", NULL };
-
-#if MBEDTLS_VERSION_MAJOR != 2
-#error "tls.c is written for mbedTLS 2.x (2.28 LTS)"
-#endif
-
-#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 #define SESSION_SLOTS 64
 
 /* ---------- process-wide state (used from the loop thread only) ---------- */
-
-struct tls_ca {                 /* one parsed PEM bundle, shared by every config that trusts it */
-    struct tls_ca *next;
-    char *path;
-    mbedtls_x509_crt chain;
-    struct tls_verify_cache *verified;  /* server chains verified against it (tls_verify.c) */
-};
-
-struct tls_cfg {                /* one mbedtls_ssl_config per distinct (verify, ca_file, cert_file, key_file, alpn) */
-    struct tls_cfg *next;
-    int verify;
-    int alpn_h2;
-    char *ca_file, *cert_file, *key_file;
-    mbedtls_ssl_config conf;
-    int has_own;
-    mbedtls_x509_crt own_cert;
-    mbedtls_pk_context own_key;
-    struct tls_ca *trust;       /* with verify: the trust anchors */
-};
 
 struct tls_sess {               /* last session per (host, port, config) */
     char *host;                 /* NULL = free slot */
@@ -81,15 +35,9 @@ struct tls_sess {               /* last session per (host, port, config) */
 };
 
 static struct {
-    int rng_ready;
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg;
-    struct tls_ca *cas;
-    struct tls_cfg *cfgs;
     struct tls_sess sess[SESSION_SLOTS];
     unsigned long long tick;
 } G;
-
 /* ---------- per connection ---------- */
 
 struct tls_conn {
@@ -124,253 +72,6 @@ struct tls_conn {
     uint32_t verify_flags;
 };
 
-static char *xstrdup(const char *s)
-{
-    char *d;
-    size_t n;
-    if (!s)
-        return NULL;
-    n = strlen(s) + 1;
-    d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
-static int str_eq(const char *a, const char *b)
-{
-    if (!a || !b)
-        return a == b;
-    return strcmp(a, b) == 0;
-}
-
-/* Formats a message into err; with an mbedTLS error code, appends its text: "msg: SSL - ...". */
-__attribute__((format(printf, 4, 5)))
-static void set_err(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    size_t n;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    n = strlen(err);
-    if (code != 0 && n + 3 < errlen) {
-        memcpy(err + n, ": ", 3);
-        mbedtls_strerror(code, err + n + 2, errlen - n - 2);
-    }
-}
-
-static int rng_init(char *err, size_t errlen)
-{
-    static const unsigned char pers[] = "luafetch tls";
-    int ret;
-    if (G.rng_ready)
-        return 0;
-    mbedtls_entropy_init(&G.entropy);
-    mbedtls_ctr_drbg_init(&G.drbg);
-    ret = mbedtls_ctr_drbg_seed(&G.drbg, mbedtls_entropy_func, &G.entropy, pers, sizeof pers - 1);
-    if (ret != 0) {
-        mbedtls_ctr_drbg_free(&G.drbg);
-        mbedtls_entropy_free(&G.entropy);
-        set_err(err, errlen, ret, "cannot seed the random generator");
-        return -1;
-    }
-    G.rng_ready = 1;
-    return 0;
-}
-
-/* ---------- CA chains ---------- */
-
-/* A critical extension that mbedTLS 2.28 has no parser for makes it refuse the whole certificate with
- * "extension tag or value is invalid": nameConstraints, in practice (RFC 5280 requires it critical). */
-#define X509_EXT_INVALID(ret) ((ret) < 0 && ((-(ret)) & 0xFF80) == -MBEDTLS_ERR_X509_INVALID_EXTENSIONS)
-#define EXT_HINT "a certificate has an extension mbedTLS 2.28 cannot parse (a critical nameConstraints?)"
-
-static const char *system_bundle(void)
-{
-    const char *p = getenv("SSL_CERT_FILE");
-    return p && *p ? p : SYSTEM_CA_BUNDLE;
-}
-
-/* mbedTLS says only "file I/O error": check first, to report errno. A directory opens and then reads as
- * a huge file (mbedTLS reported "memory allocation failed"), and a FIFO would block the loop: regular
- * files only, opened without blocking. */
-static int readable(const char *path, const char *what, char *err, size_t errlen)
-{
-    struct stat st = {0};
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        set_err(err, errlen, 0, "cannot read %s %s: %s", what, path, strerror(errno));
-        return 0;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        int e = errno;
-        set_err(err, errlen, 0, "cannot read %s %s: %s", what, path,
-                st.st_mode == 0 ? strerror(e) : S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
-        close(fd);
-        return 0;
-    }
-    close(fd);
-    return 1;
-}
-
-static struct tls_ca *ca_get(const char *path, char *err, size_t errlen)
-{
-    struct tls_ca *ca;
-    int ret;
-    for (ca = G.cas; ca; ca = ca->next)
-        if (strcmp(ca->path, path) == 0)
-            return ca;
-    if (!readable(path, "CA file", err, errlen))
-        return NULL;
-    ca = calloc(1, sizeof *ca);
-    if (!ca || !(ca->path = xstrdup(path))) {
-        free(ca);
-        set_err(err, errlen, 0, "out of memory");
-        return NULL;
-    }
-    mbedtls_x509_crt_init(&ca->chain);
-    /* >0 means some certificates were skipped; accept the bundle if any parsed */
-    ret = mbedtls_x509_crt_parse_file(&ca->chain, path);
-    if (ret < 0 || ca->chain.version == 0) {
-        if (X509_EXT_INVALID(ret))
-            set_err(err, errlen, 0, "no usable certificate in CA file %s: " EXT_HINT, path);
-        else
-            set_err(err, errlen, ret < 0 ? ret : 0, "no usable certificate in CA file %s", path);
-        mbedtls_x509_crt_free(&ca->chain);
-        tls_verify_cache_free(ca->verified);
-        free(ca->path);
-        free(ca);
-        return NULL;
-    }
-    ca->next = G.cas;
-    G.cas = ca;
-    return ca;
-}
-
-/* ---------- configs ---------- */
-
-static void cfg_free(struct tls_cfg *c)
-{
-    mbedtls_ssl_config_free(&c->conf);
-    mbedtls_x509_crt_free(&c->own_cert);
-    mbedtls_pk_free(&c->own_key);
-    free(c->ca_file);
-    free(c->cert_file);
-    free(c->key_file);
-    free(c);
-}
-
-static int load_own_cert(struct tls_cfg *c, char *err, size_t errlen)
-{
-    const char *keyf = c->key_file ? c->key_file : c->cert_file; /* key may sit in the cert PEM */
-    int ret;
-    if (!c->cert_file) {
-        if (c->key_file) {
-            set_err(err, errlen, 0, "key_file given without cert_file");
-            return -1;
-        }
-        return 0;
-    }
-    if (!readable(c->cert_file, "client certificate", err, errlen) || !readable(keyf, "client key", err, errlen))
-        return -1;
-    ret = mbedtls_x509_crt_parse_file(&c->own_cert, c->cert_file);
-    if (ret != 0) {
-        if (X509_EXT_INVALID(ret))
-            set_err(err, errlen, 0, "cannot load client certificate %s: " EXT_HINT, c->cert_file);
-        else
-            set_err(err, errlen, ret < 0 ? ret : 0, "cannot load client certificate %s", c->cert_file);
-        return -1;
-    }
-    ret = mbedtls_pk_parse_keyfile(&c->own_key, keyf, NULL);
-    if (ret != 0) {
-        set_err(err, errlen, ret, "cannot load client key %s", keyf);
-        return -1;
-    }
-    ret = mbedtls_pk_check_pair(&c->own_cert.pk, &c->own_key);
-    if (ret != 0) {
-        set_err(err, errlen, 0, "client key %s does not match certificate %s", keyf, c->cert_file);
-        return -1;
-    }
-    ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->own_cert, &c->own_key);
-    if (ret != 0) {
-        set_err(err, errlen, ret, "cannot use client certificate");
-        return -1;
-    }
-    c->has_own = 1;
-    return 0;
-}
-
-static struct tls_cfg *cfg_get(const struct tls_options *o, char *err, size_t errlen)
-{
-    int verify = o->verify ? 1 : 0;
-    struct tls_cfg *c;
-    int ret;
-    for (c = G.cfgs; c; c = c->next)
-        if (c->verify == verify && c->alpn_h2 == (o->alpn_h2 ? 1 : 0) && str_eq(c->ca_file, o->ca_file) &&
-            str_eq(c->cert_file, o->cert_file) && str_eq(c->key_file, o->key_file))
-            return c;
-    c = calloc(1, sizeof *c);
-    if (!c) {
-        set_err(err, errlen, 0, "out of memory");
-        return NULL;
-    }
-    mbedtls_ssl_config_init(&c->conf);
-    mbedtls_x509_crt_init(&c->own_cert);
-    mbedtls_pk_init(&c->own_key);
-    c->verify = verify;
-    c->alpn_h2 = o->alpn_h2 ? 1 : 0;
-    c->ca_file = xstrdup(o->ca_file);
-    c->cert_file = xstrdup(o->cert_file);
-    c->key_file = xstrdup(o->key_file);
-    if ((o->ca_file && !c->ca_file) || (o->cert_file && !c->cert_file) || (o->key_file && !c->key_file)) {
-        set_err(err, errlen, 0, "out of memory");
-        goto fail;
-    }
-    ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                      MBEDTLS_SSL_PRESET_DEFAULT);
-    if (ret != 0) {
-        set_err(err, errlen, ret, "TLS configuration failed");
-        goto fail;
-    }
-    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &G.drbg);
-    mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
-    /* mbedTLS offers secp521r1 first by default and servers take the client's first choice:
-     * X25519 and P-256 are several times cheaper for the same security. */
-    mbedtls_ssl_conf_curves(&c->conf, preferred_curves);
-    mbedtls_ssl_conf_ciphersuites(&c->conf, allowed_suites);
-    mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    /* ALPN is part of the config's identity: a config offers h2 or it offers nothing (HTTP/1.1
-     * servers never see the extension, as before). */
-    if (c->alpn_h2 && (ret = mbedtls_ssl_conf_alpn_protocols(&c->conf, alpn_h2_list)) != 0) {
-        set_err(err, errlen, ret, "TLS configuration failed (ALPN)");
-        goto fail;
-    }
-    if (verify) {
-        struct tls_ca *ca = ca_get(o->ca_file ? o->ca_file : system_bundle(), err, errlen);
-        if (!ca)
-            goto fail;
-        /* mbedTLS parses the server's chain but leaves checking it to tls_conn_handshake, which
-         * does it as mbedTLS would, before the key exchange goes on, and remembers the chains it
-         * verified (tls_verify.c); the ServerKeyExchange signature is checked by mbedTLS always */
-        c->trust = ca;
-        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
-    } else {
-        mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
-    }
-    if (load_own_cert(c, err, errlen) != 0)
-        goto fail;
-    c->next = G.cfgs;
-    G.cfgs = c;
-    return c;
-fail:
-    cfg_free(c);
-    return NULL;
-}
-
 /* ---------- session cache ---------- */
 
 static struct tls_sess *sess_find(const struct tls_conn *t)
@@ -404,7 +105,7 @@ static void sess_save(const struct tls_conn *t)
                 s = &G.sess[i];
     }
     sess_clear(s);
-    s->host = xstrdup(t->host);
+    s->host = tls_strdup(t->host);
     if (!s->host)
         return;
     mbedtls_ssl_session_init(&s->s);
@@ -566,14 +267,14 @@ int tls_conn_new(struct tls_conn **out, const struct tls_options *opt, tls_send_
     int ret;
     *out = NULL;
     if (!opt || !opt->host || !*opt->host || !send) {
-        set_err(err, errlen, 0, "TLS needs a host name");
+        tls_set_err(err, errlen, 0, "TLS needs a host name");
         return -1;
     }
-    if (rng_init(err, errlen) != 0)
+    if (tls_rng_init(err, errlen) != 0)
         return -1;
     t = calloc(1, sizeof *t);
     if (!t) {
-        set_err(err, errlen, 0, "out of memory");
+        tls_set_err(err, errlen, 0, "out of memory");
         return -1;
     }
     mbedtls_ssl_init(&t->ssl);
@@ -582,20 +283,20 @@ int tls_conn_new(struct tls_conn **out, const struct tls_options *opt, tls_send_
     t->port = opt->port;
     t->vr_untrusted_depth = -1;
     if (set_host(t, opt->host) != 0) {
-        set_err(err, errlen, 0, "out of memory");
+        tls_set_err(err, errlen, 0, "out of memory");
         goto fail;
     }
-    t->cfg = cfg_get(opt, err, errlen);
+    t->cfg = tls_cfg_get(opt, err, errlen);
     if (!t->cfg)
         goto fail;
     if ((ret = mbedtls_ssl_setup(&t->ssl, &t->cfg->conf)) != 0) {
-        set_err(err, errlen, ret, "TLS setup failed");
+        tls_set_err(err, errlen, ret, "TLS setup failed");
         goto fail;
     }
     /* Always: with no host name set, mbedTLS 2.28.3 skips the name check (CVE-2025-27809). For IP
      * literals this also sends the address as SNI; verify_cb replaces the name check. */
     if ((ret = mbedtls_ssl_set_hostname(&t->ssl, t->host)) != 0) {
-        set_err(err, errlen, ret, "invalid TLS host name %s", t->host);
+        tls_set_err(err, errlen, ret, "invalid TLS host name %s", t->host);
         goto fail;
     }
     mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
@@ -689,14 +390,6 @@ static int got_alert(const struct tls_conn *t, int ret)
            t->ssl.in_msg != NULL;
 }
 
-static int curve_offered(int grp)
-{
-    for (const mbedtls_ecp_group_id *g = preferred_curves; *g != MBEDTLS_ECP_DP_NONE; g++)
-        if ((int)*g == grp)
-            return 1;
-    return 0;
-}
-
 /* The alert mbedTLS sends for a chain it refuses (ssl_parse_certificate_verify). */
 static unsigned char verify_alert(uint32_t flags)
 {
@@ -720,7 +413,7 @@ static int verify_peer(struct tls_conn *t)
     const mbedtls_x509_crt *chain = t->ssl.session_negotiate ? t->ssl.session_negotiate->peer_cert : NULL;
     struct tls_ca *trust = t->cfg->trust;
     /* sends are deferred exactly while the steps run on the thread pool (tls_layer.c) */
-    struct tls_verify_ctx ctx = { &trust->chain, t->cfg->conf.cert_profile, t->host, verify_cb, t, curve_offered,
+    struct tls_verify_ctx ctx = { &trust->chain, t->cfg->conf.cert_profile, t->host, verify_cb, t, tls_curve_offered,
                                   t->defer };
     t->verify_ran = 1;
     if (!chain) {
@@ -827,7 +520,7 @@ int tls_conn_handshake_end(struct tls_conn *t, int ret, char *err, size_t errlen
     if (t->done)
         return TLS_OK;
     if (t->failed || t->oom) {
-        set_err(err, errlen, 0, "%s", t->oom ? "out of memory buffering TLS input" : "TLS connection failed");
+        tls_set_err(err, errlen, 0, "%s", t->oom ? "out of memory buffering TLS input" : "TLS connection failed");
         t->failed = 1;
         return TLS_ERROR;
     }
@@ -862,7 +555,7 @@ ssize_t tls_conn_read(struct tls_conn *t, unsigned char *buf, size_t len, char *
     if (t->eof)
         return TLS_EOF;
     if (!t->done || t->failed || t->oom || len == 0) {
-        set_err(err, errlen, 0, "%s",
+        tls_set_err(err, errlen, 0, "%s",
                 t->oom ? "out of memory buffering TLS input"
                 : len == 0 ? "TLS read into an empty buffer"
                 : "TLS read before the handshake completed");
@@ -887,12 +580,12 @@ ssize_t tls_conn_read(struct tls_conn *t, unsigned char *buf, size_t len, char *
     }
     t->failed = 1;
     if (ret == 0) {
-        set_err(err, errlen, 0, "TLS stream ended unexpectedly");
+        tls_set_err(err, errlen, 0, "TLS stream ended unexpectedly");
     } else if (got_alert(t, ret)) {
-        set_err(err, errlen, 0, "TLS read failed: peer sent fatal alert %s (%d)", alert_name(t->ssl.in_msg[1]),
+        tls_set_err(err, errlen, 0, "TLS read failed: peer sent fatal alert %s (%d)", alert_name(t->ssl.in_msg[1]),
                 t->ssl.in_msg[1]);
     } else {
-        set_err(err, errlen, ret, "TLS read failed");
+        tls_set_err(err, errlen, ret, "TLS read failed");
     }
     return TLS_ERROR;
 }
@@ -901,7 +594,7 @@ int tls_conn_write(struct tls_conn *t, const unsigned char *buf, size_t len, cha
 {
     size_t off = 0;
     if (!t->done || t->failed) {
-        set_err(err, errlen, 0, "TLS write before the handshake completed");
+        tls_set_err(err, errlen, 0, "TLS write before the handshake completed");
         return TLS_ERROR;
     }
     while (off < len) {
@@ -912,9 +605,9 @@ int tls_conn_write(struct tls_conn *t, const unsigned char *buf, size_t len, cha
         }
         t->failed = 1;
         if (ret == MBEDTLS_ERR_NET_SEND_FAILED)
-            set_err(err, errlen, 0, "TLS write failed: cannot send");
+            tls_set_err(err, errlen, 0, "TLS write failed: cannot send");
         else
-            set_err(err, errlen, ret ? ret : MBEDTLS_ERR_SSL_INTERNAL_ERROR, "TLS write failed");
+            tls_set_err(err, errlen, ret ? ret : MBEDTLS_ERR_SSL_INTERNAL_ERROR, "TLS write failed");
         return TLS_ERROR;
     }
     return TLS_OK;
@@ -931,19 +624,6 @@ void tls_conn_close_notify(struct tls_conn *t)
         (void)mbedtls_ssl_close_notify(&t->ssl);
 }
 
-static long long x509_time_unix(const mbedtls_x509_time *xt)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = xt->year - 1900;
-    tm.tm_mon = xt->mon - 1;
-    tm.tm_mday = xt->day;
-    tm.tm_hour = xt->hour;
-    tm.tm_min = xt->min;
-    tm.tm_sec = xt->sec;
-    return (long long)timegm(&tm);
-}
-
 void tls_conn_get_info(struct tls_conn *t, struct tls_info *info)
 {
     const mbedtls_x509_crt *peer;
@@ -956,7 +636,7 @@ void tls_conn_get_info(struct tls_conn *t, struct tls_info *info)
     info->verified = t->done && t->cfg->verify && (t->verify_ran ? t->verify_flags == 0 : t->resumed);
     info->verify_cached = t->verify_cached;
     peer = t->done ? mbedtls_ssl_get_peer_cert(&t->ssl) : NULL;
-    info->expires = peer ? x509_time_unix(&peer->valid_to) : 0;
+    info->expires = peer ? tls_cert_time_unix(&peer->valid_to) : 0;
 }
 
 const char *tls_conn_alpn(struct tls_conn *t)
@@ -985,22 +665,6 @@ void tls_global_cleanup(void)
     int i;
     for (i = 0; i < SESSION_SLOTS; i++)
         sess_clear(&G.sess[i]);
-    while (G.cfgs) {
-        struct tls_cfg *c = G.cfgs;
-        G.cfgs = c->next;
-        cfg_free(c);
-    }
-    while (G.cas) {
-        struct tls_ca *ca = G.cas;
-        G.cas = ca->next;
-        mbedtls_x509_crt_free(&ca->chain);
-        tls_verify_cache_free(ca->verified);
-        free(ca->path);
-        free(ca);
-    }
-    if (G.rng_ready) {
-        mbedtls_ctr_drbg_free(&G.drbg);
-        mbedtls_entropy_free(&G.entropy);
-    }
+    tls_configs_free();
     memset(&G, 0, sizeof G);
 }

@@ -1,11 +1,14 @@
 /* tls_cert.c — X.509 checks on raw DER that mbedTLS 2.28 lacks: host names against subjectAltName
- * (RFC 6125 as browsers apply it), SAN lists for messages, unparseable critical extensions. Owns nothing:
- * reads the caller's certificates and messages, writes the caller's buffers. */
+ * (RFC 6125 as browsers apply it), SAN lists for messages, unparseable critical extensions, validity
+ * times in unix seconds. Owns nothing: reads the caller's certificates and messages, writes the
+ * caller's buffers. */
+#define _DEFAULT_SOURCE /* timegm */
 #include "tls_cert.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include <mbedtls/asn1.h>
@@ -332,4 +335,17 @@ int tls_cert_find_unparsed_ext(const unsigned char *msg, size_t n, char *ext, si
         p += len;
     }
     return 0;
+}
+
+long long tls_cert_time_unix(const mbedtls_x509_time *xt)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = xt->year - 1900;
+    tm.tm_mon = xt->mon - 1;
+    tm.tm_mday = xt->day;
+    tm.tm_hour = xt->hour;
+    tm.tm_min = xt->min;
+    tm.tm_sec = xt->sec;
+    return (long long)timegm(&tm);
 }

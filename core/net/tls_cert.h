@@ -20,6 +20,9 @@ int tls_cert_name_ok(const mbedtls_x509_crt *crt, const char *host, const unsign
  * "..." to fit. Returns 1 if CRT has a subjectAltName, 0 if not, -1 if it is malformed. */
 int tls_cert_san_names(const mbedtls_x509_crt *crt, char *buf, size_t len);
 
+/* The moment XT names (UTC), in seconds since 1970. */
+long long tls_cert_time_unix(const mbedtls_x509_time *xt);
+
 /* MSG/LEN: a TLS 1.2 Certificate handshake message, header included. Finds the first certificate with a
  * critical extension mbedTLS has no parser for (it refuses such a certificate whole). Returns its position
  * (1 = the leaf) and writes the extension's name ("nameConstraints", or "OID 1.2.3") and the

@@ -1,8 +1,8 @@
 /* tls_verify.c — the server's certificate chain checked as mbedTLS's client checks it, with a cache
  * of chains already verified (see tls_verify.h). A cache belongs to one set of trust anchors and
  * is freed with it; it holds hashes and times, no certificates. */
-#define _DEFAULT_SOURCE /* timegm */
 #include "tls_verify.h"
+#include "tls_cert.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -44,19 +44,6 @@ static int inflight_find(const unsigned char key[32])
         if (inflight[i].active && memcmp(inflight[i].key, key, 32) == 0)
             return i;
     return -1;
-}
-
-static long long unix_time(const mbedtls_x509_time *xt)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = xt->year - 1900;
-    tm.tm_mon = xt->mon - 1;
-    tm.tm_mday = xt->day;
-    tm.tm_hour = xt->hour;
-    tm.tm_min = xt->min;
-    tm.tm_sec = xt->sec;
-    return (long long)timegm(&tm);
 }
 
 /* The cache key: the host (the name check depends on it), then each certificate's DER with its
@@ -113,7 +100,7 @@ static void remember(struct tls_verify_cache **cache, const mbedtls_x509_crt *ch
     }
     long long not_before = 0, until = now + TLS_VERIFY_CACHE_TTL;
     for (const mbedtls_x509_crt *c = chain; c && c->raw.p; c = c->next) {
-        long long from = unix_time(&c->valid_from), to = unix_time(&c->valid_to);
+        long long from = tls_cert_time_unix(&c->valid_from), to = tls_cert_time_unix(&c->valid_to);
         if (from > not_before)
             not_before = from;
         if (to < until)
