@@ -174,6 +174,22 @@ local function set_timeouts(req, timeout)
   return true
 end
 
+-- max_redirects of opts (the default when absent), with max_body checked too; nil, message when
+-- either is bad.
+local function limits_of(opts)
+  local max_body, max_redirects = opts.max_body, opts.max_redirects
+  if max_body ~= nil and (type(max_body) ~= "number" or not (max_body >= 0)) then
+    return nil, "max_body must be a non-negative number"
+  end
+  if max_redirects == nil then
+    return DEFAULT_MAX_REDIRECTS
+  end
+  if math.type(max_redirects) ~= "integer" or max_redirects < 0 then
+    return nil, "max_redirects must be a non-negative integer"
+  end
+  return max_redirects
+end
+
 -- Every option; "pass" ones go to the C core as they are, the others are handled here.
 local OPTIONS = {
   url = true, method = true, headers = true, body = true, body_size = "pass", json = true, timeout = true,
@@ -326,18 +342,13 @@ local function normalise(opts, url, method, body, json)
   if body ~= nil and type(body) ~= "string" and type(body) ~= "function" and io.type(body) ~= "file" then
     return nil, "body must be a string, an open file or a function"
   end
-  if opts.max_body ~= nil and (type(opts.max_body) ~= "number" or not (opts.max_body >= 0)) then
-    return nil, "max_body must be a non-negative number"
+  local max_redirects, why = limits_of(opts)
+  if not max_redirects then
+    return nil, why
   end
   local ok, err = set_timeouts(req, opts.timeout)
   if not ok then
     return nil, err
-  end
-  local max_redirects = opts.max_redirects
-  if max_redirects == nil then
-    max_redirects = DEFAULT_MAX_REDIRECTS
-  elseif math.type(max_redirects) ~= "integer" or max_redirects < 0 then
-    return nil, "max_redirects must be a non-negative integer"
   end
   local proxy = opts.proxy
   if proxy ~= nil and proxy ~= false and type(proxy) ~= "string" then
@@ -603,14 +614,10 @@ local function quick_request(opts, url, method)
     if not known then return nil end
     if known == "pass" then req[k] = v end
   end
-  local headers, max_body, max_redirects = opts.headers, opts.max_body, opts.max_redirects
+  local headers = opts.headers
   if headers ~= nil and type(headers) ~= "table" then return nil end
-  if max_body ~= nil and (type(max_body) ~= "number" or not (max_body >= 0)) then return nil end
-  if max_redirects == nil then
-    max_redirects = DEFAULT_MAX_REDIRECTS
-  elseif math.type(max_redirects) ~= "integer" or max_redirects < 0 then
-    return nil
-  end
+  local max_redirects = limits_of(opts)
+  if not max_redirects then return nil end
   req.headers = headers
   if not set_timeouts(req, opts.timeout) then return nil end
   return req, max_redirects
