@@ -314,8 +314,9 @@ function M.redis(opts)
     url = url, stream = opts.stream, group = opts.group or "fetchers",
     consumer = opts.consumer or (hostname() .. ":" .. pid()),
     on_error = opts.on_error,
-    held = {}, nheld = 0,          -- id → record, for every entry read and not yet settled
-    outbox = {}, flushing = false, -- settle records waiting for the next flush (new_outbox)
+    -- every entry read and not yet settled (ready, handed out, settling), and the outbox of
+    -- settle records for the next flush: in C (core/lua/lua_redis_ledger.c)
+    ledger = R.ledger(), flushing = false,
     tally = { read = 0, reclaimed = 0, results = 0, dead = 0, parked = 0, extended = 0,
                  repeats = 0, flushes = 0, lost_leases = 0 },
     keys = {},
@@ -471,7 +472,8 @@ function Q:counters()
   c.round_trips = (a.calls or 0) + (b.calls or 0)
   c.commands = (a.commands or 0) + (b.commands or 0)
   c.connects = (a.connects or 0) + (b.connects or 0)
-  c.held = self.nheld
+  local _, held = self.ledger:counts()
+  c.held = held
   return c
 end
 
@@ -483,45 +485,39 @@ function Q:close()
   end
   self.cmd:close()
   self.reader:close()
+  if self.flushed then self:wake_flush_waiters() end
 end
 
 ---------------------------------------------------------------------------
 -- Holding entries, leases
 ---------------------------------------------------------------------------
 
-function Q:hold(rec)
-  local held = self.held
-  if not held[rec.id] then
-    self.nheld = self.nheld + 1
-    if not self.keeping then
-      self.keeping = true
-      self.keeper = task.spawn(function()
-        self:keep_leases()
-        self.keeping = false
-      end)
-    end
-  end
-  held[rec.id] = rec
+--- Entries held: read and not yet settled.
+function Q:held()
+  local _, held = self.ledger:counts()
+  return held
 end
 
-function Q:release(id)
-  if self.held[id] then
-    self.held[id] = nil
-    self.nheld = self.nheld - 1
-  end
+--- Starts the lease keeper unless it runs (after entries were read).
+function Q:keep()
+  if self.keeping or self:held() == 0 then return end
+  self.keeping = true
+  self.keeper = task.spawn(function()
+    self:keep_leases()
+    self.keeping = false
+  end)
 end
 
 --- Extends the leases of held entries every lease/3 s; ends when nothing is held.
 function Q:keep_leases()
   local every = math.max(0.05, self.lease / 3)
   local last = task.now()
-  while not self.closed and self.nheld > 0 do
+  while not self.closed and self:held() > 0 do
     task.sleep(math.min(0.1, every))
-    if not self.closed and self.nheld > 0 and task.now() - last >= every then
+    if not self.closed and self:held() > 0 and task.now() - last >= every then
       last = task.now()
       -- 500 ids per call: a script unpacks at most a few thousand values
-      local ids = {}
-      for id in pairs(self.held) do ids[#ids + 1] = id end
+      local ids = self.ledger:ids()
       for first = 1, #ids, 500 do
         local args = { self.group, self.consumer }
         for i = first, math.min(#ids, first + 499) do args[#args + 1] = ids[i] end
@@ -565,7 +561,7 @@ end
 function Q:source(opts)
   local src = setmetatable({
     q = self, drain = opts and opts.drain,
-    prefetch = math.max(opts and tonumber(opts.prefetch) or 0, 2 * self.batch), buf = {}, head = 1, tail = 0, count = 0, order = {},
+    prefetch = math.max(opts and tonumber(opts.prefetch) or 0, 2 * self.batch),
     own_pending = "0", reclaim_start = "0-0", next_reclaim = 0, backoff = 0,
     connects = nil, stopping = self.stopping or false, finished = false, ended = false,
     reading = false, ready = task.semaphore(0),
@@ -580,11 +576,11 @@ function Q:stop()
   if self.current_source then self.current_source.stopping = true end
 end
 
---- Takes one entry read: url when it is a url field alone (as read_entries gives it), else its
---- field list.
+--- Takes one entry read other than by read_new (own pending, reclaimed, or more than a url):
+--- url when it is a url field alone, else its field list.
 function Source:push(id, url, fields, deliveries)
   local q = self.q
-  if q.held[id] then return end -- in flight here already (own pending after a reconnect)
+  if q.ledger:deliveries(id) then return end -- in flight here already (own pending after a reconnect)
   local item, err
   if url and url ~= "" then
     item = url -- the usual entry: a URL alone
@@ -593,16 +589,14 @@ function Source:push(id, url, fields, deliveries)
     item, err = decode_entry(map)
     url = map.url or ""
   end
-  local rec = { id = id, url = url, deliveries = deliveries, item = item }
-  q:hold(rec)
   q.tally.read = q.tally.read + 1
   if not item then
-    q:settle("d", id, url, err, "invalid", tostring(deliveries))
+    q.ledger:record("d", id, url, err, "invalid", tostring(deliveries))
+    q:flush()
     return
   end
-  local tail = self.tail + 1
-  self.tail = tail
-  self.buf[tail] = rec
+  q.ledger:push(id, item, url, deliveries)
+  q:keep()
 end
 
 --- A stream read through read_entries: ids, urls (false: see fields), fields; nil, err, kind.
@@ -640,11 +634,11 @@ function Source:fill()
       local counts, restore = {}, {}
       for _, row in ipairs(type(p) == "table" and p or {}) do counts[row[1]] = row[4] end
       for i, id in ipairs(ids) do
-        local held = q.held[id]
+        local held = q.ledger:deliveries(id)
         if held then
           -- still in flight here: that read was no delivery, put its count back
           restore[#restore + 1] = { "XCLAIM", q.stream, q.group, q.consumer, 0, id,
-                                    "RETRYCOUNT", held.deliveries, "JUSTID" }
+                                    "RETRYCOUNT", held, "JUSTID" }
         elseif urls[i] or fields[i] then -- (a deleted entry has neither)
           self:push(id, urls[i], fields[i], counts[id] or 1)
         end
@@ -672,7 +666,8 @@ function Source:fill()
   if self.stopping then return false end
   -- draining: no blocking read, so the end is seen at once (next() waits between checks)
   -- top the buffer up to 2 × prefetch + batch
-  local want = math.max(q.batch, 2 * self.prefetch + q.batch - (self.tail - self.head + 1))
+  local ready = q.ledger:counts()
+  local want = math.max(q.batch, 2 * self.prefetch + q.batch - ready)
   local cmd = { "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", want }
   if not self.drain then
     cmd[#cmd + 1] = "BLOCK"
@@ -681,20 +676,24 @@ function Source:fill()
   cmd[#cmd + 1] = "STREAMS"
   cmd[#cmd + 1] = q.stream
   cmd[#cmd + 1] = ">"
-  local ids, urls, fields = read_entries(q.reader, cmd, q.block + q.timeout)
-  if ids == nil then
-    if fields == "server" and urls:find("^NOGROUP") then q.group_ready = false end
-    return nil, urls
+  -- entries that are a url alone go straight into the ledger; the others come back to decode
+  local n, ids, fields = q.reader:read_entries(cmd, q.block + q.timeout, q.ledger)
+  if n == nil then
+    if fields == "server" and ids:find("^NOGROUP") then q.group_ready = false end
+    return nil, ids
   end
-  for i = 1, #ids do self:push(ids[i], urls[i], fields[i], 1) end
-  return #ids > 0
+  if n == false then return false end -- BLOCK ran out
+  q.tally.read = q.tally.read + n
+  if n > 0 then q:keep() end
+  for i = 1, #ids do self:push(ids[i], nil, fields[i], 1) end
+  return n + #ids > 0
 end
 
 --- Whether nothing is pending (called after a read of new entries found none). Not while this
 --- process holds entries: one that fails is left pending for another delivery.
 function Source:drained()
   local q = self.q
-  if q.nheld > 0 then return false end
+  if q:held() > 0 then return false end
   local r, e = q.cmd:call{ "XPENDING", q.stream, q.group }
   if not r then return nil, e end
   return (type(r) == "table" and math.tointeger(r[1]) or 0) == 0
@@ -719,6 +718,12 @@ function Source:read_round()
   end
   if self.stopping then return false end
   if self.drain then
+    if q:held() > 0 then
+      -- what this process holds is settled by its own flushes: wait for the next one, not a timer
+      -- (a poll's sleep would be added to the end of every drained run)
+      q:wait_flush()
+      return nil
+    end
     if self:drained() then return false end
     -- others still hold entries (a dead worker's come back after its lease): look again soon
     self.idle = math.min(q.block, 0.25, (self.idle or 0.005) * 2)
@@ -730,12 +735,13 @@ end
 --- Reads in a task of its own, so the next batch is on its way while the fetcher works through
 --- this one: a round ends once entries came (or the source ended), then wakes a waiting next().
 function Source:start_reading()
+  local q = self.q
   self.reading = true
   task.spawn(function()
     while true do
       local r = self:read_round()
       if r == false then self.ended = true end
-      if r ~= nil or self.head <= self.tail then break end
+      if r ~= nil or q.ledger:counts() > 0 then break end
     end
     self.reading = false
     self.ready:release()
@@ -745,29 +751,18 @@ end
 --- The next item for the fetcher (a URL or a request table), or nil at the end.
 function Source:next()
   local q = self.q
+  local ledger = q.ledger
   while true do
-    local head = self.head
-    if head <= self.tail then
-      local buf = self.buf
-      local rec = buf[head]
-      buf[head] = nil
-      head = head + 1
-      self.head = head
+    local item, ready = ledger:next()
+    if item ~= nil then
       -- read ahead: under load a read's reply is taken in after a loop turn or two, in each of
       -- which every fetcher slot may ask for its next entry: twice `prefetch` (the fetcher's
       -- concurrency) stay here
-      if self.tail - head < 2 * self.prefetch and not self.reading and not self.ended and not q.closed then
+      if ready < 2 * self.prefetch and not self.reading and not self.ended and not q.closed then
         self:start_reading()
       end
-      local n = self.count + 1
-      self.count = n
-      self.order[n] = rec
-      rec.index = n
-      local item = rec.item
-      if type(item) == "table" then item.queue_id = rec.id end
       return item
     end
-    self.head, self.tail = 1, 0
     if self.ended or q.closed then break end
     while self.ready:try_acquire() do end -- wake-ups of rounds nobody waited for
     if not self.reading then self:start_reading() end
@@ -781,40 +776,41 @@ end
 -- Settling results
 ---------------------------------------------------------------------------
 
-local function new_outbox()
-  return { args = R.args(), ids = {}, n = 0, results = 0 }
+--- Waits until the next flush is done (or the queue closes).
+function Q:wait_flush()
+  if self.closed then return end
+  self.flushed = self.flushed or task.semaphore(0)
+  self.flush_waiters = (self.flush_waiters or 0) + 1
+  self.flushed:acquire()
 end
 
---- Queues one settle record (op, id, fields...) and, unless a flush is running, flushes until the
---- outbox is empty (group commit: what finishes while one flush is on the wire goes in the next).
-function Q:settle(op, id, ...)
-  local box = self.outbox
-  if not box.args then
-    box = new_outbox()
-    self.outbox = box
-  end
-  box.args:add(op, id, ...)
-  local n = box.n + 1
-  box.n = n
-  box.ids[n] = id
-  if op == "r" or op == "R" then box.results = box.results + 1 end
+function Q:wake_flush_waiters()
+  local n = self.flush_waiters or 0
+  self.flush_waiters = 0
+  for _ = 1, n do self.flushed:release() end
+end
+
+--- Sends what the ledger's outbox holds, unless a flush is running, and again until it is
+--- empty (group commit: what finishes while one flush is on the wire goes in the next).
+function Q:flush()
   if self.flushing then return end
   self.flushing = true
   local backoff = 0
   local keys = { self.stream, self.keys.results, self.keys.dead, self.keys.errors }
   local head = { self.group, self.consumer, RETRY_CONSUMER }
-  while self.outbox.args and not self.closed do
-    box = self.outbox
-    self.outbox = {}
+  local ledger = self.ledger
+  while not self.closed do
+    local args, _, results = ledger:take()
+    if not args then break end
     while true do
-      local r, err = eval(self.cmd, SETTLE, keys, head, nil, box.args)
+      local r, err = eval(self.cmd, SETTLE, keys, head, nil, args)
       if r then
         local t = self.tally
         t.flushes = t.flushes + 1
         t.results = t.results + r[1]
         t.dead = t.dead + r[2]
         t.parked = t.parked + r[3]
-        t.repeats = t.repeats + (box.results - r[1])
+        t.repeats = t.repeats + (results - r[1])
         break
       end
       if self.closed then break end
@@ -822,46 +818,22 @@ function Q:settle(op, id, ...)
       backoff = math.min(2, backoff > 0 and backoff * 2 or 0.05)
       task.sleep(backoff)
     end
-    for _, i in ipairs(box.ids) do self:release(i) end
+    ledger:release()
+    self:wake_flush_waiters()
   end
   self.flushing = false
 end
 
-local function num(v) return v == nil and "" or (math.type(v) == "float" and ("%.3f"):format(v) or tostring(v)) end
-
 --- on_result for f:each: a response (any status) becomes a result; a failure without one is
 --- parked for another delivery, or dead-lettered after max_deliveries (kind invalid: at once).
+--- The entry is found by the fetcher's index (or, for a source wrapped by the caller, by item).
 ---@param opts? { keep_body: boolean }
 function Q:sink(opts)
-  local keep_body = opts and opts.keep_body
+  local keep_body = opts and opts.keep_body or false
+  local ledger = self.ledger
   return function(_, result, index, item)
-    local src = self.current_source
-    local rec
-    if type(item) == "table" and item.queue_id then
-      rec = self.held[item.queue_id]
-    end
-    if not rec and src then
-      rec = src.order[index]
-      -- (a fetcher that does not pass the item on: the index alone)
-      if rec and item ~= nil and rec.item ~= item then rec = nil end
-    end
-    if not rec then
-      -- a source other than this queue's: find the entry by URL
-      for _, h in pairs(self.held) do
-        if h.item == item and not h.settling then rec = h break end
-      end
-    end
-    if not rec then return end
-    if src and src.order[rec.index or -1] == rec then src.order[rec.index] = nil end
-    rec.settling = true
-    local status = result.status_code
-    if status then
-      self:settle(rec.deliveries > 1 and "R" or "r", rec.id, rec.url, status, result.success and "true" or "false",
-        num(result.elapsed), result.attempts, keep_body and ("=" .. (result.body or "")) or "")
-    elseif result.kind == "invalid" or rec.deliveries >= self.max_deliveries then
-      self:settle("d", rec.id, rec.url, tostring(result.error), tostring(result.kind), rec.deliveries)
-    else
-      self:settle("p", rec.id, tostring(result.kind), tostring(result.error))
+    if ledger:settle(index, item, result, self.max_deliveries, keep_body) and not self.flushing then
+      self:flush()
     end
   end
 end

@@ -142,7 +142,7 @@ local function main(args)
   local stopping = false
   task.on_signal(function(sig)
     stopping = true
-    log("%s: stop reading; finishing the %d entries read", sig, q.nheld)
+    log("%s: stop reading; finishing the %d entries read", sig, q:held())
     q:stop()
   end)
 

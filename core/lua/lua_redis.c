@@ -11,24 +11,17 @@
 
 #include "host.h"
 #include "lua_bindings.h"
+#include "lua_redis.h"
 #include "redis.h"
 #include "task.h"
 
 #define CLIENT "luafetch.redis_client"
 #define CALL_BOX "luafetch.redis_call"
-#define ARGS "luafetch.redis_args"
+#define ARGS LUA_REDIS_ARGS
 #define MAX_ARGS 100000
 
 /* How a call's replies come back to Lua (the continuation's ctx, with the box's stack index). */
 enum { AS_VALUE, AS_LIST, AS_ENTRIES };
-
-/* Arguments kept in RESP as they are added (_redis.args()): a long command (a batch of results
- * for one script call) is built one record at a time without a Lua table of every argument. */
-struct lua_redis_args {
-    char *buf;
-    size_t len, cap;
-    int n;
-};
 
 struct lua_redis {
     struct redis_client *c;     /* NULL once closed */
@@ -48,7 +41,7 @@ static int push_failure(lua_State *L, const char *msg, const char *kind)
     return 3;
 }
 
-static void push_reply(lua_State *L, const struct redis_reply *r)
+void lua_redis_push_reply(lua_State *L, const struct redis_reply *r)
 {
     luaL_checkstack(L, 4, "redis reply nested too deeply");
     switch (r->type) {
@@ -67,7 +60,7 @@ static void push_reply(lua_State *L, const struct redis_reply *r)
     case REDIS_T_ARRAY:
         lua_createtable(L, r->n > 0x7fffffff ? 0 : (int)r->n, 0);
         for (size_t i = 0; i < r->n; i++) {
-            push_reply(L, &r->elem[i]);
+            lua_redis_push_reply(L, &r->elem[i]);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         break;
@@ -172,16 +165,29 @@ static int is_str(const struct redis_reply *r, const char *s, size_t len)
     return (r->type == REDIS_T_STRING || r->type == REDIS_T_STATUS) && r->len == len && !memcmp(r->str, s, len);
 }
 
+const struct redis_reply *lua_redis_stream_entries(const struct redis_reply *r)
+{
+    if (r->type == REDIS_T_ARRAY && r->n >= 1 && r->elem[0].type == REDIS_T_ARRAY && r->elem[0].n >= 2 &&
+        r->elem[0].elem[1].type == REDIS_T_ARRAY && r->elem[0].elem[1].n < 0x7fffffff)
+        return &r->elem[0].elem[1];
+    return NULL;
+}
+
+const struct redis_reply *lua_redis_entry_url(const struct redis_reply *e)
+{
+    const struct redis_reply *f = &e->elem[1];
+    if (f->type == REDIS_T_ARRAY && f->n == 2 && is_str(&f->elem[0], "url", 3) && f->elem[1].type == REDIS_T_STRING)
+        return &f->elem[1];
+    return NULL;
+}
+
 /* A stream read's reply ([[stream, [[id, [field, value, ...]], ...]]], or nil) as three lists:
  * ids, urls (false where the entry is more than a url field), and the field lists of those others
  * by position: two tables per read instead of two per entry. */
 static int push_entries(lua_State *L, const struct redis_reply *r)
 {
-    const struct redis_reply *list = NULL;
-    if (r->type == REDIS_T_ARRAY && r->n >= 1 && r->elem[0].type == REDIS_T_ARRAY && r->elem[0].n >= 2 &&
-        r->elem[0].elem[1].type == REDIS_T_ARRAY)
-        list = &r->elem[0].elem[1];
-    int n = list && list->n < 0x7fffffff ? (int)list->n : 0;
+    const struct redis_reply *list = lua_redis_stream_entries(r);
+    int n = list ? (int)list->n : 0;
     luaL_checkstack(L, 6, "stream entries");
     lua_createtable(L, n, 0);
     lua_createtable(L, n, 0);
@@ -192,15 +198,14 @@ static int push_entries(lua_State *L, const struct redis_reply *r)
             continue;
         lua_pushlstring(L, e->elem[0].str, e->elem[0].len);
         lua_rawseti(L, -4, i + 1);
-        const struct redis_reply *f = &e->elem[1];
-        if (f->type == REDIS_T_ARRAY && f->n == 2 && is_str(&f->elem[0], "url", 3) &&
-            f->elem[1].type == REDIS_T_STRING) {
-            lua_pushlstring(L, f->elem[1].str, f->elem[1].len);
+        const struct redis_reply *url = lua_redis_entry_url(e);
+        if (url) {
+            lua_pushlstring(L, url->str, url->len);
             lua_rawseti(L, -3, i + 1);
         } else {
             lua_pushboolean(L, 0);
             lua_rawseti(L, -3, i + 1);
-            push_reply(L, f); /* a deleted entry's nil comes as false */
+            lua_redis_push_reply(L, &e->elem[1]); /* a deleted entry's nil comes as false */
             lua_rawseti(L, -2, i + 1);
         }
     }
@@ -219,18 +224,18 @@ static int call_cont(lua_State *L, int status, lua_KContext ctx)
     if (call->err != REDIS_E_NONE) {
         n = push_failure(L, call->errmsg, redis_err_name(call->err));
     } else if (ctx == AS_ENTRIES && call->replies[0]->type != REDIS_T_ERROR) {
-        n = push_entries(L, call->replies[0]);
+        n = lua_isnil(L, 4) ? push_entries(L, call->replies[0]) : lua_redis_ledger_take_read(L, 4, call->replies[0]);
     } else if (ctx == AS_LIST) {
         lua_createtable(L, call->ncmds, 0);
         for (int i = 0; i < call->ncmds; i++) {
-            push_reply(L, call->replies[i]);
+            lua_redis_push_reply(L, call->replies[i]);
             lua_rawseti(L, -2, i + 1);
         }
         n = 1;
     } else if (call->replies[0]->type == REDIS_T_ERROR) {
         n = push_failure(L, call->replies[0]->str, "server");
     } else {
-        push_reply(L, call->replies[0]);
+        lua_redis_push_reply(L, call->replies[0]);
         n = 1;
     }
     redis_call_free(call);
@@ -238,15 +243,19 @@ static int call_cont(lua_State *L, int status, lua_KContext ctx)
     return n;
 }
 
-/* client:call(args [, timeout [, tail]]), client:read_entries(args [, timeout]) or
- * client:pipeline({args, ...} [, timeout]). Yields. */
+/* client:call(args [, timeout [, tail]]), client:read_entries(args [, timeout [, ledger]]) or
+ * client:pipeline({args, ...} [, timeout]). Yields. With a ledger, read_entries puts the entries
+ * that are a url alone into it and returns their count, then the others' ids and fields. */
 static int start_call(lua_State *L, int mode)
 {
     struct lua_redis *lr = check_client(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     double timeout = luaL_optnumber(L, 3, lr->timeout);
     const struct lua_redis_args *tail = mode == AS_VALUE && !lua_isnoneornil(L, 4) ? luaL_checkudata(L, 4, ARGS) : NULL;
+    if (mode == AS_ENTRIES && !lua_isnoneornil(L, 4))
+        luaL_checkudata(L, 4, LUA_REDIS_LEDGER);
     struct task *t = task_check_current(L, mode == AS_LIST ? "redis pipeline" : "redis call");
+    lua_settop(L, 4); /* the box goes to 5: the continuation finds a ledger at 4 */
     if (!lr->c)
         return push_failure(L, "the redis client is closed", "invalid");
     struct redis_call **box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -296,7 +305,7 @@ static int l_read_entries(lua_State *L)
 
 /* ---- argument lists ---------------------------------------------------------------------- */
 
-static int args_reserve(struct lua_redis_args *a, size_t more)
+int lua_redis_args_reserve(struct lua_redis_args *a, size_t more)
 {
     if (a->len + more <= a->cap)
         return 0;
@@ -320,19 +329,39 @@ static char *digits(char *end, unsigned long long v)
     return end;
 }
 
-static void args_put(struct lua_redis_args *a, const char *p, size_t len)
+void lua_redis_args_put2(struct lua_redis_args *a, const char *p, size_t len, const char *p2, size_t len2)
 {
     char head[24], *end = head + sizeof head - 2;
     end[0] = '\r';
     end[1] = '\n';
-    char *h = digits(end, len);
+    char *h = digits(end, len + len2);
     *--h = '$';
     size_t hl = (size_t)(head + sizeof head - h);
-    memcpy(a->buf + a->len, h, hl);
-    memcpy(a->buf + a->len + hl, p, len);
-    memcpy(a->buf + a->len + hl + len, "\r\n", 2);
-    a->len += hl + len + 2;
+    char *out = a->buf + a->len;
+    memcpy(out, h, hl);
+    out += hl;
+    memcpy(out, p, len);
+    out += len;
+    if (len2) {
+        memcpy(out, p2, len2);
+        out += len2;
+    }
+    memcpy(out, "\r\n", 2);
+    a->len = (size_t)(out + 2 - a->buf);
     a->n++;
+}
+
+void lua_redis_args_put(struct lua_redis_args *a, const char *p, size_t len)
+{
+    lua_redis_args_put2(a, p, len, NULL, 0);
+}
+
+void lua_redis_args_push_moved(lua_State *L, struct lua_redis_args *from)
+{
+    struct lua_redis_args *a = lua_newuserdatauv(L, sizeof *a, 0);
+    *a = *from;
+    memset(from, 0, sizeof *from);
+    luaL_setmetatable(L, ARGS);
 }
 
 /* _redis.args() → an empty argument list for client:call's tail */
@@ -370,9 +399,9 @@ static int l_args_add(lua_State *L)
         } else {
             return luaL_argerror(L, i, "strings and numbers only");
         }
-        if (args_reserve(a, len + 32))
+        if (lua_redis_args_reserve(a, len + 32))
             return luaL_error(L, "not enough memory");
-        args_put(a, p, len);
+        lua_redis_args_put(a, p, len);
     }
     lua_settop(L, 1);
     return 1;
@@ -382,6 +411,23 @@ static int l_args_count(lua_State *L)
 {
     struct lua_redis_args *a = luaL_checkudata(L, 1, ARGS);
     lua_pushinteger(L, a->n);
+    return 1;
+}
+
+/* args:list() → the arguments as strings, in order (for tests and debugging) */
+static int l_args_list(lua_State *L)
+{
+    struct lua_redis_args *a = luaL_checkudata(L, 1, ARGS);
+    lua_createtable(L, a->n, 0);
+    size_t pos = 0;
+    for (int i = 1; i <= a->n && pos < a->len; i++) {
+        char *end;
+        size_t len = strtoul(a->buf + pos + 1, &end, 10); /* $len CRLF bytes CRLF */
+        const char *p = end + 2;
+        lua_pushlstring(L, p, len);
+        lua_rawseti(L, -2, i);
+        pos = (size_t)(p - a->buf) + len + 2;
+    }
     return 1;
 }
 
@@ -469,8 +515,10 @@ int luaopen_luafetch_redis(lua_State *L)
         { "call", l_call }, { "pipeline", l_pipeline }, { "read_entries", l_read_entries }, { "stats", l_stats },
         { "address", l_address }, { "close", l_close }, { NULL, NULL },
     };
-    static const luaL_Reg funcs[] = { { "connect", l_connect }, { "args", l_args }, { NULL, NULL } };
-    static const luaL_Reg args_methods[] = { { "add", l_args_add }, { "count", l_args_count }, { NULL, NULL } };
+    static const luaL_Reg funcs[] = { { "connect", l_connect }, { "args", l_args },
+                                      { "ledger", lua_redis_ledger_new }, { NULL, NULL } };
+    static const luaL_Reg args_methods[] = { { "add", l_args_add }, { "count", l_args_count },
+                                                   { "list", l_args_list }, { NULL, NULL } };
     if (luaL_newmetatable(L, CLIENT)) {
         luaL_newlib(L, methods);
         lua_setfield(L, -2, "__index");
@@ -492,6 +540,7 @@ int luaopen_luafetch_redis(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
+    lua_redis_ledger_register(L);
     luaL_newlib(L, funcs);
     return 1;
 }

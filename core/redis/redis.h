@@ -4,7 +4,7 @@
  * stays behind these functions, so a TLS or cluster transport can replace it without touching the
  * callers. A call belongs to the client from redis_call_start until its done callback has run (or
  * redis_call_cancel); after done the caller reads it and frees it with redis_call_free. Replies are
- * our own copies (one block each), owned by the call. */
+ * our own structs, parsed straight into an arena each (redis_reply.c), owned by the call. */
 #ifndef LUAFETCH_REDIS_H
 #define LUAFETCH_REDIS_H
 

@@ -1,10 +1,11 @@
 /* redis_call.c — a call: one or more commands in RESP, back to back in one buffer, and the replies
- * they got. The call owns its buffer and its replies (one malloc'd block each); it is freed by
+ * they got. The call owns its buffer and its replies (an arena each, redis_reply.c); it is freed by
  * redis_call_free, or by the client after the last transport callback once the caller let go. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "redis.h"
+#include "redis_reply.h"
 
 struct redis_call *redis_call_new(void)
 {
@@ -121,7 +122,7 @@ void redis_call_free(struct redis_call *call)
     }
     if (call->replies) {
         for (int i = 0; i < call->ncmds; i++)
-            free(call->replies[i]);
+            redis_reply_free(call->replies[i]);
         free(call->replies);
     }
     free(call->buf);

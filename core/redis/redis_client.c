@@ -16,6 +16,7 @@
 
 #include "dns.h"
 #include "redis.h"
+#include "redis_reply.h"
 
 enum { CALL_NONE, CALL_WAITING, CALL_INFLIGHT, CALL_COMPLETED };
 enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_READY };
@@ -200,60 +201,6 @@ static void fail_list(struct redis_client *c, struct call_list *l, enum redis_er
         fail_call(c, l->head, err, msg);
 }
 
-/* ---- replies ----------------------------------------------------------------------------- */
-
-static void measure(const redisReply *r, size_t *nodes, size_t *bytes)
-{
-    (*nodes)++;
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR)
-        *bytes += r->len + 1;
-    else if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 0; i < r->elements; i++)
-            measure(r->element[i], nodes, bytes);
-}
-
-static void fill(const redisReply *r, struct redis_reply *dst, struct redis_reply **nodes, char **strs)
-{
-    memset(dst, 0, sizeof *dst);
-    switch (r->type) {
-    case REDIS_REPLY_STRING: dst->type = REDIS_T_STRING; break;
-    case REDIS_REPLY_STATUS: dst->type = REDIS_T_STATUS; break;
-    case REDIS_REPLY_ERROR: dst->type = REDIS_T_ERROR; break;
-    case REDIS_REPLY_INTEGER: dst->type = REDIS_T_INTEGER; break;
-    case REDIS_REPLY_ARRAY: dst->type = REDIS_T_ARRAY; break;
-    default: dst->type = REDIS_T_NIL; break;
-    }
-    dst->integer = r->integer;
-    if (dst->type == REDIS_T_STRING || dst->type == REDIS_T_STATUS || dst->type == REDIS_T_ERROR) {
-        memcpy(*strs, r->str, r->len);
-        (*strs)[r->len] = 0;
-        dst->str = *strs;
-        dst->len = r->len;
-        *strs += r->len + 1;
-    } else if (dst->type == REDIS_T_ARRAY) {
-        struct redis_reply *kids = *nodes;
-        *nodes += r->elements;
-        dst->n = r->elements;
-        dst->elem = kids;
-        for (size_t i = 0; i < r->elements; i++)
-            fill(r->element[i], &kids[i], nodes, strs);
-    }
-}
-
-/* Our own copy of a hiredis reply, in one block (hiredis frees its own after the callback). */
-static struct redis_reply *copy_reply(const redisReply *r)
-{
-    size_t nodes = 0, bytes = 0;
-    measure(r, &nodes, &bytes);
-    struct redis_reply *block = malloc(nodes * sizeof *block + bytes);
-    if (!block)
-        return NULL;
-    struct redis_reply *next = block + 1;
-    char *strs = (char *)(block + nodes);
-    fill(r, block, &next, &strs);
-    return block;
-}
-
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_call *call = priv;
@@ -280,12 +227,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         }
         return;
     }
-    struct redis_reply *copy = copy_reply(reply);
-    if (!copy) {
-        fail_call(c, call, REDIS_E_NOMEM, "out of memory");
-        return;
-    }
-    call->replies[call->nreplied++] = copy;
+    call->replies[call->nreplied++] = redis_reply_take(reply);
     if (call->nreplied == call->ncmds)
         complete(c, call);
 }
@@ -444,10 +386,10 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_client *c = ac->data;
     const char *what = priv;
-    redisReply *r = reply;
+    const struct redis_reply *r = reply;
     if (!r || c->dropping)
         return; /* the connection is going away: on_disconnect says why */
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_T_ERROR) {
         char msg[512];
         snprintf(msg, sizeof msg, "redis at %s refused %s: %s", c->address, what, r->str);
         drop_connection(c, REDIS_E_AUTH, msg);
@@ -512,6 +454,7 @@ static void connect_to(struct redis_client *c, struct dns_addrs *a)
         connect_failed(c, REDIS_E_CONNECT, msg);
         return;
     }
+    redis_reply_use(&ac->c);
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;
     ac->ev.addWrite = add_write;

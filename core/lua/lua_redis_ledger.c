@@ -1,0 +1,594 @@
+/* lua_redis_ledger.c — the queue's ledger (lua/queue.lua): the stream entries this worker holds
+ * (read and waiting, handed to the fetcher, being settled) and the outbox of settle records for
+ * the next SETTLE script call, built in RESP as results come in. In C because every URL passes
+ * through it four times, and a Lua table per entry cost the worker more CPU than Redis itself.
+ * The ledger userdata owns its slots, its map and its outbox buffer; the items (a URL string or a
+ * request table) and the URLs of table items live in its two uservalue tables, by slot + 1. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_redis.h"
+
+#define ID_MAX 47   /* a stream id is at most 41 characters: 20 digits, '-', 20 digits */
+#define NONE (-1)
+#define ITEMS 1     /* uservalues */
+#define URLS 2
+#define FLUSH_ARGS 3 /* the args list a flush sends: its buffer and the outbox's trade places */
+
+enum slot_state { SLOT_FREE, SLOT_READY, SLOT_OUT, SLOT_SETTLING, SLOT_FLUSHING };
+
+struct slot {
+    char id[ID_MAX + 1];
+    unsigned char idlen;
+    unsigned char state;
+    int deliveries;
+    lua_Integer seq;         /* the fetcher's index, from the hand-out on */
+    int next;                /* the list the slot is on: free, ready, outbox or flush */
+};
+
+struct ledger {
+    struct slot *slots;
+    int cap;
+    int free_list;
+    int ready_head, ready_tail, nready;
+    int held;                /* slots not free */
+    lua_Integer handed;      /* entries handed out: the last seq */
+    int *by_seq;             /* seq & seq_mask → slot + 1 (0: none), for SLOT_OUT slots */
+    lua_Integer seq_mask;
+    struct lua_redis_args box;  /* settle records for the next flush */
+    int box_records, box_results;
+    int box_list, flush_list;   /* slots whose records are in the box / in the flush on the wire */
+    int flushing;
+};
+
+static struct ledger *check_ledger(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, LUA_REDIS_LEDGER);
+}
+
+/* ---- slots ------------------------------------------------------------------------------- */
+
+static void grow_slots(lua_State *L, struct ledger *lg)
+{
+    int cap = lg->cap ? lg->cap * 2 : 256;
+    struct slot *s = realloc(lg->slots, (size_t)cap * sizeof *s);
+    if (!s)
+        luaL_error(L, "not enough memory");
+    lg->slots = s;
+    for (int i = cap - 1; i >= lg->cap; i--) {
+        s[i].state = SLOT_FREE;
+        s[i].next = lg->free_list;
+        lg->free_list = i;
+    }
+    lg->cap = cap;
+}
+
+/* A free slot for id, appended to the ready list (raises only before changing anything). */
+static int take_slot(lua_State *L, struct ledger *lg, const char *id, size_t idlen, int deliveries)
+{
+    if (idlen > ID_MAX)
+        luaL_error(L, "stream entry id too long");
+    if (lg->free_list == NONE)
+        grow_slots(L, lg);
+    int i = lg->free_list;
+    struct slot *s = &lg->slots[i];
+    lg->free_list = s->next;
+    memcpy(s->id, id, idlen);
+    s->id[idlen] = 0;
+    s->idlen = (unsigned char)idlen;
+    s->state = SLOT_READY;
+    s->deliveries = deliveries;
+    s->seq = 0;
+    s->next = NONE;
+    if (lg->ready_tail == NONE)
+        lg->ready_head = i;
+    else
+        lg->slots[lg->ready_tail].next = i;
+    lg->ready_tail = i;
+    lg->nready++;
+    lg->held++;
+    return i;
+}
+
+static int find_id(const struct ledger *lg, const char *id, size_t idlen)
+{
+    for (int i = 0; i < lg->cap; i++) {
+        const struct slot *s = &lg->slots[i];
+        if (s->state != SLOT_FREE && s->idlen == idlen && !memcmp(s->id, id, idlen))
+            return i;
+    }
+    return NONE;
+}
+
+/* ---- the seq map: which slot the fetcher's index stands for ------------------------------ */
+
+/* A map of `size` (a power of two) holding every SLOT_OUT slot; 0, or -1 when two collide. */
+static int rebuild_map(struct ledger *lg, lua_Integer size, int **out)
+{
+    int *m = calloc((size_t)size, sizeof *m);
+    if (!m)
+        return -2;
+    for (int i = 0; i < lg->cap; i++) {
+        if (lg->slots[i].state != SLOT_OUT)
+            continue;
+        lua_Integer pos = lg->slots[i].seq & (size - 1);
+        if (m[pos]) {
+            free(m);
+            return -1;
+        }
+        m[pos] = i + 1;
+    }
+    *out = m;
+    return 0;
+}
+
+/* Room in the map for seq (a long-running fetch may still hold the place it would take). */
+static void map_room(lua_State *L, struct ledger *lg, lua_Integer seq)
+{
+    if (lg->by_seq && !lg->by_seq[seq & lg->seq_mask])
+        return;
+    lua_Integer size = lg->by_seq ? (lg->seq_mask + 1) * 2 : 1024;
+    for (;;) {
+        int *m = NULL;
+        int rc = size > ((lua_Integer)1 << 26) ? -2 : rebuild_map(lg, size, &m);
+        if (rc == -2)
+            luaL_error(L, "not enough memory");
+        if (rc == 0 && !m[seq & (size - 1)]) {
+            free(lg->by_seq);
+            lg->by_seq = m;
+            lg->seq_mask = size - 1;
+            return;
+        }
+        free(m);
+        size *= 2;
+    }
+}
+
+/* The SLOT_OUT slot handed out as `index` (checked against the item at item_idx unless that is
+ * nil), else the one holding that item; NONE when neither. */
+static int find_out(lua_State *L, struct ledger *lg, int items, lua_Integer index, int item_idx)
+{
+    int has_item = !lua_isnoneornil(L, item_idx);
+    if (lg->by_seq) {
+        int i = lg->by_seq[index & lg->seq_mask] - 1;
+        if (i >= 0 && lg->slots[i].seq == index && lg->slots[i].state == SLOT_OUT) {
+            if (!has_item)
+                return i;
+            lua_rawgeti(L, items, i + 1);
+            int same = lua_rawequal(L, -1, item_idx);
+            lua_pop(L, 1);
+            if (same)
+                return i;
+        }
+    }
+    if (!has_item)
+        return NONE;
+    /* a source wrapped by the caller (indexes shifted): the entry by its item */
+    for (int i = 0; i < lg->cap; i++) {
+        if (lg->slots[i].state != SLOT_OUT)
+            continue;
+        lua_rawgeti(L, items, i + 1);
+        int same = lua_rawequal(L, -1, item_idx);
+        lua_pop(L, 1);
+        if (same)
+            return i;
+    }
+    return NONE;
+}
+
+/* ---- the outbox -------------------------------------------------------------------------- */
+
+/* One argument of a settle record: up to two pieces ("=" and a body), from C or the Lua stack. */
+struct piece {
+    const char *p, *p2;
+    size_t len, len2;
+};
+
+/* The decimal digits of v into num; their count. */
+static size_t format_integer(char num[64], long long v)
+{
+    char tmp[24], *end = tmp + sizeof tmp, *p = end;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    size_t len = (size_t)(end - p);
+    memcpy(num, p, len);
+    num[len] = 0;
+    return len;
+}
+
+/* x with 3 decimals (seconds to the millisecond), without printf's cost for the usual sizes. */
+static size_t format_millis(char num[64], double x)
+{
+    if (!(x > -1e15 && x < 1e15)) /* NaN, infinities, and what a long long cannot hold */
+        return (size_t)snprintf(num, 64, "%.3f", x);
+    int neg = x < 0;
+    long long ms = llround(neg ? -x * 1000 : x * 1000);
+    char tmp[32], *end = tmp + sizeof tmp, *p = end;
+    for (int k = 0; k < 3; k++, ms /= 10)
+        *--p = (char)('0' + ms % 10);
+    *--p = '.';
+    do
+        *--p = (char)('0' + ms % 10);
+    while (ms /= 10);
+    if (neg)
+        *--p = '-';
+    size_t len = (size_t)(end - p);
+    memcpy(num, p, len);
+    num[len] = 0;
+    return len;
+}
+
+/* The value at idx as a record argument: a string or an integer as it is, a float with 3
+ * decimals, nil as "", anything else through tostring (pushed: the caller's stack grows). */
+static struct piece value_piece(lua_State *L, int idx, char num[64])
+{
+    struct piece pc = { "", NULL, 0, 0 };
+    int t = lua_type(L, idx);
+    if (t == LUA_TNUMBER && lua_isinteger(L, idx)) {
+        pc.len = format_integer(num, (long long)lua_tointeger(L, idx));
+        pc.p = num;
+    } else if (t == LUA_TNUMBER) {
+        pc.len = format_millis(num, (double)lua_tonumber(L, idx));
+        pc.p = num;
+    } else if (t == LUA_TSTRING) {
+        pc.p = lua_tolstring(L, idx, &pc.len);
+    } else if (t != LUA_TNIL && t != LUA_TNONE) {
+        pc.p = luaL_tolstring(L, idx, &pc.len);
+    }
+    return pc;
+}
+
+/* Appends the record's pieces to the outbox, all or nothing. */
+static void box_record(lua_State *L, struct ledger *lg, const struct piece *pcs, int n)
+{
+    size_t need = 0;
+    for (int k = 0; k < n; k++)
+        need += pcs[k].len + pcs[k].len2 + 32;
+    if (lua_redis_args_reserve(&lg->box, need))
+        luaL_error(L, "not enough memory");
+    for (int k = 0; k < n; k++)
+        lua_redis_args_put2(&lg->box, pcs[k].p, pcs[k].len, pcs[k].p2, pcs[k].len2);
+}
+
+/* ---- methods ----------------------------------------------------------------------------- */
+
+/* ledger:push(id, item, url, deliveries) → true, or false when the entry is held already */
+static int l_push(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    size_t idlen;
+    const char *id = luaL_checklstring(L, 2, &idlen);
+    luaL_checkany(L, 3);
+    int deliveries = (int)luaL_checkinteger(L, 5);
+    if (find_id(lg, id, idlen) != NONE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_getiuservalue(L, 1, ITEMS);
+    lua_getiuservalue(L, 1, URLS);
+    int i = take_slot(L, lg, id, idlen, deliveries);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -3, i + 1);
+    if (lua_type(L, 3) != LUA_TSTRING) {
+        lua_pushvalue(L, 4);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ledger:next() → item, entries still ready; or nil, 0. A table item gets queue_id. */
+static int l_next(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    if (lg->nready == 0) {
+        lua_pushnil(L);
+        lua_pushinteger(L, 0);
+        return 2;
+    }
+    lua_getiuservalue(L, 1, ITEMS);
+    lua_Integer seq = lg->handed + 1;
+    int i = lg->ready_head;
+    struct slot *s = &lg->slots[i];
+    map_room(L, lg, seq);
+    s->state = SLOT_OUT;
+    s->seq = seq;
+    lg->by_seq[seq & lg->seq_mask] = i + 1;
+    lg->handed = seq;
+    lg->ready_head = s->next;
+    if (lg->ready_head == NONE)
+        lg->ready_tail = NONE;
+    lg->nready--;
+    s->next = NONE;
+    lua_rawgeti(L, -1, i + 1);
+    if (lua_istable(L, -1)) {
+        lua_pushlstring(L, s->id, s->idlen);
+        lua_setfield(L, -2, "queue_id");
+    }
+    lua_pushinteger(L, lg->nready);
+    return 2;
+}
+
+/* ledger:settle(index, item, result, max_deliveries, keep_body) → the record's op ("r" or "R": a
+ * result, "d": dead-lettered, "p": parked for another delivery), or nil when the ledger does not
+ * hold that entry. The record goes to the outbox; the slot is freed by release() after the
+ * flush that carries it. */
+static int l_settle(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    lua_Integer index = luaL_optinteger(L, 2, 0);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    int max_deliveries = (int)luaL_checkinteger(L, 5);
+    int keep_body = lua_toboolean(L, 6);
+    lua_settop(L, 6);
+    lua_getiuservalue(L, 1, ITEMS); /* 7 */
+    int i = find_out(L, lg, 7, index, 3);
+    if (i == NONE)
+        return 0;
+    struct slot *s = &lg->slots[i];
+    luaL_checkstack(L, 12, "settle");
+    /* 8: the entry's URL, the item itself or kept beside a table item */
+    lua_rawgeti(L, 7, i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_getiuservalue(L, 1, URLS);
+        lua_rawgeti(L, -1, i + 1);
+        lua_remove(L, -2);
+    }
+    char nums[4][64];
+    struct piece pcs[8];
+    const char *op;
+    lua_getfield(L, 4, "status_code"); /* 9 */
+    if (!lua_isnil(L, 9)) {
+        op = s->deliveries > 1 ? "R" : "r";
+        lua_getfield(L, 4, "success");
+        int success = lua_toboolean(L, -1);
+        lua_getfield(L, 4, "elapsed");
+        lua_getfield(L, 4, "attempts"); /* 10, 11, 12 */
+        pcs[0] = (struct piece){ op, NULL, 1, 0 };
+        pcs[1] = (struct piece){ s->id, NULL, s->idlen, 0 };
+        pcs[2] = value_piece(L, 8, nums[0]);
+        pcs[3] = value_piece(L, 9, nums[1]);
+        pcs[4] = (struct piece){ success ? "true" : "false", NULL, success ? 4 : 5, 0 };
+        pcs[5] = value_piece(L, 11, nums[2]);
+        pcs[6] = value_piece(L, 12, nums[3]);
+        pcs[7] = (struct piece){ "", NULL, 0, 0 };
+        if (keep_body) { /* "=" then the body: told apart from "no body kept" */
+            lua_getfield(L, 4, "body");
+            pcs[7] = (struct piece){ "=", NULL, 1, 0 };
+            if (lua_type(L, -1) == LUA_TSTRING)
+                pcs[7].p2 = lua_tolstring(L, -1, &pcs[7].len2);
+        }
+        box_record(L, lg, pcs, 8);
+        lg->box_results++;
+    } else {
+        lua_getfield(L, 4, "kind");
+        lua_getfield(L, 4, "error"); /* 10, 11 */
+        const char *kind = lua_tostring(L, 10);
+        int dead = (kind && !strcmp(kind, "invalid")) || s->deliveries >= max_deliveries;
+        op = dead ? "d" : "p";
+        pcs[0] = (struct piece){ op, NULL, 1, 0 };
+        pcs[1] = (struct piece){ s->id, NULL, s->idlen, 0 };
+        struct piece err = { NULL, NULL, 0, 0 }, knd = { NULL, NULL, 0, 0 }; /* tostring() of each */
+        err.p = luaL_tolstring(L, 11, &err.len);
+        knd.p = luaL_tolstring(L, 10, &knd.len);
+        if (dead) {
+            pcs[2] = value_piece(L, 8, nums[0]);
+            pcs[3] = err;
+            pcs[4] = knd;
+            pcs[5] = (struct piece){ nums[1], NULL, (size_t)snprintf(nums[1], 64, "%d", s->deliveries), 0 };
+            box_record(L, lg, pcs, 6);
+        } else {
+            pcs[2] = knd;
+            pcs[3] = err;
+            box_record(L, lg, pcs, 4);
+        }
+    }
+    if (lg->by_seq[s->seq & lg->seq_mask] == i + 1)
+        lg->by_seq[s->seq & lg->seq_mask] = 0;
+    s->state = SLOT_SETTLING;
+    s->next = lg->box_list;
+    lg->box_list = i;
+    lg->box_records++;
+    lua_pushstring(L, op);
+    return 1;
+}
+
+/* ledger:record(op, id, ...) → appends a record for an entry the ledger does not hold (one that
+ * could not be decoded is dead-lettered at once). */
+static int l_record(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    int top = lua_gettop(L);
+    if (top < 3 || top > 9)
+        return luaL_error(L, "a settle record has 2 to 8 fields");
+    const char *op = luaL_checkstring(L, 2);
+    char nums[8][64];
+    struct piece pcs[8];
+    luaL_checkstack(L, 8, "settle record");
+    for (int k = 2; k <= top; k++)
+        pcs[k - 2] = value_piece(L, k, nums[k - 2]);
+    box_record(L, lg, pcs, top - 1);
+    lg->box_records++;
+    if (op[0] == 'r' || op[0] == 'R')
+        lg->box_results++;
+    return 0;
+}
+
+/* ledger:take() → the outbox as an args list, its records and results; nil when empty. The
+ * slots it settles are freed by release(), once the flush is done. The list is the ledger's own
+ * and good until the next take: the two buffers trade places and keep their size. */
+static int l_take(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    if (lg->box_records == 0)
+        return 0;
+    if (lg->flushing)
+        return luaL_error(L, "take: the last flush was not released");
+    lua_getiuservalue(L, 1, FLUSH_ARGS);
+    struct lua_redis_args *out = luaL_checkudata(L, -1, LUA_REDIS_ARGS);
+    struct lua_redis_args spare = *out;
+    *out = lg->box;
+    lg->box = spare;
+    lg->box.len = 0;
+    lg->box.n = 0;
+    lua_pushinteger(L, lg->box_records);
+    lua_pushinteger(L, lg->box_results);
+    for (int i = lg->box_list; i != NONE; i = lg->slots[i].next)
+        lg->slots[i].state = SLOT_FLUSHING;
+    lg->flush_list = lg->box_list;
+    lg->box_list = NONE;
+    lg->box_records = lg->box_results = 0;
+    lg->flushing = 1;
+    return 3;
+}
+
+/* ledger:release() → frees the slots of the taken flush; how many */
+static int l_release(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    lua_getiuservalue(L, 1, ITEMS);
+    lua_getiuservalue(L, 1, URLS);
+    int n = 0;
+    for (int i = lg->flush_list; i != NONE;) {
+        struct slot *s = &lg->slots[i];
+        int next = s->next;
+        lua_pushnil(L);
+        lua_rawseti(L, -3, i + 1);
+        lua_pushnil(L);
+        lua_rawseti(L, -2, i + 1);
+        s->state = SLOT_FREE;
+        s->next = lg->free_list;
+        lg->free_list = i;
+        lg->held--;
+        n++;
+        i = next;
+    }
+    lg->flush_list = NONE;
+    lg->flushing = 0;
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* ledger:deliveries(id) → the held entry's delivery count, or nil */
+static int l_deliveries(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    size_t idlen;
+    const char *id = luaL_checklstring(L, 2, &idlen);
+    int i = find_id(lg, id, idlen);
+    if (i == NONE)
+        return 0;
+    lua_pushinteger(L, lg->slots[i].deliveries);
+    return 1;
+}
+
+/* ledger:ids() → the ids of every entry held (for lease extension) */
+static int l_ids(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    lua_createtable(L, lg->held, 0);
+    int n = 0;
+    for (int i = 0; i < lg->cap; i++) {
+        if (lg->slots[i].state == SLOT_FREE)
+            continue;
+        lua_pushlstring(L, lg->slots[i].id, lg->slots[i].idlen);
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
+/* ledger:counts() → entries ready (read, not handed out), entries held (read, not settled) */
+static int l_counts(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    lua_pushinteger(L, lg->nready);
+    lua_pushinteger(L, lg->held);
+    return 2;
+}
+
+static int l_gc(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    free(lg->slots);
+    free(lg->by_seq);
+    free(lg->box.buf);
+    memset(lg, 0, sizeof *lg);
+    lg->free_list = lg->ready_head = lg->ready_tail = lg->box_list = lg->flush_list = NONE;
+    return 0;
+}
+
+int lua_redis_ledger_new(lua_State *L)
+{
+    struct ledger *lg = lua_newuserdatauv(L, sizeof *lg, 3);
+    memset(lg, 0, sizeof *lg);
+    lg->free_list = lg->ready_head = lg->ready_tail = lg->box_list = lg->flush_list = NONE;
+    luaL_setmetatable(L, LUA_REDIS_LEDGER);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, ITEMS);
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, URLS);
+    struct lua_redis_args empty = { NULL, 0, 0, 0 };
+    lua_redis_args_push_moved(L, &empty);
+    lua_setiuservalue(L, -2, FLUSH_ARGS);
+    return 1;
+}
+
+int lua_redis_ledger_take_read(lua_State *L, int ledger, const struct redis_reply *r)
+{
+    struct ledger *lg = check_ledger(L, ledger);
+    const struct redis_reply *list = lua_redis_stream_entries(r);
+    size_t n = list ? list->n : 0;
+    luaL_checkstack(L, 8, "stream entries");
+    lua_pushinteger(L, 0);  /* the count, set at the end */
+    lua_newtable(L);        /* others' ids, fields */
+    lua_newtable(L);
+    lua_getiuservalue(L, ledger, ITEMS);
+    int added = 0, others = 0;
+    for (size_t k = 0; k < n; k++) {
+        const struct redis_reply *e = &list->elem[k];
+        if (e->type != REDIS_T_ARRAY || e->n < 2 || e->elem[0].type != REDIS_T_STRING)
+            continue;
+        const struct redis_reply *url = lua_redis_entry_url(e);
+        if (url && url->len > 0 && e->elem[0].len <= ID_MAX) {
+            int i = take_slot(L, lg, e->elem[0].str, e->elem[0].len, 1);
+            lua_pushlstring(L, url->str, url->len);
+            lua_rawseti(L, -2, i + 1);
+            added++;
+        } else {
+            others++;
+            lua_pushlstring(L, e->elem[0].str, e->elem[0].len);
+            lua_rawseti(L, -4, others);
+            lua_redis_push_reply(L, &e->elem[1]); /* a deleted entry's nil comes as false */
+            lua_rawseti(L, -3, others);
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, added);
+    lua_replace(L, -4);
+    return 3;
+}
+
+void lua_redis_ledger_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "push", l_push }, { "next", l_next }, { "settle", l_settle }, { "record", l_record },
+        { "take", l_take }, { "release", l_release }, { "deliveries", l_deliveries }, { "ids", l_ids },
+        { "counts", l_counts }, { NULL, NULL },
+    };
+    if (luaL_newmetatable(L, LUA_REDIS_LEDGER)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+}

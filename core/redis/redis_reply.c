@@ -1,0 +1,180 @@
+/* redis_reply.c — replies built by hiredis' parser straight into our struct redis_reply (through
+ * its reply-object hooks), in an arena of one or a few blocks per reply: no hiredis objects to
+ * allocate, copy and free node by node. The root owns its arena; hiredis frees it after the reply
+ * callback (freeObject) unless the client took it, and then redis_reply_free does. */
+#include <hiredis/hiredis.h>
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis_reply.h"
+
+_Static_assert(REDIS_REPLY_STRING == REDIS_T_STRING && REDIS_REPLY_ARRAY == REDIS_T_ARRAY &&
+               REDIS_REPLY_INTEGER == REDIS_T_INTEGER && REDIS_REPLY_NIL == REDIS_T_NIL &&
+               REDIS_REPLY_STATUS == REDIS_T_STATUS && REDIS_REPLY_ERROR == REDIS_T_ERROR,
+               "hiredis looks at a reply's type (an int first, as ours): the numbers must agree");
+
+#define FIRST_CHUNK 1024
+#define MAX_CHUNK (64 * 1024) /* below malloc's mmap threshold: a big read is a few chunks */
+
+struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct reply_root {
+    struct redis_reply node; /* first: the root's node is the reply hiredis hands around */
+    struct chunk *chunks;    /* newest first; the last one is inline, right after this struct */
+    int taken;
+};
+
+static struct reply_root *root_of(const redisReadTask *task)
+{
+    while (task->parent)
+        task = task->parent;
+    return task->obj;
+}
+
+/* size bytes (8-aligned) from the reply's arena, or NULL when out of memory. */
+static void *arena_alloc(struct reply_root *root, size_t size)
+{
+    size = (size + 7) & ~(size_t)7;
+    struct chunk *c = root->chunks;
+    if (c->cap - c->used < size) {
+        size_t cap = c->cap * 2 < MAX_CHUNK ? c->cap * 2 : MAX_CHUNK;
+        if (cap < size)
+            cap = size;
+        struct chunk *n = malloc(sizeof *n + cap);
+        if (!n)
+            return NULL;
+        n->next = c;
+        n->used = 0;
+        n->cap = cap;
+        root->chunks = n;
+        c = n;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += size;
+    return p;
+}
+
+/* The node a task fills: a new root (with its first chunk), or its place in the parent array. */
+static struct redis_reply *node_for(const redisReadTask *task)
+{
+    if (!task->parent) {
+        struct reply_root *root = malloc(sizeof *root + sizeof(struct chunk) + FIRST_CHUNK);
+        if (!root)
+            return NULL;
+        root->chunks = (struct chunk *)(root + 1);
+        root->chunks->next = NULL;
+        root->chunks->used = 0;
+        root->chunks->cap = FIRST_CHUNK;
+        root->taken = 0;
+        memset(&root->node, 0, sizeof root->node);
+        return &root->node;
+    }
+    struct redis_reply *parent = task->parent->obj;
+    return (struct redis_reply *)&parent->elem[task->idx];
+}
+
+static void *create_string(const redisReadTask *task, char *str, size_t len)
+{
+    struct redis_reply *node = node_for(task);
+    if (!node)
+        return NULL;
+    char *copy = arena_alloc(task->parent ? root_of(task) : (struct reply_root *)node, len + 1);
+    if (!copy) {
+        if (!task->parent)
+            free(node);
+        return NULL;
+    }
+    memcpy(copy, str, len);
+    copy[len] = 0;
+    node->type = (enum redis_type)task->type;
+    node->str = copy;
+    node->len = len;
+    return node;
+}
+
+static void *create_array(const redisReadTask *task, int elements)
+{
+    struct redis_reply *node = node_for(task);
+    if (!node)
+        return NULL;
+    node->type = REDIS_T_ARRAY;
+    node->n = elements > 0 ? (size_t)elements : 0;
+    node->elem = NULL;
+    if (node->n) {
+        struct redis_reply *kids =
+            arena_alloc(task->parent ? root_of(task) : (struct reply_root *)node, node->n * sizeof *kids);
+        if (!kids) {
+            if (!task->parent)
+                free(node);
+            return NULL;
+        }
+        memset(kids, 0, node->n * sizeof *kids);
+        node->elem = kids;
+    }
+    return node;
+}
+
+static void *create_integer(const redisReadTask *task, long long value)
+{
+    struct redis_reply *node = node_for(task);
+    if (!node)
+        return NULL;
+    node->type = REDIS_T_INTEGER;
+    node->integer = value;
+    return node;
+}
+
+static void *create_nil(const redisReadTask *task)
+{
+    struct redis_reply *node = node_for(task);
+    if (!node)
+        return NULL;
+    node->type = REDIS_T_NIL;
+    return node;
+}
+
+static void free_arena(struct reply_root *root)
+{
+    struct chunk *inline_chunk = (struct chunk *)(root + 1);
+    for (struct chunk *c = root->chunks, *next; c != inline_chunk; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(root);
+}
+
+/* hiredis calls this with a root only: after the reply callback, or on a parse error. */
+static void free_object(void *obj)
+{
+    struct reply_root *root = obj;
+    if (root && !root->taken)
+        free_arena(root);
+}
+
+static redisReplyObjectFunctions reply_functions = {
+    create_string, create_array, create_integer, create_nil, free_object,
+};
+
+void redis_reply_use(redisContext *c)
+{
+    c->reader->fn = &reply_functions;
+}
+
+struct redis_reply *redis_reply_take(void *reply)
+{
+    struct reply_root *root = reply;
+    root->taken = 1;
+    return &root->node;
+}
+
+void redis_reply_free(struct redis_reply *reply)
+{
+    if (reply)
+        free_arena((struct reply_root *)reply);
+}
