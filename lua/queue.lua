@@ -542,6 +542,10 @@ end
 local Source = {}
 Source.__index = Source
 
+-- Read-ahead, in units of `prefetch` (the fetcher's concurrency): a read starts below LOW entries
+-- ready and tops them up to HIGH (Source:fill says why so many).
+local READ_LOW, READ_HIGH = 6, 10
+
 --- Creates the group if needed (reading from the stream's start, so entries pushed before any
 --- worker are read). true, or nil, err.
 function Q:ensure_group()
@@ -554,20 +558,27 @@ end
 
 --- The source for f:each: an iterator function (every fetcher version takes one) giving URLs
 --- and request tables. opts.drain: end once nothing is new or pending; else run until q:stop().
---- opts.prefetch: the fetcher's concurrency when it is above 2 × batch (the default): twice as
---- many entries are kept read ahead, so no fetcher slot waits for a read.
+--- opts.prefetch: the fetcher's concurrency (default 2 × batch, at least batch): a read starts
+--- once fewer than 6 × prefetch entries are ready and tops them up to 10 × prefetch, so no fetcher
+--- slot waits for a read.
 ---@param opts? { drain: boolean, prefetch: integer }
 ---@return fun(): string|table|nil
 function Q:source(opts)
   local src = setmetatable({
     q = self, drain = opts and opts.drain,
-    prefetch = math.max(opts and tonumber(opts.prefetch) or 0, 2 * self.batch),
+    prefetch = math.max(opts and tonumber(opts.prefetch) or 2 * self.batch, self.batch),
     own_pending = "0", reclaim_start = "0-0", next_reclaim = 0, backoff = 0,
     connects = nil, stopping = self.stopping or false, finished = false, ended = false,
     reading = false, ready = task.semaphore(0),
   }, Source)
   self.current_source = src
-  return function() return src:next() end
+  -- the usual case inline: an entry is ready and the read-ahead needs nothing
+  local ledger, low = self.ledger, READ_LOW * src.prefetch
+  return function()
+    local item, ready = ledger:next()
+    if item ~= nil and (ready >= low or src.reading) then return item end
+    return src:next(item, ready)
+  end
 end
 
 --- Stop reading (SIGTERM): what was read already is still handed out, then the source ends.
@@ -665,9 +676,13 @@ function Source:fill()
   end
   if self.stopping then return false end
   -- draining: no blocking read, so the end is seen at once (next() waits between checks)
-  -- top the buffer up to 2 × prefetch + batch
+  -- top the ready entries up to READ_HIGH × prefetch: a read starts below READ_LOW × prefetch and
+  -- its reply is taken in four loop turns or so later (the reader task starts, the command is
+  -- written, the reply read, the task resumed), in each of which every fetcher slot may take an
+  -- entry; with less (it was 2 × prefetch + batch) the ready entries ran out at every read, and
+  -- every slot then queued for the source and was woken one by one
   local ready = q.ledger:counts()
-  local want = math.max(q.batch, 2 * self.prefetch + q.batch - ready)
+  local want = math.max(q.batch, READ_HIGH * self.prefetch - ready)
   local cmd = { "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", want }
   if not self.drain then
     cmd[#cmd + 1] = "BLOCK"
@@ -733,32 +748,37 @@ function Source:read_round()
 end
 
 --- Reads in a task of its own, so the next batch is on its way while the fetcher works through
---- this one: a round ends once entries came (or the source ended), then wakes a waiting next().
+--- this one. Rounds follow each other while fewer than 6 × prefetch entries are ready (a new
+--- task per read would add a loop turn to every read's way), or while nothing came and nothing
+--- is ready; each round that brought entries (or ended the source) wakes a waiting next().
 function Source:start_reading()
   local q = self.q
   self.reading = true
   task.spawn(function()
+    local low = READ_LOW * self.prefetch
     while true do
       local r = self:read_round()
       if r == false then self.ended = true end
-      if r ~= nil or q.ledger:counts() > 0 then break end
+      if r ~= nil then self.ready:release() end
+      if r == false or q.closed then break end
+      local ready = q.ledger:counts()
+      if (r == true and ready >= low) or (r == nil and ready > 0) then break end
     end
     self.reading = false
     self.ready:release()
   end)
 end
 
---- The next item for the fetcher (a URL or a request table), or nil at the end.
-function Source:next()
+--- The next item for the fetcher (a URL or a request table), or nil at the end. item, ready: what
+--- a call of ledger:next() just gave, if any.
+function Source:next(item, ready)
   local q = self.q
   local ledger = q.ledger
   while true do
-    local item, ready = ledger:next()
+    if item == nil then item, ready = ledger:next() end
     if item ~= nil then
-      -- read ahead: under load a read's reply is taken in after a loop turn or two, in each of
-      -- which every fetcher slot may ask for its next entry: twice `prefetch` (the fetcher's
-      -- concurrency) stay here
-      if ready < 2 * self.prefetch and not self.reading and not self.ended and not q.closed then
+      -- read ahead (see fill)
+      if ready < READ_LOW * self.prefetch and not self.reading and not self.ended and not q.closed then
         self:start_reading()
       end
       return item
@@ -767,6 +787,7 @@ function Source:next()
     while self.ready:try_acquire() do end -- wake-ups of rounds nobody waited for
     if not self.reading then self:start_reading() end
     self.ready:acquire()
+    item = nil
   end
   self.finished = true
   return nil
@@ -830,9 +851,9 @@ end
 ---@param opts? { keep_body: boolean }
 function Q:sink(opts)
   local keep_body = opts and opts.keep_body or false
-  local ledger = self.ledger
+  local ledger, max_deliveries = self.ledger, self.max_deliveries
   return function(_, result, index, item)
-    if ledger:settle(index, item, result, self.max_deliveries, keep_body) and not self.flushing then
+    if ledger:settle(index, item, result, max_deliveries, keep_body) and not self.flushing then
       self:flush()
     end
   end

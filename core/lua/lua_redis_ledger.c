@@ -25,12 +25,16 @@ struct slot {
     char id[ID_MAX + 1];
     unsigned char idlen;
     unsigned char state;
+    unsigned char own_url;   /* the URL is kept beside the item (a request table) */
     int deliveries;
     lua_Integer seq;         /* the fetcher's index, from the hand-out on */
     int next;                /* the list the slot is on: free, ready, outbox or flush */
 };
 
+static const char ledger_mark = 'L';
+
 struct ledger {
+    const char *mark;        /* &ledger_mark (self_ledger) */
     struct slot *slots;
     int cap;
     int free_list;
@@ -48,6 +52,30 @@ struct ledger {
 static struct ledger *check_ledger(lua_State *L, int idx)
 {
     return luaL_checkudata(L, idx, LUA_REDIS_LEDGER);
+}
+
+/* Every method's upvalues: the result fields settle reads, as Lua strings made once (a
+ * lua_getfield by C string looks its key up in the string cache on every call). */
+enum { UP_STATUS = 1, UP_SUCCESS, UP_ELAPSED, UP_ATTEMPTS, UP_BODY, UP_KIND, UP_ERROR, UP_COUNT = UP_ERROR };
+static const char *const result_fields[] = { "status_code", "success", "elapsed", "attempts", "body", "kind", "error" };
+
+/* The ledger at 1 for a method on the per-URL path, told by its mark instead of its metatable
+ * (luaL_checkudata looks the metatable up by name on every call). Only C makes userdata, and
+ * only this file makes one of this size with this mark. */
+static struct ledger *self_ledger(lua_State *L)
+{
+    struct ledger *lg = lua_touserdata(L, 1);
+    if (lg && lua_type(L, 1) == LUA_TUSERDATA && lua_rawlen(L, 1) == sizeof *lg && lg->mark == &ledger_mark)
+        return lg;
+    return check_ledger(L, 1);
+}
+
+/* Pushes result[field] (raw: a fetcher result's fields are its own, its metatable only adds
+ * headers); returns its type. */
+static int result_field(lua_State *L, int result, int up)
+{
+    lua_pushvalue(L, lua_upvalueindex(up));
+    return lua_rawget(L, result);
 }
 
 /* ---- slots ------------------------------------------------------------------------------- */
@@ -82,6 +110,7 @@ static int take_slot(lua_State *L, struct ledger *lg, const char *id, size_t idl
     s->idlen = (unsigned char)idlen;
     s->state = SLOT_READY;
     s->deliveries = deliveries;
+    s->own_url = 0;
     s->seq = 0;
     s->next = NONE;
     if (lg->ready_tail == NONE)
@@ -280,6 +309,7 @@ static int l_push(lua_State *L)
     if (lua_type(L, 3) != LUA_TSTRING) {
         lua_pushvalue(L, 4);
         lua_rawseti(L, -2, i + 1);
+        lg->slots[i].own_url = 1;
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -288,7 +318,7 @@ static int l_push(lua_State *L)
 /* ledger:next() → item, entries still ready; or nil, 0. A table item gets queue_id. */
 static int l_next(lua_State *L)
 {
-    struct ledger *lg = check_ledger(L, 1);
+    struct ledger *lg = self_ledger(L);
     if (lg->nready == 0) {
         lua_pushnil(L);
         lua_pushinteger(L, 0);
@@ -323,18 +353,21 @@ static int l_next(lua_State *L)
  * flush that carries it. */
 static int l_settle(lua_State *L)
 {
-    struct ledger *lg = check_ledger(L, 1);
-    lua_Integer index = luaL_optinteger(L, 2, 0);
-    luaL_checktype(L, 4, LUA_TTABLE);
-    int max_deliveries = (int)luaL_checkinteger(L, 5);
+    struct ledger *lg = self_ledger(L);
+    lua_Integer index = lua_tointegerx(L, 2, NULL); /* not a number: found by item alone */
+    if (lua_type(L, 4) != LUA_TTABLE)
+        return luaL_typeerror(L, 4, "table");
+    int isnum;
+    int max_deliveries = (int)lua_tointegerx(L, 5, &isnum);
+    if (!isnum)
+        return luaL_typeerror(L, 5, "integer");
     int keep_body = lua_toboolean(L, 6);
-    lua_settop(L, 6);
+    lua_settop(L, 6); /* below: at most 9 more values, within the LUA_MINSTACK a C call has */
     lua_getiuservalue(L, 1, ITEMS); /* 7 */
     int i = find_out(L, lg, 7, index, 3);
     if (i == NONE)
         return 0;
     struct slot *s = &lg->slots[i];
-    luaL_checkstack(L, 12, "settle");
     /* 8: the entry's URL, the item itself or kept beside a table item */
     lua_rawgeti(L, 7, i + 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
@@ -346,13 +379,13 @@ static int l_settle(lua_State *L)
     char nums[4][64];
     struct piece pcs[8];
     const char *op;
-    lua_getfield(L, 4, "status_code"); /* 9 */
+    result_field(L, 4, UP_STATUS); /* 9 */
     if (!lua_isnil(L, 9)) {
         op = s->deliveries > 1 ? "R" : "r";
-        lua_getfield(L, 4, "success");
+        result_field(L, 4, UP_SUCCESS);
         int success = lua_toboolean(L, -1);
-        lua_getfield(L, 4, "elapsed");
-        lua_getfield(L, 4, "attempts"); /* 10, 11, 12 */
+        result_field(L, 4, UP_ELAPSED);
+        result_field(L, 4, UP_ATTEMPTS); /* 10, 11, 12 */
         pcs[0] = (struct piece){ op, NULL, 1, 0 };
         pcs[1] = (struct piece){ s->id, NULL, s->idlen, 0 };
         pcs[2] = value_piece(L, 8, nums[0]);
@@ -362,7 +395,7 @@ static int l_settle(lua_State *L)
         pcs[6] = value_piece(L, 12, nums[3]);
         pcs[7] = (struct piece){ "", NULL, 0, 0 };
         if (keep_body) { /* "=" then the body: told apart from "no body kept" */
-            lua_getfield(L, 4, "body");
+            result_field(L, 4, UP_BODY);
             pcs[7] = (struct piece){ "=", NULL, 1, 0 };
             if (lua_type(L, -1) == LUA_TSTRING)
                 pcs[7].p2 = lua_tolstring(L, -1, &pcs[7].len2);
@@ -370,8 +403,8 @@ static int l_settle(lua_State *L)
         box_record(L, lg, pcs, 8);
         lg->box_results++;
     } else {
-        lua_getfield(L, 4, "kind");
-        lua_getfield(L, 4, "error"); /* 10, 11 */
+        result_field(L, 4, UP_KIND);
+        result_field(L, 4, UP_ERROR); /* 10, 11 */
         const char *kind = lua_tostring(L, 10);
         int dead = (kind && !strcmp(kind, "invalid")) || s->deliveries >= max_deliveries;
         op = dead ? "d" : "p";
@@ -398,7 +431,7 @@ static int l_settle(lua_State *L)
     s->next = lg->box_list;
     lg->box_list = i;
     lg->box_records++;
-    lua_pushstring(L, op);
+    lua_pushlstring(L, op, 1);
     return 1;
 }
 
@@ -463,8 +496,10 @@ static int l_release(lua_State *L)
         int next = s->next;
         lua_pushnil(L);
         lua_rawseti(L, -3, i + 1);
-        lua_pushnil(L);
-        lua_rawseti(L, -2, i + 1);
+        if (s->own_url) {
+            lua_pushnil(L);
+            lua_rawseti(L, -2, i + 1);
+        }
         s->state = SLOT_FREE;
         s->next = lg->free_list;
         lg->free_list = i;
@@ -522,6 +557,7 @@ static int l_gc(lua_State *L)
     free(lg->by_seq);
     free(lg->box.buf);
     memset(lg, 0, sizeof *lg);
+    lg->mark = &ledger_mark;
     lg->free_list = lg->ready_head = lg->ready_tail = lg->box_list = lg->flush_list = NONE;
     return 0;
 }
@@ -530,6 +566,7 @@ int lua_redis_ledger_new(lua_State *L)
 {
     struct ledger *lg = lua_newuserdatauv(L, sizeof *lg, 3);
     memset(lg, 0, sizeof *lg);
+    lg->mark = &ledger_mark;
     lg->free_list = lg->ready_head = lg->ready_tail = lg->box_list = lg->flush_list = NONE;
     luaL_setmetatable(L, LUA_REDIS_LEDGER);
     lua_newtable(L);
@@ -585,7 +622,10 @@ void lua_redis_ledger_register(lua_State *L)
         { "counts", l_counts }, { NULL, NULL },
     };
     if (luaL_newmetatable(L, LUA_REDIS_LEDGER)) {
-        luaL_newlib(L, methods);
+        lua_createtable(L, 0, sizeof methods / sizeof methods[0] - 1);
+        for (int i = 0; i < UP_COUNT; i++)
+            lua_pushstring(L, result_fields[i]);
+        luaL_setfuncs(L, methods, UP_COUNT);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, l_gc);
         lua_setfield(L, -2, "__gc");
