@@ -295,7 +295,7 @@ static int l_push(lua_State *L)
     struct ledger *lg = check_ledger(L, 1);
     size_t idlen;
     const char *id = luaL_checklstring(L, 2, &idlen);
-    luaL_checkany(L, 3);
+    luaL_argexpected(L, lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TTABLE, 3, "URL or request table");
     int deliveries = (int)luaL_checkinteger(L, 5);
     if (find_id(lg, id, idlen) != NONE) {
         lua_pushboolean(L, 0);
