@@ -558,7 +558,7 @@ end
 
 --- The source for f:each: an iterator function (every fetcher version takes one) giving URLs
 --- and request tables. opts.drain: end once nothing is new or pending; else run until q:stop().
---- opts.prefetch: the fetcher's concurrency (default 2 × batch, at least batch): a read starts
+--- opts.prefetch: the fetcher's concurrency (default 2 × batch): a read starts
 --- once fewer than 6 × prefetch entries are ready and tops them up to 10 × prefetch, so no fetcher
 --- slot waits for a read.
 ---@param opts? { drain: boolean, prefetch: integer }
@@ -566,11 +566,13 @@ end
 function Q:source(opts)
   local src = setmetatable({
     q = self, drain = opts and opts.drain,
-    prefetch = math.max(opts and tonumber(opts.prefetch) or 2 * self.batch, self.batch),
+    prefetch = math.max(1, math.floor(opts and tonumber(opts.prefetch) or 2 * self.batch)),
     own_pending = "0", reclaim_start = "0-0", next_reclaim = 0, backoff = 0,
     connects = nil, stopping = self.stopping or false, finished = false, ended = false,
     reading = false, ready = task.semaphore(0),
   }, Source)
+  -- the fetcher counts the items of this source from 1: the ledger's count goes on across sources
+  src.seq_base = select(3, self.ledger:counts())
   self.current_source = src
   -- the usual case inline: an entry is ready and the read-ahead needs nothing
   local ledger, low = self.ledger, READ_LOW * src.prefetch
@@ -682,7 +684,7 @@ function Source:fill()
   -- entry; with less (it was 2 × prefetch + batch) the ready entries ran out at every read, and
   -- every slot then queued for the source and was woken one by one
   local ready = q.ledger:counts()
-  local want = math.max(q.batch, READ_HIGH * self.prefetch - ready)
+  local want = math.max(1, READ_HIGH * self.prefetch - ready)
   local cmd = { "XREADGROUP", "GROUP", q.group, q.consumer, "COUNT", want }
   if not self.drain then
     cmd[#cmd + 1] = "BLOCK"
@@ -697,7 +699,6 @@ function Source:fill()
     if fields == "server" and ids:find("^NOGROUP") then q.group_ready = false end
     return nil, ids
   end
-  if n == false then return false end -- BLOCK ran out
   q.tally.read = q.tally.read + n
   if n > 0 then q:keep() end
   for i = 1, #ids do self:push(ids[i], nil, fields[i], 1) end
@@ -757,7 +758,12 @@ function Source:start_reading()
   task.spawn(function()
     local low = READ_LOW * self.prefetch
     while true do
-      local r = self:read_round()
+      local ok, r = pcall(self.read_round, self)
+      if not ok then -- (out of memory taking a read in, say): warn and try again, as after a failed read
+        q:warn("queue reader: " .. tostring(r))
+        task.sleep(0.5)
+        r = nil
+      end
       if r == false then self.ended = true end
       if r ~= nil then self.ready:release() end
       if r == false or q.closed then break end
@@ -813,9 +819,23 @@ end
 
 --- Sends what the ledger's outbox holds, unless a flush is running, and again until it is
 --- empty (group commit: what finishes while one flush is on the wire goes in the next).
+local FlushGuard = { __close = function(g)
+  -- also when the flushing task is canceled between take and release: the slots are freed
+  -- unacknowledged (their entries come back after the lease), the next settle flushes again, and
+  -- nobody waits for a flush that will not come
+  local q = g.q
+  if q.ledger_taken then
+    q.ledger_taken = false
+    q.ledger:release()
+  end
+  q.flushing = false
+  q:wake_flush_waiters()
+end }
+
 function Q:flush()
   if self.flushing then return end
   self.flushing = true
+  local _ <close> = setmetatable({ q = self }, FlushGuard)
   local backoff = 0
   local keys = { self.stream, self.keys.results, self.keys.dead, self.keys.errors }
   local head = { self.group, self.consumer, RETRY_CONSUMER }
@@ -823,6 +843,7 @@ function Q:flush()
   while not self.closed do
     local args, _, results = ledger:take()
     if not args then break end
+    self.ledger_taken = true
     while true do
       local r, err = eval(self.cmd, SETTLE, keys, head, nil, args)
       if r then
@@ -839,10 +860,10 @@ function Q:flush()
       backoff = math.min(2, backoff > 0 and backoff * 2 or 0.05)
       task.sleep(backoff)
     end
+    self.ledger_taken = false
     ledger:release()
     self:wake_flush_waiters()
   end
-  self.flushing = false
 end
 
 --- on_result for f:each: a response (any status) becomes a result; a failure without one is
@@ -853,6 +874,8 @@ function Q:sink(opts)
   local keep_body = opts and opts.keep_body or false
   local ledger, max_deliveries = self.ledger, self.max_deliveries
   return function(_, result, index, item)
+    local src = self.current_source
+    if src and math.type(index) == "integer" then index = index + src.seq_base end
     if ledger:settle(index, item, result, max_deliveries, keep_body) and not self.flushing then
       self:flush()
     end

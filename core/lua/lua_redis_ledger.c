@@ -14,6 +14,7 @@
 #include "lua_redis.h"
 
 #define ID_MAX 47   /* a stream id is at most 41 characters: 20 digits, '-', 20 digits */
+#define MAP_MAX 65536 /* places in the seq map at most */
 #define NONE (-1)
 #define ITEMS 1     /* uservalues */
 #define URLS 2
@@ -70,12 +71,16 @@ static struct ledger *self_ledger(lua_State *L)
     return check_ledger(L, 1);
 }
 
-/* Pushes result[field] (raw: a fetcher result's fields are its own, its metatable only adds
- * headers); returns its type. */
-static int result_field(lua_State *L, int result, int up)
+/* Pushes result[field]: raw first (a fetcher result's fields are its own, its metatable only adds
+ * headers), through the metatable when that finds nothing (a wrapped or proxy result). */
+static void result_field(lua_State *L, int result, int up)
 {
     lua_pushvalue(L, lua_upvalueindex(up));
-    return lua_rawget(L, result);
+    if (lua_rawget(L, result) != LUA_TNIL || !lua_getmetatable(L, result))
+        return;
+    lua_pop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(up));
+    lua_gettable(L, result);
 }
 
 /* ---- slots ------------------------------------------------------------------------------- */
@@ -135,46 +140,43 @@ static int find_id(const struct ledger *lg, const char *id, size_t idlen)
 
 /* ---- the seq map: which slot the fetcher's index stands for ------------------------------ */
 
-/* A map of `size` (a power of two) holding every SLOT_OUT slot; 0, or -1 when two collide. */
-static int rebuild_map(struct ledger *lg, lua_Integer size, int **out)
+/* A map of `size` (a power of two) holding every SLOT_OUT slot; where two would share a place the
+ * one handed out last keeps it. NULL when out of memory. */
+static int *rebuild_map(const struct ledger *lg, lua_Integer size)
 {
     int *m = calloc((size_t)size, sizeof *m);
     if (!m)
-        return -2;
+        return NULL;
     for (int i = 0; i < lg->cap; i++) {
         if (lg->slots[i].state != SLOT_OUT)
             continue;
         lua_Integer pos = lg->slots[i].seq & (size - 1);
-        if (m[pos]) {
-            free(m);
-            return -1;
-        }
-        m[pos] = i + 1;
+        if (!m[pos] || lg->slots[m[pos] - 1].seq < lg->slots[i].seq)
+            m[pos] = i + 1;
     }
-    *out = m;
-    return 0;
+    return m;
 }
 
-/* Room in the map for seq (a long-running fetch may still hold the place it would take). */
+/* Room in the map for seq. The place may be held by an entry handed out long ago and still out
+ * (a slow fetch, or one the fetcher never reports): the map doubles while that keeps it small,
+ * and at MAP_MAX the old entry leaves the map instead (settle then finds it by its item). */
 static void map_room(lua_State *L, struct ledger *lg, lua_Integer seq)
 {
     if (lg->by_seq && !lg->by_seq[seq & lg->seq_mask])
         return;
-    lua_Integer size = lg->by_seq ? (lg->seq_mask + 1) * 2 : 1024;
-    for (;;) {
-        int *m = NULL;
-        int rc = size > ((lua_Integer)1 << 26) ? -2 : rebuild_map(lg, size, &m);
-        if (rc == -2)
-            luaL_error(L, "not enough memory");
-        if (rc == 0 && !m[seq & (size - 1)]) {
-            free(lg->by_seq);
-            lg->by_seq = m;
-            lg->seq_mask = size - 1;
-            return;
-        }
-        free(m);
+    lua_Integer size = lg->by_seq ? lg->seq_mask + 1 : 512;
+    while (size < MAP_MAX) {
         size *= 2;
+        int *m = rebuild_map(lg, size);
+        if (!m)
+            luaL_error(L, "not enough memory");
+        free(lg->by_seq);
+        lg->by_seq = m;
+        lg->seq_mask = size - 1;
+        if (!m[seq & (size - 1)])
+            return;
     }
+    lg->by_seq[seq & lg->seq_mask] = 0;
 }
 
 /* The SLOT_OUT slot handed out as `index` (checked against the item at item_idx unless that is
@@ -196,6 +198,17 @@ static int find_out(lua_State *L, struct ledger *lg, int items, lua_Integer inde
     }
     if (!has_item)
         return NONE;
+    /* a request table (or a copy of it) names its entry */
+    if (lua_type(L, item_idx) == LUA_TTABLE && lua_getfield(L, item_idx, "queue_id") == LUA_TSTRING) {
+        size_t idlen;
+        const char *id = lua_tolstring(L, -1, &idlen);
+        int i = find_id(lg, id, idlen);
+        lua_pop(L, 1);
+        if (i != NONE && lg->slots[i].state == SLOT_OUT)
+            return i;
+    } else if (lua_type(L, item_idx) == LUA_TTABLE) {
+        lua_pop(L, 1);
+    }
     /* a source wrapped by the caller (indexes shifted): the entry by its item */
     for (int i = 0; i < lg->cap; i++) {
         if (lg->slots[i].state != SLOT_OUT)
@@ -541,13 +554,15 @@ static int l_ids(lua_State *L)
     return 1;
 }
 
-/* ledger:counts() → entries ready (read, not handed out), entries held (read, not settled) */
+/* ledger:counts() → entries ready (read, not handed out), entries held (read, not settled),
+ * entries handed out so far (the last index next() gave) */
 static int l_counts(lua_State *L)
 {
     struct ledger *lg = check_ledger(L, 1);
     lua_pushinteger(L, lg->nready);
     lua_pushinteger(L, lg->held);
-    return 2;
+    lua_pushinteger(L, lg->handed);
+    return 3;
 }
 
 static int l_gc(lua_State *L)

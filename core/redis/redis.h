@@ -36,11 +36,13 @@ enum redis_type {
     REDIS_T_ERROR,
 };
 
+/* The first four fields lie where hiredis' redisReply has its own (redis_reply.c checks): hiredis
+ * reads type and str of a reply it has no callback for. */
 struct redis_reply {
     enum redis_type type;
     long long integer;              /* INTEGER */
-    const char *str;                /* STRING, STATUS, ERROR: len bytes, NUL-terminated */
     size_t len;
+    const char *str;                /* STRING, STATUS, ERROR: len bytes, NUL-terminated */
     size_t n;                       /* ARRAY: elements */
     const struct redis_reply *elem;
 };

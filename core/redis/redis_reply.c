@@ -10,10 +10,20 @@
 
 #include "redis_reply.h"
 
+/* hiredis hands our replies around as its own: it reads the type of a reply nobody waits for,
+ * and the message of an error reply then (async.c). Those fields must lie where redisReply has
+ * them, and the type numbers agree. (elements/element never match: they are read only for
+ * SUBSCRIBE and MONITOR replies, commands lua_redis.c refuses.) */
 _Static_assert(REDIS_REPLY_STRING == REDIS_T_STRING && REDIS_REPLY_ARRAY == REDIS_T_ARRAY &&
                REDIS_REPLY_INTEGER == REDIS_T_INTEGER && REDIS_REPLY_NIL == REDIS_T_NIL &&
                REDIS_REPLY_STATUS == REDIS_T_STATUS && REDIS_REPLY_ERROR == REDIS_T_ERROR,
-               "hiredis looks at a reply's type (an int first, as ours): the numbers must agree");
+               "reply type numbers");
+_Static_assert(offsetof(struct redis_reply, type) == offsetof(redisReply, type) &&
+               sizeof(enum redis_type) == sizeof(int) &&
+               offsetof(struct redis_reply, integer) == offsetof(redisReply, integer) &&
+               offsetof(struct redis_reply, len) == offsetof(redisReply, len) &&
+               offsetof(struct redis_reply, str) == offsetof(redisReply, str),
+               "struct redis_reply's first fields lie where redisReply has them");
 
 #define FIRST_CHUNK 1024
 #define MAX_CHUNK (64 * 1024) /* below malloc's mmap threshold: a big read is a few chunks */
@@ -29,6 +39,7 @@ struct reply_root {
     struct chunk *chunks;    /* newest first; the last one is inline, right after this struct */
     int taken;
 };
+_Static_assert(sizeof(struct reply_root) % _Alignof(struct chunk) == 0, "the inline chunk is aligned");
 
 static struct reply_root *root_of(const redisReadTask *task)
 {
