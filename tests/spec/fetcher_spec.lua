@@ -695,6 +695,37 @@ describe("fetcher summary line", function()
     assert.are.equal(0.1, m.p50)
     assert.are.equal(0.3, m.max)
     assert.are.equal(2.5, m.rps)
+    assert.are.equal(0.2, m.percentile(75))
+  end)
+
+  it("folds durations past 65,536 into a histogram: flat memory, percentiles within 0.4%", function()
+    local samples = require("_stats").samples()
+    local n = 200000
+    -- 1 ms .. 200 ms, in an order that is not sorted
+    for i = 1, n do samples:add(((i * 7919) % n + 1) / 1000) end
+    assert.is_false(samples:exact())
+    assert.is_nil(samples:sorted())
+    assert.are.equal(n, #samples)
+    local count, min, max, sum = samples:stats()
+    assert.are.equal(n, count)
+    assert.are.equal(0.001, min)
+    assert.are.equal(200, max)
+    assert.is_true(math.abs(sum - (n + 1) / 2 * n / 1000) < 1e-3, tostring(sum))
+    for _, p in ipairs{ 1, 50, 90, 95, 99, 99.9, 100 } do
+      local want = math.ceil(p / 100 * n) / 1000
+      local got = samples:percentile(p)
+      assert.is_true(math.abs(got - want) <= 0.004 * want, ("p%s: %s, want %s"):format(p, got, want))
+    end
+    local m = require("thresholds").metrics_of(n, n, 0, 0, samples, 1)
+    assert.are.equal(200, m.max)
+    assert.is_true(math.abs(m.avg - 100.0005) < 1e-6, tostring(m.avg))
+    local exact = require("_stats").samples()
+    for i = 1, 65536 do exact:add(i) end
+    assert.is_true(exact:exact())
+    assert.are.equal(32768, exact:percentile(50))
+    exact:add(0.5)
+    assert.is_false(exact:exact())
+    assert.are.equal(0.5, exact:percentile(0.0001), "the smallest is min, not its bucket's middle")
   end)
 end)
 
