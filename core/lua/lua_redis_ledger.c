@@ -55,10 +55,12 @@ static struct ledger *check_ledger(lua_State *L, int idx)
     return luaL_checkudata(L, idx, LUA_REDIS_LEDGER);
 }
 
-/* Every method's upvalues: the result fields settle reads, as Lua strings made once (a
- * lua_getfield by C string looks its key up in the string cache on every call). */
-enum { UP_STATUS = 1, UP_SUCCESS, UP_ELAPSED, UP_ATTEMPTS, UP_BODY, UP_KIND, UP_ERROR, UP_COUNT = UP_ERROR };
-static const char *const result_fields[] = { "status_code", "success", "elapsed", "attempts", "body", "kind", "error" };
+/* Every method's upvalues: the result fields settle reads and the ops it answers, as Lua strings
+ * made once (a lua_getfield by C string looks its key up in the string cache on every call). */
+enum { UP_STATUS = 1, UP_SUCCESS, UP_ELAPSED, UP_ATTEMPTS, UP_BODY, UP_KIND, UP_ERROR,
+       UP_OP_r, UP_OP_R, UP_OP_d, UP_OP_p, UP_COUNT = UP_OP_p };
+static const char *const upvalue_strings[] = { "status_code", "success", "elapsed", "attempts", "body", "kind",
+                                               "error", "r", "R", "d", "p" };
 
 /* The ledger at 1 for a method on the per-URL path, told by its mark instead of its metatable
  * (luaL_checkudata looks the metatable up by name on every call). Only C makes userdata, and
@@ -300,6 +302,58 @@ static void box_record(lua_State *L, struct ledger *lg, const struct piece *pcs,
         lua_redis_args_put2(&lg->box, pcs[k].p, pcs[k].len, pcs[k].p2, pcs[k].len2);
 }
 
+/* One argument (`$len CRLF bytes CRLF`) at out; the room was reserved. */
+static char *put_arg(char *out, const char *p, size_t len)
+{
+    size_t width = 1;
+    for (size_t v = len; v >= 10; v /= 10)
+        width++;
+    *out++ = '$';
+    char *d = out + width;
+    size_t v = len;
+    do
+        *--d = (char)('0' + v % 10);
+    while (v /= 10);
+    out += width;
+    *out++ = '\r';
+    *out++ = '\n';
+    memcpy(out, p, len);
+    out += len;
+    *out++ = '\r';
+    *out++ = '\n';
+    return out;
+}
+
+/* The usual result record (a URL entry, integer status and attempts, a number of seconds, no
+ * body kept) written in one pass; 0 when the values are of other types (the general way then). */
+static int put_plain_result(lua_State *L, struct ledger *lg, const struct slot *s, int repeat, int success)
+{
+    if (lua_type(L, 8) != LUA_TSTRING || !lua_isinteger(L, 9) || lua_type(L, 11) != LUA_TNUMBER ||
+        !lua_isinteger(L, 12))
+        return 0;
+    size_t urllen;
+    const char *url = lua_tolstring(L, 8, &urllen);
+    char st[64], el[64], at[64];
+    size_t stlen = format_integer(st, (long long)lua_tointeger(L, 9));
+    size_t ellen = lua_isinteger(L, 11) ? format_integer(el, (long long)lua_tointeger(L, 11))
+                                        : format_millis(el, (double)lua_tonumber(L, 11));
+    size_t atlen = format_integer(at, (long long)lua_tointeger(L, 12));
+    if (lua_redis_args_reserve(&lg->box, s->idlen + urllen + stlen + ellen + atlen + 8 * 16))
+        luaL_error(L, "not enough memory");
+    char *out = lg->box.buf + lg->box.len;
+    memcpy(out, repeat ? "$1\r\nR\r\n" : "$1\r\nr\r\n", 7);
+    out = put_arg(out + 7, s->id, s->idlen);
+    out = put_arg(out, url, urllen);
+    out = put_arg(out, st, stlen);
+    memcpy(out, success ? "$4\r\ntrue\r\n" : "$5\r\nfalse\r\n", success ? 10 : 11);
+    out = put_arg(out + (success ? 10 : 11), el, ellen);
+    out = put_arg(out, at, atlen);
+    memcpy(out, "$0\r\n\r\n", 6);
+    lg->box.len = (size_t)(out + 6 - lg->box.buf);
+    lg->box.n += 8;
+    return 1;
+}
+
 /* ---- methods ----------------------------------------------------------------------------- */
 
 /* ledger:push(id, item, url, deliveries) → true, or false when the entry is held already */
@@ -399,6 +453,8 @@ static int l_settle(lua_State *L)
         int success = lua_toboolean(L, -1);
         result_field(L, 4, UP_ELAPSED);
         result_field(L, 4, UP_ATTEMPTS); /* 10, 11, 12 */
+        if (!keep_body && put_plain_result(L, lg, s, s->deliveries > 1, success))
+            goto recorded;
         pcs[0] = (struct piece){ op, NULL, 1, 0 };
         pcs[1] = (struct piece){ s->id, NULL, s->idlen, 0 };
         pcs[2] = value_piece(L, 8, nums[0]);
@@ -414,6 +470,7 @@ static int l_settle(lua_State *L)
                 pcs[7].p2 = lua_tolstring(L, -1, &pcs[7].len2);
         }
         box_record(L, lg, pcs, 8);
+    recorded:
         lg->box_results++;
     } else {
         result_field(L, 4, UP_KIND);
@@ -444,7 +501,8 @@ static int l_settle(lua_State *L)
     s->next = lg->box_list;
     lg->box_list = i;
     lg->box_records++;
-    lua_pushlstring(L, op, 1);
+    int up = op[0] == 'r' ? UP_OP_r : op[0] == 'R' ? UP_OP_R : op[0] == 'd' ? UP_OP_d : UP_OP_p;
+    lua_pushvalue(L, lua_upvalueindex(up));
     return 1;
 }
 
@@ -639,7 +697,7 @@ void lua_redis_ledger_register(lua_State *L)
     if (luaL_newmetatable(L, LUA_REDIS_LEDGER)) {
         lua_createtable(L, 0, sizeof methods / sizeof methods[0] - 1);
         for (int i = 0; i < UP_COUNT; i++)
-            lua_pushstring(L, result_fields[i]);
+            lua_pushstring(L, upvalue_strings[i]);
         luaL_setfuncs(L, methods, UP_COUNT);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, l_gc);
