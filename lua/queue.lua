@@ -589,8 +589,8 @@ function Q:stop()
   if self.current_source then self.current_source.stopping = true end
 end
 
---- Takes one entry read other than by read_new (own pending, reclaimed, or more than a url):
---- url when it is a url field alone, else its field list.
+--- Takes one entry that did not go straight into the ledger (own pending, reclaimed, or more than
+--- a url field): url when it is a url field alone, else its field list.
 function Source:push(id, url, fields, deliveries)
   local q = self.q
   if q.ledger:deliveries(id) then return end -- in flight here already (own pending after a reconnect)
