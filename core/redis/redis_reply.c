@@ -27,6 +27,12 @@ _Static_assert(offsetof(struct redis_reply, type) == offsetof(redisReply, type) 
 
 #define FIRST_CHUNK 1024
 #define MAX_CHUNK (64 * 1024) /* below malloc's mmap threshold: a big read is a few chunks */
+/* Sizes capped: hiredis 0.14 takes any array length a server sends, and an array's nodes are
+ * allocated when its header arrives, before any element; a reply beyond these is refused (the
+ * parser reports out of memory and the connection is dropped). The queue's largest replies are
+ * reads of a few thousand entries. */
+#define ARRAY_MAX (1 << 20)              /* elements in one array */
+#define REPLY_MAX ((size_t)64 << 20)     /* bytes of nodes and strings in one reply */
 
 struct chunk {
     struct chunk *next;
@@ -37,9 +43,17 @@ struct chunk {
 struct reply_root {
     struct redis_reply node; /* first: the root's node is the reply hiredis hands around */
     struct chunk *chunks;    /* newest first; the last one is inline, right after this struct */
+    size_t total;            /* bytes handed out (REPLY_MAX) */
     int taken;
 };
-_Static_assert(sizeof(struct reply_root) % _Alignof(struct chunk) == 0, "the inline chunk is aligned");
+/* The first chunk lives in the root's own block, right after it, aligned as a chunk must be. */
+#define ROOT_SPACE ((sizeof(struct reply_root) + _Alignof(struct chunk) - 1) / _Alignof(struct chunk) * \
+                    _Alignof(struct chunk))
+
+static struct chunk *inline_chunk(struct reply_root *root)
+{
+    return (struct chunk *)((char *)root + ROOT_SPACE);
+}
 
 static struct reply_root *root_of(const redisReadTask *task)
 {
@@ -52,6 +66,9 @@ static struct reply_root *root_of(const redisReadTask *task)
 static void *arena_alloc(struct reply_root *root, size_t size)
 {
     size = (size + 7) & ~(size_t)7;
+    if (size > REPLY_MAX - root->total)
+        return NULL;
+    root->total += size;
     struct chunk *c = root->chunks;
     if (c->cap - c->used < size) {
         size_t cap = c->cap * 2 < MAX_CHUNK ? c->cap * 2 : MAX_CHUNK;
@@ -75,14 +92,15 @@ static void *arena_alloc(struct reply_root *root, size_t size)
 static struct redis_reply *node_for(const redisReadTask *task)
 {
     if (!task->parent) {
-        struct reply_root *root = malloc(sizeof *root + sizeof(struct chunk) + FIRST_CHUNK);
+        struct reply_root *root = malloc(ROOT_SPACE + sizeof(struct chunk) + FIRST_CHUNK);
         if (!root)
             return NULL;
-        root->chunks = (struct chunk *)(root + 1);
+        root->chunks = inline_chunk(root);
         root->chunks->next = NULL;
         root->chunks->used = 0;
         root->chunks->cap = FIRST_CHUNK;
         root->taken = 0;
+        root->total = 0;
         memset(&root->node, 0, sizeof root->node);
         return &root->node;
     }
@@ -111,6 +129,8 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
 
 static void *create_array(const redisReadTask *task, int elements)
 {
+    if (elements > ARRAY_MAX)
+        return NULL;
     struct redis_reply *node = node_for(task);
     if (!node)
         return NULL;
@@ -152,8 +172,8 @@ static void *create_nil(const redisReadTask *task)
 
 static void free_arena(struct reply_root *root)
 {
-    struct chunk *inline_chunk = (struct chunk *)(root + 1);
-    for (struct chunk *c = root->chunks, *next; c != inline_chunk; c = next) {
+    struct chunk *first = inline_chunk(root);
+    for (struct chunk *c = root->chunks, *next; c != first; c = next) {
         next = c->next;
         free(c);
     }
@@ -172,9 +192,14 @@ static redisReplyObjectFunctions reply_functions = {
     create_string, create_array, create_integer, create_nil, free_object,
 };
 
+void redis_reply_use_reader(redisReader *r)
+{
+    r->fn = &reply_functions;
+}
+
 void redis_reply_use(redisContext *c)
 {
-    c->reader->fn = &reply_functions;
+    redis_reply_use_reader(c->reader);
 }
 
 struct redis_reply *redis_reply_take(void *reply)
