@@ -329,19 +329,6 @@ static char *digits(char *end, unsigned long long v)
     return end;
 }
 
-/* Copies n bytes: a byte loop for the short pieces a settle record is made of, where a call to
- * memcpy costs more than the copy. */
-static char *put_bytes(char *out, const char *p, size_t n)
-{
-    if (n > 32) {
-        memcpy(out, p, n);
-        return out + n;
-    }
-    while (n--)
-        *out++ = *p++;
-    return out;
-}
-
 void lua_redis_args_put2(struct lua_redis_args *a, const char *p, size_t len, const char *p2, size_t len2)
 {
     char *out = a->buf + a->len;
@@ -353,9 +340,12 @@ void lua_redis_args_put2(struct lua_redis_args *a, const char *p, size_t len, co
     out += width;
     *out++ = '\r';
     *out++ = '\n';
-    out = put_bytes(out, p, len);
-    if (len2)
-        out = put_bytes(out, p2, len2);
+    memcpy(out, p, len);
+    out += len;
+    if (len2) {
+        memcpy(out, p2, len2);
+        out += len2;
+    }
     *out++ = '\r';
     *out++ = '\n';
     a->len = (size_t)(out - a->buf);

@@ -302,30 +302,9 @@ static void box_record(lua_State *L, struct ledger *lg, const struct piece *pcs,
         lua_redis_args_put2(&lg->box, pcs[k].p, pcs[k].len, pcs[k].p2, pcs[k].len2);
 }
 
-/* One argument (`$len CRLF bytes CRLF`) at out; the room was reserved. */
-static char *put_arg(char *out, const char *p, size_t len)
-{
-    size_t width = 1;
-    for (size_t v = len; v >= 10; v /= 10)
-        width++;
-    *out++ = '$';
-    char *d = out + width;
-    size_t v = len;
-    do
-        *--d = (char)('0' + v % 10);
-    while (v /= 10);
-    out += width;
-    *out++ = '\r';
-    *out++ = '\n';
-    memcpy(out, p, len);
-    out += len;
-    *out++ = '\r';
-    *out++ = '\n';
-    return out;
-}
-
 /* The usual result record (a URL entry, integer status and attempts, a number of seconds, no
- * body kept) written in one pass; 0 when the values are of other types (the general way then). */
+ * body kept) with one reservation and no Lua value conversions; 0 when the values are of other
+ * types (the general way then). */
 static int put_plain_result(lua_State *L, struct ledger *lg, const struct slot *s, int repeat, int success)
 {
     if (lua_type(L, 8) != LUA_TSTRING || !lua_isinteger(L, 9) || lua_type(L, 11) != LUA_TNUMBER ||
@@ -338,19 +317,17 @@ static int put_plain_result(lua_State *L, struct ledger *lg, const struct slot *
     size_t ellen = lua_isinteger(L, 11) ? format_integer(el, (long long)lua_tointeger(L, 11))
                                         : format_millis(el, (double)lua_tonumber(L, 11));
     size_t atlen = format_integer(at, (long long)lua_tointeger(L, 12));
-    if (lua_redis_args_reserve(&lg->box, s->idlen + urllen + stlen + ellen + atlen + 8 * 16))
+    if (lua_redis_args_reserve(&lg->box, s->idlen + urllen + stlen + ellen + atlen + 8 * 32))
         luaL_error(L, "not enough memory");
-    char *out = lg->box.buf + lg->box.len;
-    memcpy(out, repeat ? "$1\r\nR\r\n" : "$1\r\nr\r\n", 7);
-    out = put_arg(out + 7, s->id, s->idlen);
-    out = put_arg(out, url, urllen);
-    out = put_arg(out, st, stlen);
-    memcpy(out, success ? "$4\r\ntrue\r\n" : "$5\r\nfalse\r\n", success ? 10 : 11);
-    out = put_arg(out + (success ? 10 : 11), el, ellen);
-    out = put_arg(out, at, atlen);
-    memcpy(out, "$0\r\n\r\n", 6);
-    lg->box.len = (size_t)(out + 6 - lg->box.buf);
-    lg->box.n += 8;
+    struct lua_redis_args *box = &lg->box;
+    lua_redis_args_put(box, repeat ? "R" : "r", 1);
+    lua_redis_args_put(box, s->id, s->idlen);
+    lua_redis_args_put(box, url, urllen);
+    lua_redis_args_put(box, st, stlen);
+    lua_redis_args_put(box, success ? "true" : "false", success ? 4 : 5);
+    lua_redis_args_put(box, el, ellen);
+    lua_redis_args_put(box, at, atlen);
+    lua_redis_args_put(box, "", 0);
     return 1;
 }
 

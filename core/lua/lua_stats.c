@@ -227,7 +227,5 @@ int luaopen_luafetch_stats(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
-    lua_pushinteger(L, EXACT_MAX);
-    lua_setfield(L, -2, "EXACT_MAX");
     return 1;
 }
