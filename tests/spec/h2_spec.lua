@@ -346,10 +346,12 @@ describe("HTTP/2 failures", function()
 
   it("cancels one stream while the others on the connection go on", function()
     local base = fresh_h2c(S.node_h2c)
+    -- counted before the stalled request can reach the server (node_stats yields, and the spawned
+    -- task may run meanwhile: read after it, the count could already include it)
+    local before = node_stats().hold
     local stalled = task.spawn(function()
       return http.get(base .. "/hold", { http2 = "prior-knowledge" })
     end)
-    local before = node_stats().hold
     wait_until(function() return node_stats().hold > before end, "the stalled stream")
     local others = all(5, function()
       return ok(http.get(base .. "/echo", { http2 = "prior-knowledge" })).status
