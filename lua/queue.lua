@@ -572,7 +572,7 @@ function Q:source(opts)
     reading = false, ready = task.semaphore(0),
   }, Source)
   -- the fetcher counts the items of this source from 1: the ledger's count goes on across sources
-  src.seq_base = select(3, self.ledger:counts())
+  self.ledger:begin_source()
   self.current_source = src
   -- the usual case inline: an entry is ready and the read-ahead needs nothing
   local ledger, low = self.ledger, READ_LOW * src.prefetch
@@ -873,10 +873,9 @@ end
 function Q:sink(opts)
   local keep_body = opts and opts.keep_body or false
   local ledger, max_deliveries = self.ledger, self.max_deliveries
+  local settle = ledger.settle
   return function(_, result, index, item)
-    local src = self.current_source
-    if src and math.type(index) == "integer" then index = index + src.seq_base end
-    if ledger:settle(index, item, result, max_deliveries, keep_body) and not self.flushing then
+    if settle(ledger, index, item, result, max_deliveries, keep_body) and not self.flushing then
       self:flush()
     end
   end

@@ -329,34 +329,6 @@ static char *digits(char *end, unsigned long long v)
     return end;
 }
 
-void lua_redis_args_put2(struct lua_redis_args *a, const char *p, size_t len, const char *p2, size_t len2)
-{
-    char *out = a->buf + a->len;
-    size_t total = len + len2, width = 1;
-    for (size_t v = total; v >= 10; v /= 10)
-        width++;
-    *out++ = '$';
-    digits(out + width, total);
-    out += width;
-    *out++ = '\r';
-    *out++ = '\n';
-    memcpy(out, p, len);
-    out += len;
-    if (len2) {
-        memcpy(out, p2, len2);
-        out += len2;
-    }
-    *out++ = '\r';
-    *out++ = '\n';
-    a->len = (size_t)(out - a->buf);
-    a->n++;
-}
-
-void lua_redis_args_put(struct lua_redis_args *a, const char *p, size_t len)
-{
-    lua_redis_args_put2(a, p, len, NULL, 0);
-}
-
 void lua_redis_args_push_moved(lua_State *L, struct lua_redis_args *from)
 {
     struct lua_redis_args *a = lua_newuserdatauv(L, sizeof *a, 0);

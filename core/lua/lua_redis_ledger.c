@@ -42,6 +42,7 @@ struct ledger {
     int ready_head, ready_tail, nready;
     int held;                /* slots not free */
     lua_Integer handed;      /* entries handed out: the last seq */
+    lua_Integer base;        /* seq of the current source's first item - 1 (settle adds it) */
     int *by_seq;             /* seq & seq_mask → slot + 1 (0: none), for SLOT_OUT slots */
     lua_Integer seq_mask;
     struct lua_redis_args box;  /* settle records for the next flush */
@@ -254,7 +255,7 @@ static size_t format_millis(char num[64], double x)
     if (!(x > -1e15 && x < 1e15)) /* NaN, infinities, and what a long long cannot hold */
         return (size_t)snprintf(num, 64, "%.3f", x);
     int neg = x < 0;
-    long long ms = llround(neg ? -x * 1000 : x * 1000);
+    long long ms = (long long)((neg ? -x : x) * 1000 + 0.5); /* half away from zero, as llround */
     char tmp[32], *end = tmp + sizeof tmp, *p = end;
     for (int k = 0; k < 3; k++, ms /= 10)
         *--p = (char)('0' + ms % 10);
@@ -320,14 +321,22 @@ static int put_plain_result(lua_State *L, struct ledger *lg, const struct slot *
     if (lua_redis_args_reserve(&lg->box, s->idlen + urllen + stlen + ellen + atlen + 8 * 32))
         luaL_error(L, "not enough memory");
     struct lua_redis_args *box = &lg->box;
-    lua_redis_args_put(box, repeat ? "R" : "r", 1);
+#define RESP_LITERAL(s) s, sizeof s - 1
+    if (repeat)
+        lua_redis_args_put_resp(box, RESP_LITERAL("$1\r\nR\r\n"));
+    else
+        lua_redis_args_put_resp(box, RESP_LITERAL("$1\r\nr\r\n"));
     lua_redis_args_put(box, s->id, s->idlen);
     lua_redis_args_put(box, url, urllen);
     lua_redis_args_put(box, st, stlen);
-    lua_redis_args_put(box, success ? "true" : "false", success ? 4 : 5);
+    if (success)
+        lua_redis_args_put_resp(box, RESP_LITERAL("$4\r\ntrue\r\n"));
+    else
+        lua_redis_args_put_resp(box, RESP_LITERAL("$5\r\nfalse\r\n"));
     lua_redis_args_put(box, el, ellen);
     lua_redis_args_put(box, at, atlen);
-    lua_redis_args_put(box, "", 0);
+    lua_redis_args_put_resp(box, RESP_LITERAL("$0\r\n\r\n"));
+#undef RESP_LITERAL
     return 1;
 }
 
@@ -393,12 +402,14 @@ static int l_next(lua_State *L)
 
 /* ledger:settle(index, item, result, max_deliveries, keep_body) → the record's op ("r" or "R": a
  * result, "d": dead-lettered, "p": parked for another delivery), or nil when the ledger does not
- * hold that entry. The record goes to the outbox; the slot is freed by release() after the
- * flush that carries it. */
+ * hold that entry. An integer index counts from the last begin_source(). The record goes to the
+ * outbox; the slot is freed by release() after the flush that carries it. */
 static int l_settle(lua_State *L)
 {
     struct ledger *lg = self_ledger(L);
     lua_Integer index = lua_tointegerx(L, 2, NULL); /* not a number: found by item alone */
+    if (lua_isinteger(L, 2))
+        index += lg->base;
     if (lua_type(L, 4) != LUA_TTABLE)
         return luaL_typeerror(L, 4, "table");
     int isnum;
@@ -589,6 +600,15 @@ static int l_ids(lua_State *L)
     return 1;
 }
 
+/* ledger:begin_source() → the next item handed out is the fetcher's index 1 of a new source:
+ * settle(index) counts from there (the ledger's own count goes on across sources) */
+static int l_begin_source(lua_State *L)
+{
+    struct ledger *lg = check_ledger(L, 1);
+    lg->base = lg->handed;
+    return 0;
+}
+
 /* ledger:counts() → entries ready (read, not handed out), entries held (read, not settled),
  * entries handed out so far (the last index next() gave) */
 static int l_counts(lua_State *L)
@@ -669,7 +689,7 @@ void lua_redis_ledger_register(lua_State *L)
     static const luaL_Reg methods[] = {
         { "push", l_push }, { "next", l_next }, { "settle", l_settle }, { "record", l_record },
         { "take", l_take }, { "release", l_release }, { "deliveries", l_deliveries }, { "ids", l_ids },
-        { "counts", l_counts }, { NULL, NULL },
+        { "counts", l_counts }, { "begin_source", l_begin_source }, { NULL, NULL },
     };
     if (luaL_newmetatable(L, LUA_REDIS_LEDGER)) {
         lua_createtable(L, 0, sizeof methods / sizeof methods[0] - 1);
