@@ -55,11 +55,11 @@ static struct chunk *inline_chunk(struct reply_root *root)
     return (struct chunk *)((char *)root + ROOT_SPACE);
 }
 
+/* The root of the reply a task belongs to: a task's privdata is its reader (redis_reply_use_reader),
+ * whose first task holds the root once its array exists; a task without parent is the root. */
 static struct reply_root *root_of(const redisReadTask *task)
 {
-    while (task->parent)
-        task = task->parent;
-    return task->obj;
+    return ((const redisReader *)task->privdata)->rstack[0].obj;
 }
 
 /* size bytes (8-aligned) from the reply's arena, or NULL when out of memory. */
@@ -121,9 +121,7 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
     }
     memcpy(copy, str, len);
     copy[len] = 0;
-    node->type = (enum redis_type)task->type;
-    node->str = copy;
-    node->len = len;
+    *node = (struct redis_reply){ .type = (enum redis_type)task->type, .str = copy, .len = len };
     return node;
 }
 
@@ -134,20 +132,19 @@ static void *create_array(const redisReadTask *task, int elements)
     struct redis_reply *node = node_for(task);
     if (!node)
         return NULL;
-    node->type = REDIS_T_ARRAY;
-    node->n = elements > 0 ? (size_t)elements : 0;
-    node->elem = NULL;
-    if (node->n) {
-        struct redis_reply *kids =
-            arena_alloc(task->parent ? root_of(task) : (struct reply_root *)node, node->n * sizeof *kids);
+    size_t n = elements > 0 ? (size_t)elements : 0;
+    struct redis_reply *kids = NULL;
+    if (n) {
+        /* not cleared: the parser fills every element (create_* set all of a node's fields) before
+         * anyone sees the reply, and a reply it gives up on is freed whole */
+        kids = arena_alloc(task->parent ? root_of(task) : (struct reply_root *)node, n * sizeof *kids);
         if (!kids) {
             if (!task->parent)
                 free(node);
             return NULL;
         }
-        memset(kids, 0, node->n * sizeof *kids);
-        node->elem = kids;
     }
+    *node = (struct redis_reply){ .type = REDIS_T_ARRAY, .n = n, .elem = kids };
     return node;
 }
 
@@ -156,8 +153,7 @@ static void *create_integer(const redisReadTask *task, long long value)
     struct redis_reply *node = node_for(task);
     if (!node)
         return NULL;
-    node->type = REDIS_T_INTEGER;
-    node->integer = value;
+    *node = (struct redis_reply){ .type = REDIS_T_INTEGER, .integer = value };
     return node;
 }
 
@@ -166,7 +162,7 @@ static void *create_nil(const redisReadTask *task)
     struct redis_reply *node = node_for(task);
     if (!node)
         return NULL;
-    node->type = REDIS_T_NIL;
+    *node = (struct redis_reply){ .type = REDIS_T_NIL };
     return node;
 }
 
@@ -195,6 +191,7 @@ static redisReplyObjectFunctions reply_functions = {
 void redis_reply_use_reader(redisReader *r)
 {
     r->fn = &reply_functions;
+    r->privdata = r; /* handed to every task (root_of) */
 }
 
 void redis_reply_use(redisContext *c)
