@@ -4,6 +4,7 @@
 #include "tls.h"
 #include "tls_cert.h"
 #include "tls_config.h"
+#include "tls_sig.h"
 #include "tls_verify.h"
 
 #include <arpa/inet.h>
@@ -507,10 +508,14 @@ int tls_conn_handshake_steps(struct tls_conn *t)
         ret = mbedtls_ssl_handshake_step(&t->ssl);
         if (ret != 0)
             break;
-        /* the chain is in: checked before anything of the key exchange is read or sent */
-        if (certificate && t->ssl.state != MBEDTLS_SSL_SERVER_CERTIFICATE && t->cfg->verify &&
-            (ret = verify_peer(t)) != 0)
-            break;
+        if (certificate && t->ssl.state != MBEDTLS_SSL_SERVER_CERTIFICATE) {
+            /* the chain is in: checked before anything of the key exchange is read or sent */
+            if (t->cfg->verify && (ret = verify_peer(t)) != 0)
+                break;
+            /* the ServerKeyExchange signature comes next: verified with a group kept for the process */
+            if (t->ssl.session_negotiate && t->ssl.session_negotiate->peer_cert)
+                tls_sig_share_group(&t->ssl.session_negotiate->peer_cert->pk);
+        }
     }
     return ret;
 }
@@ -666,5 +671,6 @@ void tls_global_cleanup(void)
     for (i = 0; i < SESSION_SLOTS; i++)
         sess_clear(&G.sess[i]);
     tls_configs_free();
+    tls_sig_cleanup();
     memset(&G, 0, sizeof G);
 }
