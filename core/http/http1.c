@@ -5,6 +5,7 @@
 #include "http1.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,11 @@ static struct http_response *resp_of(llhttp_t *p)
     return p->data;
 }
 
+static struct h1_parse *parse_of(llhttp_t *p)
+{
+    return (struct h1_parse *)((char *)p - offsetof(struct h1_parse, parser));
+}
+
 static int fail(struct http_response *r, enum net_kind kind, const char *msg)
 {
     r->err_kind = kind;
@@ -203,7 +209,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct http_response *r = resp_of(p);
     if (count_header_bytes(r, len))
         return -1;
-    r->name_len += len;
+    r->parse->name_len += len;
     if (!r->in_value) {
         /* first piece of a new name */
         r->in_value = 1;
@@ -234,7 +240,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_field_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
-    if (r->name_len == 0)
+    if (r->parse->name_len == 0)
         return malformed(r, "empty header name"); /* llhttp takes ": v" */
     return r->headers_done ? 0 : buf_append(&r->headers, "", 1);
 }
@@ -251,7 +257,7 @@ static int on_header_value_complete(llhttp_t *p)
 {
     struct http_response *r = resp_of(p);
     r->in_value = 0;
-    r->name_len = 0;
+    r->parse->name_len = 0;
     if (r->headers_done)
         return 0;
     /* llhttp keeps the OWS after a value (RFC 9112 §5: not part of it) */
@@ -350,26 +356,27 @@ static int on_headers_complete(llhttp_t *p)
 
 static int on_chunk_header(llhttp_t *p)
 {
-    h1_on_chunk_header(&resp_of(p)->chunks, p->content_length);
+    h1_on_chunk_header(&parse_of(p)->chunks, p->content_length);
     return 0;
 }
 
 static int on_chunk_extension_value(llhttp_t *p, const char *at, size_t len)
 {
-    struct http_response *r = resp_of(p);
-    return h1_on_ext_value(&r->chunks, at, len) ? malformed(r, r->chunks.error) : 0;
+    struct h1_chunks *g = &parse_of(p)->chunks;
+    return h1_on_ext_value(g, at, len) ? malformed(resp_of(p), g->error) : 0;
 }
 
 static int on_chunk_extension_value_complete(llhttp_t *p)
 {
-    return h1_on_ext_value_complete(&resp_of(p)->chunks);
+    return h1_on_ext_value_complete(&parse_of(p)->chunks);
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct http_response *r = resp_of(p);
-    if (h1_on_chunk_data(&r->chunks, at, len))
-        return malformed(r, r->chunks.error);
+    struct h1_chunks *g = &parse_of(p)->chunks;
+    if (h1_on_chunk_data(g, at, len))
+        return malformed(r, g->error);
     if (r->decoder && !r->raw_body) {
         const char *err = NULL;
         size_t cap = r->max_body;
@@ -439,8 +446,6 @@ void http_response_init(struct http_response *r, size_t max_body, size_t max_hea
                         int max_header_count, int decompress, int head_request)
 {
     memset(r, 0, sizeof *r);
-    llhttp_init(&r->parser, HTTP_RESPONSE, &settings);
-    r->parser.data = r;
     r->max_body = max_body;
     r->max_header_bytes = max_header_bytes;
     r->max_header_count = max_header_count;
@@ -468,17 +473,38 @@ void http_response_free(struct http_response *r)
         free(r->decoder);
         r->decoder = NULL;
     }
+    free(r->parse);
+    r->parse = NULL;
+}
+
+/* The parser's state, made at the first byte. */
+static int start_parse(struct http_response *r)
+{
+    if (r->parse)
+        return 0;
+    if (!(r->parse = calloc(1, sizeof *r->parse)))
+        return fail(r, NET_LIMIT, "out of memory");
+    llhttp_init(&r->parse->parser, HTTP_RESPONSE, &settings);
+    r->parse->parser.data = r;
+    return 0;
+}
+
+/* A complete response needs its parser no more (nothing is fed to it after that). */
+static void end_parse(struct http_response *r)
+{
+    free(r->parse);
+    r->parse = NULL;
 }
 
 static int parser_error(struct http_response *r, llhttp_errno_t e)
 {
     if (r->err_kind != NET_OK)
         return -1;
-    if (r->chunks.error)
-        return malformed(r, r->chunks.error);
+    if (r->parse->chunks.error)
+        return malformed(r, r->parse->chunks.error);
     if (e == HPE_USER)
         return fail(r, NET_PROTOCOL, "malformed response");
-    r->err_detail = llhttp_get_error_reason(&r->parser);
+    r->err_detail = llhttp_get_error_reason(&r->parse->parser);
     return fail(r, NET_PROTOCOL, "malformed response");
 }
 
@@ -488,14 +514,18 @@ int http_response_feed(struct http_response *r, const char *data, size_t len)
         r->keep_alive = 0; /* bytes after the response: the connection is out of step */
         return 0;
     }
+    if (start_parse(r))
+        return -1;
     r->bytes_in += len;
-    llhttp_errno_t e = h1_execute(&r->parser, &r->chunks, data, len);
+    llhttp_errno_t e = h1_execute(&r->parse->parser, &r->parse->chunks, data, len);
     if (e == HPE_OK)
         return 0;
     if (e == HPE_PAUSED) {
-        const char *pos = llhttp_get_error_pos(&r->parser);
+        const char *pos = llhttp_get_error_pos(&r->parse->parser);
         if (pos && pos < data + len)
             r->keep_alive = 0;
+        if (r->complete)
+            end_parse(r);
         return 0;
     }
     return parser_error(r, e);
@@ -505,9 +535,9 @@ int http_response_eof(struct http_response *r)
 {
     if (r->complete)
         return 0;
-    if (r->bytes_in == 0)
+    if (r->bytes_in == 0 || !r->parse)
         return fail(r, NET_CLOSED, "connection closed before any response byte");
-    llhttp_errno_t e = llhttp_finish(&r->parser);
+    llhttp_errno_t e = llhttp_finish(&r->parse->parser);
     if ((e == HPE_OK || e == HPE_PAUSED) && r->complete) {
         r->keep_alive = 0;
         return 0;

@@ -44,9 +44,16 @@ int h1_on_ext_value_complete(struct h1_chunks *g);
  * than the checks' own is returned as it is (llhttp_get_error_pos points into data). */
 llhttp_errno_t h1_execute(llhttp_t *p, struct h1_chunks *g, const char *data, size_t len);
 
-struct http_response {
+/* The parser's state, allocated at a response's first byte and freed once it is complete: a
+ * request waiting for its response (or carried by HTTP/2) holds none. */
+struct h1_parse {
     llhttp_t parser;
     struct h1_chunks chunks;
+    size_t name_len;            /* of the field name being received */
+};
+
+struct http_response {
+    struct h1_parse *parse;     /* NULL before the first byte and once complete */
     int status;
     int version;                /* 10, 11 (HTTP/1.0, 1.1); HTTP/2 will give 20 */
     struct buf reason;
@@ -55,7 +62,6 @@ struct http_response {
     int header_count;
     int max_header_count;
     size_t header_bytes;
-    size_t name_len;            /* of the field name being received */
     struct buf body;
     struct body_decoder *decoder;   /* allocated for a transfer- or content-coded body only */
     size_t max_body;
