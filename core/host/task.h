@@ -20,18 +20,20 @@ struct task_wait {
     void *op;
 };
 
+/* Small fields packed together: 10,000 waiting tasks are 10,000 of these (120 bytes). */
 struct task {
     struct host *host;
     lua_State *co;                  /* NULL once finished */
-    int result_ref;                 /* once finished: table of the nres values (or the error) */
-    int ok, nres;
     const char *lost;               /* the results could not be kept: it failed with this message */
-    enum task_state state;
     struct task_wait wait;
+    int result_ref;                 /* once finished: table of the nres values (or the error) */
+    int nres;
     int nwake;                      /* values pushed on co for the next resume */
-    int handle_alive;               /* the Lua handle has not been collected */
-    int error_seen;                 /* the error was delivered to a joiner or logged */
-    int canceling;                  /* inside task_cancel */
+    enum task_state state;
+    unsigned char ok;
+    unsigned char handle_alive;     /* the Lua handle has not been collected */
+    unsigned char error_seen;       /* the error was delivered to a joiner or logged */
+    unsigned char canceling;        /* inside task_cancel */
     struct task *alive_next, *alive_prev;
     struct task *ready_next;
     struct task *joiners;           /* tasks waiting in join, chained by join_next */

@@ -889,7 +889,16 @@ static int build_key(struct request *r)
     if (pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls))
         return -1;
     /* the protocol offered: connections offering h2 (or speaking h2c) are not HTTP/1.1-only ones */
-    return request_may_mux(r) ? buf_puts(k, r->url.https ? " h2" : " h2c") : 0;
+    if (request_may_mux(r) && buf_puts(k, r->url.https ? " h2" : " h2c"))
+        return -1;
+    /* The key lives as long as the request: give back the buffer's spare room (a waiting
+     * request's key is a 32-byte block instead of 80). */
+    char *fit = realloc(k->data, k->len + 1);
+    if (fit) {
+        k->data = fit;
+        k->cap = k->len + 1;
+    }
+    return 0;
 }
 
 int request_may_mux(const struct request *r)

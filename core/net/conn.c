@@ -33,7 +33,6 @@ static void on_close(uv_handle_t *h)
     for (int i = 0; i < c->nlayers; i++)
         c->layer[i]->ops->free(c->layer[i]);
     writeq_free(&c->out);
-    free(c->pool_key);
     free(c);
 }
 
@@ -376,20 +375,17 @@ int conn_open(struct conn **out, struct net *net, const struct sockaddr *addr,
               const struct conn_stack *stack, const char *pool_key,
               const struct conn_handler *h, void *owner, char *err, size_t errlen)
 {
-    struct conn *c = calloc(1, sizeof *c);
+    /* the key in the same block: one allocation per connection */
+    size_t key_len = strlen(pool_key);
+    struct conn *c = calloc(1, sizeof *c + key_len + 1);
     if (!c)
         return UV_ENOMEM;
     c->net = net;
     c->handler = h;
     c->owner = owner;
-    c->pool_key = strdup(pool_key);
-    if (!c->pool_key) {
-        free(c);
-        return UV_ENOMEM;
-    }
+    c->pool_key = memcpy(c + 1, pool_key, key_len + 1);
     int rc = uv_tcp_init(net->loop, &c->tcp);
     if (rc < 0) {
-        free(c->pool_key);
         free(c);
         return rc;
     }

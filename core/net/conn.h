@@ -39,26 +39,35 @@ struct conn {
     struct net *net;
     const struct conn_handler *handler;
     void *owner;
-    char *pool_key;                 /* owned */
+    char *pool_key;                 /* in the conn's own allocation, after the struct */
     struct layer *layer[CONN_MAX_LAYERS];
-    int nlayers;
-    int layers_ready;               /* how many layers, from the bottom, finished their handshake */
     struct writeq out;              /* bytes the kernel has not taken yet */
-    int handshake_write_failed;     /* peer closed mid-handshake: drop output, read its reason */
-    int tcp_up;
-    int closing;
-    int paused;                     /* reading stopped by conn_pause (a slow consumer) */
-    int counted_connecting;         /* holds a connect-pacing slot */
-    uint64_t idle_since;            /* ms, while pooled */
-    struct conn *idle_next, *idle_prev;   /* the bucket's list, while pooled */
-    struct conn *lru_next, *lru_prev;     /* the pool's list across all keys, while pooled */
-    struct pool_bucket *bucket;     /* set while idle in the pool */
+    unsigned char nlayers;
+    unsigned char layers_ready;     /* how many layers, from the bottom, finished their handshake */
+    /* flags kept small: a conn per waiting request */
+    unsigned handshake_write_failed : 1;  /* peer closed mid-handshake: drop output, read its reason */
+    unsigned tcp_up : 1;
+    unsigned closing : 1;
+    unsigned paused : 1;            /* reading stopped by conn_pause (a slow consumer) */
+    unsigned counted_connecting : 1;      /* holds a connect-pacing slot */
     /* A multiplexing protocol's session (HTTP/2), opaque here: set while such a session owns the
      * conn; the pool lists the conn as shared (many requests at once) while it takes more. */
     void *mux;
     void (*mux_free)(void *mux);    /* frees it, from the conn's close callback; may be NULL */
-    struct conn *shared_next, *shared_prev;
-    struct pool_bucket *shared_bucket;
+    /* A conn is idle in the pool (parked by its request) or listed as shared (owned by its
+     * session), never both: a session's conn is never parked. Both zero when neither. */
+    union {
+        struct {
+            uint64_t idle_since;            /* ms, while pooled */
+            struct conn *idle_next, *idle_prev;   /* the bucket's list, while pooled */
+            struct conn *lru_next, *lru_prev;     /* the pool's list across all keys, while pooled */
+            struct pool_bucket *bucket;     /* set while idle in the pool */
+        };
+        struct {
+            struct conn *shared_next, *shared_prev;
+            struct pool_bucket *shared_bucket;
+        };
+    };
 };
 
 /* Starts a connection to addr (port set). Returns 0 and later calls handler->ready, or a uv error

@@ -94,6 +94,7 @@ static void unlink_conn(struct pool *p, struct conn *c)
         p->lru_tail = c->lru_prev;
     c->idle_next = c->idle_prev = c->lru_next = c->lru_prev = NULL;
     c->bucket = NULL;
+    c->idle_since = 0; /* the shared list's fields lie over these: all zero again */
     p->idle--;
     b->count--;
     maybe_free_bucket(p, b);
