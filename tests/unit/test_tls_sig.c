@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include <mbedtls/asn1write.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/entropy.h>
@@ -18,7 +19,8 @@ static mbedtls_entropy_context entropy;
 static mbedtls_ctr_drbg_context drbg;
 
 struct keyset {
-    mbedtls_pk_context shared, plain;   /* the same public key: switched, and as mbedTLS made it */
+    mbedtls_pk_context priv;            /* the key pair */
+    mbedtls_pk_context shared, plain;   /* its public key twice: switched, and as mbedTLS made it */
     unsigned char hash[48];
     unsigned char sig[MBEDTLS_ECDSA_MAX_LEN + 1];
     size_t sig_len;
@@ -28,6 +30,7 @@ struct keyset {
 static int make_keys(struct keyset *k, mbedtls_ecp_group_id curve)
 {
     mbedtls_pk_context priv;
+    mbedtls_pk_init(&k->priv);
     mbedtls_pk_init(&priv);
     mbedtls_pk_init(&k->shared);
     mbedtls_pk_init(&k->plain);
@@ -41,12 +44,13 @@ static int make_keys(struct keyset *k, mbedtls_ecp_group_id curve)
         k->hash[i] = (unsigned char)(i * 7 + 1);
     ok = ok && mbedtls_pk_sign(&priv, MBEDTLS_MD_SHA256, k->hash, 32, k->sig, &k->sig_len, mbedtls_ctr_drbg_random,
                                &drbg) == 0;
-    mbedtls_pk_free(&priv);
+    k->priv = priv; /* kept: its ownership moves to the keyset */
     return ok;
 }
 
 static void free_keys(struct keyset *k)
 {
+    mbedtls_pk_free(&k->priv);
     mbedtls_pk_free(&k->shared);
     mbedtls_pk_free(&k->plain);
 }
@@ -85,21 +89,109 @@ static void test_curve(mbedtls_ecp_group_id curve, int switched)
     free_keys(&k);
 }
 
-/* ---- many threads on one shared group (handshakes run on libuv's thread pool) ---- */
+/* ---- signatures with chosen r and s, compared with mbedTLS's verdicts ---- */
+
+/* r, s as a DER signature into sig (room for MBEDTLS_ECDSA_MAX_LEN); its length, 0 on failure. */
+static size_t der_signature(const mbedtls_mpi *r, const mbedtls_mpi *s, unsigned char *sig)
+{
+    unsigned char buf[MBEDTLS_ECDSA_MAX_LEN + 16], *p = buf + sizeof buf;
+    int a = mbedtls_asn1_write_mpi(&p, buf, s), b = mbedtls_asn1_write_mpi(&p, buf, r);
+    if (a < 0 || b < 0)
+        return 0;
+    size_t len = (size_t)a + (size_t)b;
+    int c = mbedtls_asn1_write_len(&p, buf, len), d = mbedtls_asn1_write_tag(&p, buf, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
+    if (c < 0 || d < 0 || len + (size_t)c + (size_t)d > MBEDTLS_ECDSA_MAX_LEN)
+        return 0;
+    len += (size_t)c + (size_t)d;
+    memcpy(sig, p, len);
+    return len;
+}
+
+/* `keys` keys (18 on P-256: more than the cache holds, so entries are evicted and built again),
+ * each with valid signatures over hashes of 20 to 64 bytes, and the same with the hash, r or s changed, r or s
+ * at 0, 1, N - 1, N, N + 1: the switched key and mbedTLS's own way agree every time (both()). */
+static void test_compare(mbedtls_ecp_group_id curve, int nkeys)
+{
+    static const size_t hash_lens[] = { 20, 32, 48, 64 };
+    mbedtls_mpi r, s, v, n1;
+    mbedtls_mpi_init(&r);
+    mbedtls_mpi_init(&s);
+    mbedtls_mpi_init(&v);
+    mbedtls_mpi_init(&n1);
+    int valid = 0, refused = 0;
+    for (int key = 0; key < nkeys; key++) {
+        struct keyset k;
+        CHECK(make_keys(&k, curve));
+        CHECK_INT(tls_sig_share_group(&k.shared), 1);
+        mbedtls_ecp_keypair *kp = mbedtls_pk_ec(k.priv);
+        const mbedtls_mpi *N = &kp->grp.N;
+        for (int round = 0; round < 4; round++) {
+            unsigned char hash[64], sig[MBEDTLS_ECDSA_MAX_LEN];
+            size_t hash_len = hash_lens[round % 4];
+            mbedtls_ctr_drbg_random(&drbg, hash, sizeof hash);
+            CHECK_INT(mbedtls_ecdsa_sign(&kp->grp, &r, &s, &kp->d, hash, hash_len, mbedtls_ctr_drbg_random, &drbg), 0);
+            size_t len = der_signature(&r, &s, sig);
+            int got = mbedtls_pk_verify(&k.shared, MBEDTLS_MD_NONE, hash, hash_len, sig, len);
+            CHECK_INT(got, 0);
+            CHECK_INT(mbedtls_pk_verify(&k.plain, MBEDTLS_MD_NONE, hash, hash_len, sig, len), got);
+            valid += got == 0;
+            /* altered: the hash; r; s; then r or s at the edges of their range */
+            for (int alt = 0; alt < 8; alt++) {
+                unsigned char h2[64];
+                memcpy(h2, hash, sizeof h2);
+                mbedtls_mpi_copy(&v, alt == 1 ? &r : &s);
+                if (alt == 0)
+                    h2[round % hash_len] ^= 0x10;
+                else if (alt <= 2)
+                    mbedtls_mpi_add_int(&v, &v, 1);
+                else if (alt == 3)
+                    mbedtls_mpi_lset(&v, 0);
+                else if (alt == 4)
+                    mbedtls_mpi_lset(&v, 1);
+                else if (alt == 5)
+                    mbedtls_mpi_sub_int(&v, N, 1);
+                else if (alt == 6)
+                    mbedtls_mpi_copy(&v, N);
+                else
+                    mbedtls_mpi_add_int(&v, N, 1);
+                const mbedtls_mpi *rr = (alt == 1 || (alt >= 3 && round % 2)) ? &v : &r;
+                const mbedtls_mpi *ss = rr == &v ? &s : (alt == 0 ? &s : &v);
+                len = der_signature(rr, ss, sig);
+                int a = mbedtls_pk_verify(&k.shared, MBEDTLS_MD_NONE, h2, hash_len, sig, len);
+                int b = mbedtls_pk_verify(&k.plain, MBEDTLS_MD_NONE, h2, hash_len, sig, len);
+                CHECK_MSG(a == b, "key %d round %d change %d: -0x%04x against mbedTLS's -0x%04x", key, round, alt,
+                          (unsigned)-a, (unsigned)-b);
+                refused += a != 0;
+            }
+        }
+        free_keys(&k);
+    }
+    CHECK_INT(valid, nkeys * 4);
+    CHECK_INT(refused, nkeys * 4 * 8); /* every change refused */
+    mbedtls_mpi_free(&r);
+    mbedtls_mpi_free(&s);
+    mbedtls_mpi_free(&v);
+    mbedtls_mpi_free(&n1);
+}
+
+/* ---- many threads at once (handshakes run on libuv's thread pool) ---- */
+
+#define THREAD_KEYS 20 /* more than the key cache holds: entries are built, evicted and shared meanwhile */
 
 struct worker {
     struct keyset *k;
-    int good, bad;
+    int first, good, bad;
 };
 
 static void *verify_many(void *arg)
 {
     struct worker *w = arg;
-    unsigned char hash[48];
-    memcpy(hash, w->k->hash, sizeof hash);
-    for (int i = 0; i < 12; i++) {
-        hash[0] = (unsigned char)(w->k->hash[0] ^ (i & 1)); /* odd rounds: a hash the signature is not for */
-        int r = mbedtls_pk_verify(&w->k->shared, MBEDTLS_MD_SHA256, hash, 32, w->k->sig, w->k->sig_len);
+    for (int i = 0; i < 2 * THREAD_KEYS; i++) {
+        struct keyset *k = &w->k[(w->first + i) % THREAD_KEYS];
+        unsigned char hash[48];
+        memcpy(hash, k->hash, sizeof hash);
+        hash[0] ^= (unsigned char)(i & 1); /* odd rounds: a hash the signature is not for */
+        int r = mbedtls_pk_verify(&k->shared, MBEDTLS_MD_SHA256, hash, 32, k->sig, k->sig_len);
         if (r == 0 && !(i & 1))
             w->good++;
         else if (r == MBEDTLS_ERR_ECP_VERIFY_FAILED && (i & 1))
@@ -111,20 +203,25 @@ static void *verify_many(void *arg)
 static void test_threads(void)
 {
     TEST("threads");
-    tls_sig_cleanup(); /* the first verifications below build the group while others wait for it */
-    struct keyset k;
-    CHECK(make_keys(&k, MBEDTLS_ECP_DP_SECP256R1));
-    CHECK_INT(tls_sig_share_group(&k.shared), 1);
-    struct worker w[4] = { { &k, 0, 0 }, { &k, 0, 0 }, { &k, 0, 0 }, { &k, 0, 0 } };
+    tls_sig_cleanup(); /* the first verifications below build the groups while others wait for them */
+    static struct keyset k[THREAD_KEYS];
+    for (int i = 0; i < THREAD_KEYS; i++) {
+        CHECK(make_keys(&k[i], MBEDTLS_ECP_DP_SECP256R1));
+        CHECK_INT(tls_sig_share_group(&k[i].shared), 1);
+    }
+    struct worker w[4];
     pthread_t th[4];
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){ k, i * 3, 0, 0 };
         CHECK_INT(pthread_create(&th[i], NULL, verify_many, &w[i]), 0);
+    }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
-        CHECK_INT(w[i].good, 6);
-        CHECK_INT(w[i].bad, 6);
+        CHECK_INT(w[i].good, THREAD_KEYS);
+        CHECK_INT(w[i].bad, THREAD_KEYS);
     }
-    free_keys(&k);
+    for (int i = 0; i < THREAD_KEYS; i++)
+        free_keys(&k[i]);
 }
 
 int main(void)
@@ -140,6 +237,10 @@ int main(void)
     TEST("P-521 (left to mbedTLS)");
     test_curve(MBEDTLS_ECP_DP_SECP521R1, 0);
     test_threads();
+    TEST("compared with mbedTLS, P-256");
+    test_compare(MBEDTLS_ECP_DP_SECP256R1, 18);
+    TEST("compared with mbedTLS, P-384");
+    test_compare(MBEDTLS_ECP_DP_SECP384R1, 4);
     tls_sig_cleanup();
     mbedtls_ctr_drbg_free(&drbg);
     mbedtls_entropy_free(&entropy);
