@@ -4,7 +4,7 @@
 #include "tls.h"
 #include "tls_cert.h"
 #include "tls_config.h"
-#include "tls_sig.h"
+#include "tls_ecp.h"
 #include "tls_verify.h"
 
 #include <arpa/inet.h>
@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <mbedtls/error.h>
+#include <mbedtls/ssl_internal.h>
 #include <mbedtls/net_sockets.h> /* MBEDTLS_ERR_NET_SEND_FAILED only */
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
@@ -505,7 +506,14 @@ int tls_conn_handshake_steps(struct tls_conn *t)
         int certificate = t->ssl.state == MBEDTLS_SSL_SERVER_CERTIFICATE;
         if (certificate)
             t->full = 1;
+        /* the client's ECDHE key pair is made in this step: with the generator's table (taken back
+         * right after, so no other step, and no free, ever sees it) */
+        mbedtls_ecp_group *kx = t->ssl.state == MBEDTLS_SSL_CLIENT_KEY_EXCHANGE && t->ssl.handshake
+                                    ? &t->ssl.handshake->ecdh_ctx.grp : NULL;
+        int lent = tls_ecp_lend_generator(kx);
         ret = mbedtls_ssl_handshake_step(&t->ssl);
+        if (lent)
+            tls_ecp_take_back(kx);
         if (ret != 0)
             break;
         if (certificate && t->ssl.state != MBEDTLS_SSL_SERVER_CERTIFICATE) {
@@ -514,7 +522,7 @@ int tls_conn_handshake_steps(struct tls_conn *t)
                 break;
             /* the ServerKeyExchange signature comes next: verified with a group kept for the process */
             if (t->ssl.session_negotiate && t->ssl.session_negotiate->peer_cert)
-                tls_sig_share_group(&t->ssl.session_negotiate->peer_cert->pk);
+                tls_ecp_share_verify(&t->ssl.session_negotiate->peer_cert->pk);
         }
     }
     return ret;
@@ -671,6 +679,6 @@ void tls_global_cleanup(void)
     for (i = 0; i < SESSION_SLOTS; i++)
         sess_clear(&G.sess[i]);
     tls_configs_free();
-    tls_sig_cleanup();
+    tls_ecp_cleanup();
     memset(&G, 0, sizeof G);
 }

@@ -699,7 +699,7 @@ static void relay(int listen_fd, int port, int forge)
 }
 
 /* The server's signature over the key exchange is what proves it holds the certificate's key: one
- * changed bit and the handshake must fail (checked by core/net/tls_sig.c's tables for P-256). The
+ * changed bit and the handshake must fail (checked by core/net/tls_ecp.c's tables for P-256). The
  * same relay without the change passes, so the failure is the forgery's. */
 static void test_forged_signature(void)
 {

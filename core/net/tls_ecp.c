@@ -1,17 +1,18 @@
-/* tls_sig.c — the server's handshake signature (TLS 1.2 ServerKeyExchange, ECDSA on P-256 or
- * P-384) verified with multiplication tables kept for the process instead of built per handshake:
- * the curve generator's (one group per curve, built on first use, only read after) and the server
- * key's (a cache of 16 keys, LRU; an entry is built by its first user and freed by its last once
- * evicted). All of it is freed by tls_sig_cleanup. A peer key keeps its own context and free
- * function; only its pk_info is ours.
+/* tls_ecp.c — a handshake's elliptic-curve work (TLS 1.2, P-256 and P-384) with multiplication
+ * tables kept for the process instead of built per handshake: the curve generator's (one group per
+ * curve, built on first use, only read after), lent to the ECDHE key generation and used for the
+ * server's ECDSA signature, and the server key's (a cache of 16 keys, LRU; an entry is built by its
+ * first user and freed by its last once evicted). All of it is freed by tls_ecp_cleanup. A peer key
+ * keeps its own context and free function; only its pk_info is ours.
  *
- * Why: mbedTLS 2.28 verifies with an EC key by copying the key's group (eckey_verify_wrap →
- * mbedtls_ecdsa_from_keypair), so the generator's comb table is recomputed every time, and Q's
- * table always is: a P-256 verify takes 1.58 ms so, 0.72 ms with both tables (bench machine), of a
- * full handshake's ~2.5 ms. The verification follows mbedtls_ecdsa_verify step by step with
+ * Why: mbedTLS 2.28 recomputes these tables in every handshake. It verifies with an EC key by
+ * copying the key's group (eckey_verify_wrap → mbedtls_ecdsa_from_keypair), so the generator's comb
+ * table is built again, and Q's always is; the ECDHE context loads a fresh group too. A P-256
+ * verify takes 1.58 ms so, 0.72 ms with both tables; a P-256 key pair 0.73 ms, 0.31 ms with the
+ * generator's (bench machine). The verification follows mbedtls_ecdsa_verify step by step with
  * mbedTLS's own arithmetic (mbedtls_ecp_mul, mbedtls_ecp_muladd, mbedtls_mpi_*); the unit test
  * compares its verdicts with mbedTLS's on good and altered signatures. */
-#include "tls_sig.h"
+#include "tls_ecp.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -334,6 +335,30 @@ static int verify_shared(void *ctx, mbedtls_md_type_t md_alg, const unsigned cha
     return ret;
 }
 
+/* ---- the generator's table lent to a key exchange ---------------------------------------- */
+
+int tls_ecp_lend_generator(mbedtls_ecp_group *grp)
+{
+    if (!grp || grp->T != NULL || grp->id != MBEDTLS_ECP_DP_SECP256R1)
+        return 0;
+    const mbedtls_ecp_group *shared = shared_for(grp->id);
+    if (!shared)
+        return 0;
+    /* read only: mbedTLS's comb uses a group's table as it is, and builds one only when T is NULL */
+    grp->T = shared->T;
+    grp->T_size = shared->T_size;
+    return 1;
+}
+
+void tls_ecp_take_back(mbedtls_ecp_group *grp)
+{
+    const mbedtls_ecp_group *shared = shared_for(MBEDTLS_ECP_DP_SECP256R1);
+    if (grp && shared && grp->T == shared->T) {
+        grp->T = NULL; /* else mbedtls_ecp_group_free would free the shared table */
+        grp->T_size = 0;
+    }
+}
+
 static void make_info(void)
 {
     eckey_info = mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY);
@@ -343,7 +368,7 @@ static void make_info(void)
     }
 }
 
-int tls_sig_share_group(mbedtls_pk_context *pk)
+int tls_ecp_share_verify(mbedtls_pk_context *pk)
 {
     pthread_once(&info_once, make_info);
     if (!eckey_info || !pk || pk->pk_info != eckey_info)
@@ -358,7 +383,7 @@ int tls_sig_share_group(mbedtls_pk_context *pk)
     return 0;
 }
 
-void tls_sig_cleanup(void)
+void tls_ecp_cleanup(void)
 {
     pthread_mutex_lock(&key_lock);
     for (int i = 0; i < KEY_SLOTS; i++) {

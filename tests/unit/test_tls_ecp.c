@@ -1,9 +1,10 @@
-/* test_tls_sig.c — core/net/tls_sig.c: a key switched to the process-wide curve group gives the
- * same verdict and the same error code as mbedTLS's own verification, for good signatures, altered
+/* test_tls_ecp.c — core/net/tls_ecp.c: a key switched to the process-wide tables gives the same
+ * verdict and the same error code as mbedTLS's own verification, for good signatures, altered
  * hashes, altered signatures, trailing bytes and bad encodings; on P-256, P-384 (switched) and
- * P-521 (left alone); also from several threads at once on one shared group. Keys and signatures
+ * P-521 (left alone); also from several threads at once. The generator's table lent to a key
+ * exchange gives the same key pair and is taken back before the group is freed. Keys and signatures
  * are made here with mbedTLS; everything allocated is freed. */
-#include "tls_sig.h"
+#include "tls_ecp.h"
 #include "unit.h"
 
 #include <pthread.h>
@@ -11,6 +12,7 @@
 
 #include <mbedtls/asn1write.h>
 #include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecdh.h>
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/pk.h>
@@ -68,8 +70,8 @@ static void test_curve(mbedtls_ecp_group_id curve, int switched)
 {
     struct keyset k;
     CHECK(make_keys(&k, curve));
-    CHECK_INT(tls_sig_share_group(&k.shared), switched);
-    CHECK_INT(tls_sig_share_group(NULL), 0);
+    CHECK_INT(tls_ecp_share_verify(&k.shared), switched);
+    CHECK_INT(tls_ecp_share_verify(NULL), 0);
     unsigned char sig[sizeof k.sig], hash[sizeof k.hash];
 
     CHECK_INT(both(&k, k.hash, k.sig, k.sig_len), 0);                 /* good */
@@ -122,7 +124,7 @@ static void test_compare(mbedtls_ecp_group_id curve, int nkeys)
     for (int key = 0; key < nkeys; key++) {
         struct keyset k;
         CHECK(make_keys(&k, curve));
-        CHECK_INT(tls_sig_share_group(&k.shared), 1);
+        CHECK_INT(tls_ecp_share_verify(&k.shared), 1);
         mbedtls_ecp_keypair *kp = mbedtls_pk_ec(k.priv);
         const mbedtls_mpi *N = &kp->grp.N;
         for (int round = 0; round < 4; round++) {
@@ -203,11 +205,11 @@ static void *verify_many(void *arg)
 static void test_threads(void)
 {
     TEST("threads");
-    tls_sig_cleanup(); /* the first verifications below build the groups while others wait for them */
+    tls_ecp_cleanup(); /* the first verifications below build the groups while others wait for them */
     static struct keyset k[THREAD_KEYS];
     for (int i = 0; i < THREAD_KEYS; i++) {
         CHECK(make_keys(&k[i], MBEDTLS_ECP_DP_SECP256R1));
-        CHECK_INT(tls_sig_share_group(&k[i].shared), 1);
+        CHECK_INT(tls_ecp_share_verify(&k[i].shared), 1);
     }
     struct worker w[4];
     pthread_t th[4];
@@ -224,6 +226,51 @@ static void test_threads(void)
         free_keys(&k[i]);
 }
 
+/* ---- the generator's table lent to a key exchange ---- */
+
+static void test_lend(void)
+{
+    TEST("lend the generator's table");
+    mbedtls_ecp_group lent, own, x25519;
+    mbedtls_ecp_group_init(&lent);
+    mbedtls_ecp_group_init(&own);
+    mbedtls_ecp_group_init(&x25519);
+    CHECK_INT(mbedtls_ecp_group_load(&lent, MBEDTLS_ECP_DP_SECP256R1), 0);
+    CHECK_INT(mbedtls_ecp_group_load(&own, MBEDTLS_ECP_DP_SECP256R1), 0);
+    CHECK_INT(mbedtls_ecp_group_load(&x25519, MBEDTLS_ECP_DP_CURVE25519), 0);
+    CHECK_INT(tls_ecp_lend_generator(&x25519), 0);   /* a Montgomery curve: no comb table */
+    CHECK_INT(tls_ecp_lend_generator(NULL), 0);
+    CHECK_INT(tls_ecp_lend_generator(&lent), 1);
+    CHECK(lent.T != NULL);
+    CHECK_INT(tls_ecp_lend_generator(&lent), 0);     /* has a table now */
+    /* a key pair with the lent table: the same public key as with the group's own table */
+    mbedtls_mpi d;
+    mbedtls_ecp_point q1, q2;
+    mbedtls_mpi_init(&d);
+    mbedtls_ecp_point_init(&q1);
+    mbedtls_ecp_point_init(&q2);
+    CHECK_INT(mbedtls_ecdh_gen_public(&lent, &d, &q1, mbedtls_ctr_drbg_random, &drbg), 0);
+    CHECK_INT(mbedtls_ecp_mul(&own, &q2, &d, &own.G, mbedtls_ctr_drbg_random, &drbg), 0);
+    CHECK_INT(mbedtls_ecp_point_cmp(&q1, &q2), 0);
+    CHECK(own.T != NULL && own.T != lent.T);         /* own built its own */
+    tls_ecp_take_back(&own);                         /* not lent: left alone */
+    CHECK(own.T != NULL);
+    tls_ecp_take_back(&lent);
+    CHECK(lent.T == NULL && lent.T_size == 0);
+    mbedtls_ecp_group_free(&lent);                   /* frees nothing shared (ASan, valgrind) */
+    mbedtls_ecp_group_free(&own);
+    mbedtls_ecp_group_free(&x25519);
+    mbedtls_mpi_free(&d);
+    mbedtls_ecp_point_free(&q1);
+    mbedtls_ecp_point_free(&q2);
+    /* the shared table still works after a borrower is gone */
+    struct keyset k;
+    CHECK(make_keys(&k, MBEDTLS_ECP_DP_SECP256R1));
+    CHECK_INT(tls_ecp_share_verify(&k.shared), 1);
+    CHECK_INT(both(&k, k.hash, k.sig, k.sig_len), 0);
+    free_keys(&k);
+}
+
 int main(void)
 {
     mbedtls_entropy_init(&entropy);
@@ -236,12 +283,13 @@ int main(void)
     test_curve(MBEDTLS_ECP_DP_SECP384R1, 1);
     TEST("P-521 (left to mbedTLS)");
     test_curve(MBEDTLS_ECP_DP_SECP521R1, 0);
+    test_lend();
     test_threads();
     TEST("compared with mbedTLS, P-256");
     test_compare(MBEDTLS_ECP_DP_SECP256R1, 18);
     TEST("compared with mbedTLS, P-384");
     test_compare(MBEDTLS_ECP_DP_SECP384R1, 4);
-    tls_sig_cleanup();
+    tls_ecp_cleanup();
     mbedtls_ctr_drbg_free(&drbg);
     mbedtls_entropy_free(&entropy);
     return unit_summary();
