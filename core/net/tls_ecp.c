@@ -40,27 +40,17 @@ static mbedtls_pk_info_t fast_eckey_info;     /* mbedTLS's EC key info with our 
 static const mbedtls_pk_info_t *eckey_info;   /* mbedTLS's own */
 static pthread_once_t info_once = PTHREAD_ONCE_INIT;
 
-/* Blinding values for the one multiplication that fills the table: the scalar (2) is public, so
- * they need not be secret; any value the curve code accepts does. */
-static int warm_rng(void *state, unsigned char *out, size_t len)
-{
-    unsigned *n = state;
-    for (size_t i = 0; i < len; i++)
-        out[i] = (unsigned char)(0x5a ^ (++*n * 131u));
-    return 0;
-}
-
-/* Loads the group and multiplies its generator once: mbedTLS keeps the comb table in the group. */
+/* Loads the group and multiplies its generator once: mbedTLS keeps the comb table in the group.
+ * (NULL RNG: mbedTLS's own blinding, as in its muladd; the scalar 2 is no secret.) */
 static void build(struct shared_group *g)
 {
     mbedtls_ecp_point r;
     mbedtls_mpi two;
-    unsigned state = 0;
     mbedtls_ecp_group_init(&g->grp);
     mbedtls_ecp_point_init(&r);
     mbedtls_mpi_init(&two);
     int ok = mbedtls_ecp_group_load(&g->grp, g->id) == 0 && mbedtls_mpi_lset(&two, 2) == 0 &&
-             mbedtls_ecp_mul(&g->grp, &r, &two, &g->grp.G, warm_rng, &state) == 0 && g->grp.T != NULL;
+             mbedtls_ecp_mul(&g->grp, &r, &two, &g->grp.G, NULL, NULL) == 0 && g->grp.T != NULL;
     if (!ok)
         mbedtls_ecp_group_free(&g->grp); /* not used: verification falls back to mbedTLS's own way */
     mbedtls_ecp_point_free(&r);
@@ -215,6 +205,7 @@ static int mul_key(const mbedtls_ecp_keypair *key, mbedtls_ecp_point *r, const m
     k->refs = 1;
     mbedtls_ecp_group_init(&k->grp);
     if ((ret = mbedtls_ecp_group_load(&k->grp, k->id)) != 0) {
+        mbedtls_ecp_group_free(&k->grp);
         free(k);
         return ret;
     }
