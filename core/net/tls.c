@@ -517,12 +517,14 @@ int tls_conn_handshake_steps(struct tls_conn *t)
         if (ret != 0)
             break;
         if (certificate && t->ssl.state != MBEDTLS_SSL_SERVER_CERTIFICATE) {
+            /* the chain's keys verify with tables kept for the process (tls_ecp.c): the leaf's checks
+             * the ServerKeyExchange next, the others the chain */
+            for (mbedtls_x509_crt *crt = t->ssl.session_negotiate ? t->ssl.session_negotiate->peer_cert : NULL; crt;
+                 crt = crt->next)
+                tls_ecp_share_verify(&crt->pk);
             /* the chain is in: checked before anything of the key exchange is read or sent */
             if (t->cfg->verify && (ret = verify_peer(t)) != 0)
                 break;
-            /* the ServerKeyExchange signature comes next: verified with a group kept for the process */
-            if (t->ssl.session_negotiate && t->ssl.session_negotiate->peer_cert)
-                tls_ecp_share_verify(&t->ssl.session_negotiate->peer_cert->pk);
         }
     }
     return ret;

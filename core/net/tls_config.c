@@ -2,6 +2,7 @@
  * generator, parsed CA bundles, one mbedtls_ssl_config per distinct set of options (trust, client
  * certificate, ALPN). All of it is freed by tls_configs_free (tls_global_cleanup) and nothing else. */
 #include "tls_config.h"
+#include "tls_ecp.h"
 #include "tls_verify.h"
 
 #include <errno.h>
@@ -166,6 +167,9 @@ static struct tls_ca *ca_get(const char *path, char *err, size_t errlen)
         free(ca);
         return NULL;
     }
+    /* trust anchors check every new chain's top signature: with tables kept for the process */
+    for (mbedtls_x509_crt *crt = &ca->chain; crt; crt = crt->next)
+        tls_ecp_share_verify(&crt->pk);
     ca->next = C.cas;
     C.cas = ca;
     return ca;
