@@ -229,7 +229,8 @@ static void lead_over(struct request *r, int no_wait)
 static void release(struct request *r, int reusable)
 {
     uv_timer_stop(&r->timer);
-    dns_cancel(&r->dns);
+    if (r->race)
+        dns_cancel(&r->race->dns);
     dequeue(r);
     if (r->waiting)
         unwait(r);
@@ -788,6 +789,8 @@ static void connect_next(struct request *r)
 {
     struct net *n = r->net;
     if (n->connecting >= n->limits.max_connecting) {
+        /* resolved, no attempt yet: nothing to keep while waiting for a slot */
+        drop_attempts(r, NULL);
         r->phase = PH_QUEUED;
         r->queued = 1;
         if (n->connect_tail)
@@ -799,7 +802,7 @@ static void connect_next(struct request *r)
     }
     r->phase = PH_CONNECT;
     r->phase_t0 = uv_hrtime();
-    if (!(r->race = calloc(1, sizeof *r->race))) {
+    if (!r->race && !(r->race = calloc(1, sizeof *r->race))) {
         request_finish(r, NET_CONNECT, "out of memory");
         return;
     }
@@ -818,7 +821,7 @@ static int resolving_origin(const struct request *r)
 
 static void on_resolved(struct dns_waiter *w, int status, struct dns_addrs *addrs)
 {
-    struct request *r = (struct request *)((char *)w - offsetof(struct request, dns));
+    struct request *r = ((struct connect_race *)w)->r; /* dns is the race's first member */
     const char *host = resolving_origin(r) ? r->url.host : connect_host(r);
     if (status < 0) {
         request_finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
@@ -848,17 +851,22 @@ static void resolve(struct request *r)
     }
     dns_addrs_unref(r->addrs);
     r->addrs = NULL;
-    r->dns.cb = on_resolved;
+    if (!r->race && !(r->race = calloc(1, sizeof *r->race))) {
+        request_finish(r, NET_DNS, "out of memory");
+        return;
+    }
+    r->race->r = r;
+    r->race->dns.cb = on_resolved;
     int err = 0;
     const char *host = resolving_origin(r) ? r->url.host : connect_host(r);
-    struct dns_addrs *a = dns_resolve(r->net->dns, host, &r->dns, &err);
+    struct dns_addrs *a = dns_resolve(r->net->dns, host, &r->race->dns, &err);
     if (err) {
         request_finish(r, NET_DNS, "cannot resolve %s%s: %s", host == r->url.host ? "" : "proxy ", host,
                uv_strerror(err));
         return;
     }
     if (a)
-        on_resolved(&r->dns, 0, a);
+        on_resolved(&r->race->dns, 0, a);
     if (!r->finished)
         arm_timer(r);
 }

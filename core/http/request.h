@@ -95,9 +95,12 @@ struct request_proxy {
 
 void request_proxy_free(struct request_proxy *p);
 
-/* Happy Eyeballs (RFC 8305) while connecting: attempts racing to the addresses, the first to
- * connect wins. Allocated for the connect phase only (a pooled connection needs none). */
+/* Name resolution, then Happy Eyeballs (RFC 8305) while connecting: attempts racing to the
+ * addresses, the first to connect wins. Allocated from the DNS phase until TCP is up (a pooled
+ * connection needs none, nor does a request waiting for a connect slot or for its response). */
 struct connect_race {
+    struct dns_waiter dns;
+    struct request *r;          /* the owner, for the DNS callback */
     struct conn *attempts[REQUEST_MAX_ATTEMPTS];
     int n;
     uint64_t next_at;           /* uv_now ms to start the next address, 0 = none */
@@ -132,10 +135,9 @@ struct request {
     /* private */
     struct buf wire;            /* serialised head (+ small body) */
     struct buf key;             /* pool key */
-    struct dns_waiter dns;
     struct dns_addrs *addrs;
     struct conn *conn;          /* the connection in use, once one has connected */
-    struct connect_race *race;  /* while connecting */
+    struct connect_race *race;  /* while resolving and connecting */
     uv_timer_t timer;
     /* Flags kept small: struct request stays in malloc's small-chunk (tcache) sizes. */
     unsigned char phase;
