@@ -163,6 +163,7 @@ end
 function Fetcher:fetch_urls(urls)
   assert(type(urls) == "table", "fetch_urls expects a list of URLs")
   local entries = {}
+  local strings_only = true -- every entry a URL string: the workers need not look
   local i = 1
   while true do -- as ipairs, without a call per item
     local raw = urls[i]
@@ -173,6 +174,7 @@ function Fetcher:fetch_urls(urls)
       local entry, err = sources.entry(raw)
       if not entry then error(string.format("fetch_urls: urls[%d]: %s", i, err), 2) end
       entries[i] = entry
+      strings_only = false
     end
     i = i + 1
   end
@@ -195,15 +197,19 @@ function Fetcher:fetch_urls(urls)
       end
       runner.run_pool(self, run, next_entry, workers, deliver, true)
     else
-      runner.run_list(self, run, entries, first, last, workers, list)
+      runner.run_list(self, run, entries, first, last, workers, list, strings_only)
     end
     if run.abort then error(run.abort, 0) end
   end
   local results = {}
-  for i = 1, #entries do
-    local entry = entries[i]
-    if type(entry) == "table" then entry = entry.key end
-    results[entry] = list[i]
+  if strings_only then
+    for i = 1, #entries do results[entries[i]] = list[i] end
+  else
+    for i = 1, #entries do
+      local entry = entries[i]
+      if type(entry) == "table" then entry = entry.key end
+      results[entry] = list[i]
+    end
   end
   return results, stats.finish(self, run, results), list
 end

@@ -8,6 +8,7 @@ local M = {}
 -- result → the response's header block (a userdata of the C core), until `headers` is read.
 -- Weak keys: a result that is dropped takes its block with it.
 local DETAILS = setmetatable({}, { __mode = "k" })
+M.DETAILS = DETAILS -- for fetcher_runner's short way, which builds successes itself
 
 ---@class FetchResult
 ---@field url string
@@ -52,7 +53,10 @@ local META = {
   end,
 }
 
---- The result of an entry whose last attempt got a response.
+M.META = META
+
+--- The result of an entry whose last attempt got a response (fetcher_runner.run_list builds the
+--- common success itself: a change of shape here goes there too).
 ---@param url string
 ---@param method string
 ---@param res Response

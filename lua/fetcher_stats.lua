@@ -31,21 +31,28 @@ end
 ---@field sees_requests boolean  a plugin has on_request, on_response or on_error
 ---@field log Logger
 ---@field samples table|nil  durations (thresholds.samples), with thresholds or the summary line
+---@field pending number[]|nil  durations not yet in samples: the first npending (M.BATCH at most)
+---@field npending integer
 ---@field reused integer      URLs whose last response came over a pooled connection
 ---@field abort any              the error that stops the run
+
+-- Durations reach the samples object this many at a time (one call instead of one per URL);
+-- the runner fills run.pending and hands it over when full, M.finish hands over the rest.
+M.BATCH = 256
 
 --- A new run of fetcher `f`.
 ---@param f Fetcher
 ---@return FetchRun
 function M.begin(f)
   local by_hook = hooks.index(f.plugins)
+  local samples = (f.thresholds or f.summary) and thresholds.samples() or nil
   return { started = task.now(), http_before = http_stats(), count = 0,
            succeeded = 0, failed = 0, attempts = 0, retries = 0, bytes = 0,
            rejected = 0, hook_errors = 0, abort = nil,
            hooks = by_hook, log = f.logger or logger.get(),
            -- a hook that is handed the request: each attempt builds one (request_of)
            sees_requests = (by_hook.on_request or by_hook.on_response or by_hook.on_error) ~= nil,
-           samples = (f.thresholds or f.summary) and thresholds.samples() or nil, reused = 0 }
+           samples = samples, pending = samples and {}, npending = 0, reused = 0 }
 end
 
 ---@class FetchStats
@@ -86,6 +93,10 @@ end
 ---@return FetchStats
 function M.finish(f, run, results)
   local elapsed = task.now() - run.started
+  if run.npending > 0 then
+    run.samples:add_all(run.pending, run.npending)
+    run.npending = 0
+  end
   local after = http_stats()
   local delta = {}
   for k, v in pairs(after) do

@@ -140,12 +140,17 @@ end
 
 -- The durations of a run: in the luafetch host a C samples object (core/lua/lua_stats.c: no
 -- table of thousands of numbers for the collector to walk, bounded memory), elsewhere a table.
--- Both answer add(x), percentile(p) (nearest rank), stats() → count, min, max, sum, and #.
+-- Both answer add(x), add_all(t, n) (t[1..n]), percentile(p) (nearest rank), stats() → count,
+-- min, max, sum, and #.
 local has_stats, stats = pcall(require, "_stats")
 local TableSamples = {}
 TableSamples.__index = TableSamples
 function TableSamples:add(x)
   self[#self + 1] = x
+  self.is_sorted = false
+end
+function TableSamples:add_all(t, n)
+  for i = 1, n do self[#self + 1] = t[i] end
   self.is_sorted = false
 end
 function TableSamples:sorted()

@@ -4,7 +4,8 @@
  * EXACT_MAX durations are kept as they are (percentiles exact); past that they are folded into a
  * log-linear histogram of fixed size, so a run of any length keeps at most ~512 KB (percentiles
  * then within 1/BUCKETS_PER_OCTAVE of the true value). A samples object owns its buffers; __gc
- * frees them. */
+ * frees them. Durations can come in batches (s:add_all(t, n)), one call for many; the exact ones
+ * are sorted by radix on their bit patterns (no comparison callback). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,9 +31,18 @@ struct samples {
     int sorted;
 };
 
+/* The methods carry the metatable as their upvalue: comparing it is cheaper than
+ * luaL_checkudata's lookup of the metatable by name in the registry. */
 static struct samples *check(lua_State *L)
 {
-    return luaL_checkudata(L, 1, SAMPLES);
+    struct samples *s = lua_touserdata(L, 1);
+    if (s && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return s;
+    }
+    return luaL_checkudata(L, 1, SAMPLES); /* raises the usual error */
 }
 
 /* _stats.samples() → an empty samples object */
@@ -81,15 +91,11 @@ static int fold(struct samples *s)
     return 0;
 }
 
-/* s:add(x): one more number (NaN is no duration: left out) */
-static int l_add(lua_State *L)
+/* One more number; 0, or -1 when out of memory (nothing changed). */
+static int add_one(struct samples *s, double x)
 {
-    struct samples *s = check(L);
-    double x = luaL_checknumber(L, 2);
-    if (x != x)
-        return 0;
     if (!s->hist && s->n == EXACT_MAX && fold(s))
-        return luaL_error(L, "not enough memory");
+        return -1;
     if (s->hist) {
         uint32_t *c = &s->hist[bucket_of(x)];
         if (*c < UINT32_MAX)
@@ -99,7 +105,7 @@ static int l_add(lua_State *L)
             size_t cap = s->cap ? 2 * s->cap : 256;
             double *v = realloc(s->v, cap * sizeof *v);
             if (!v)
-                return luaL_error(L, "not enough memory");
+                return -1;
             s->v = v;
             s->cap = cap;
         }
@@ -115,16 +121,102 @@ static int l_add(lua_State *L)
     return 0;
 }
 
+/* s:add(x): one more number (NaN is no duration: left out) */
+static int l_add(lua_State *L)
+{
+    struct samples *s = check(L);
+    double x = luaL_checknumber(L, 2);
+    if (x == x && add_one(s, x))
+        return luaL_error(L, "not enough memory");
+    return 0;
+}
+
+/* s:add_all(t, n): t[1] .. t[n] added as by s:add (t is only read) */
+static int l_add_all(lua_State *L)
+{
+    struct samples *s = check(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        int isnum;
+        double x = lua_tonumberx(L, -1, &isnum);
+        lua_pop(L, 1);
+        if (!isnum)
+            return luaL_error(L, "add_all: t[%d] is not a number", (int)i);
+        if (x == x && add_one(s, x))
+            return luaL_error(L, "not enough memory");
+    }
+    return 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
+/* A double's bits turned into an unsigned key of the same order (NaN is never added). */
+static uint64_t key_of(double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    return u >> 63 ? ~u : u | (uint64_t)1 << 63;
+}
+
+static double double_of(uint64_t k)
+{
+    uint64_t u = k >> 63 ? k & ~((uint64_t)1 << 63) : ~k;
+    double x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* LSD radix sort of n doubles, a byte at a time, skipping the bytes every key shares (a run's
+ * durations share their top ones): 0, or -1 when the scratch buffer cannot be had. */
+static int radix_sort(double *v, size_t n)
+{
+    uint64_t *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    size_t count[8][256] = { { 0 } };
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = key_of(v[i]);
+        a[i] = k;
+        for (int d = 0; d < 8; d++)
+            count[d][(k >> (8 * d)) & 0xff]++;
+    }
+    for (int d = 0; d < 8; d++) {
+        size_t *c = count[d];
+        if (c[(a[0] >> (8 * d)) & 0xff] == n)
+            continue; /* every key has this byte */
+        size_t sum = 0;
+        for (int j = 0; j < 256; j++) {
+            size_t t = c[j];
+            c[j] = sum;
+            sum += t;
+        }
+        for (size_t i = 0; i < n; i++)
+            b[c[(a[i] >> (8 * d)) & 0xff]++] = a[i];
+        uint64_t *t = a;
+        a = b;
+        b = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = double_of(a[i]);
+    free(a);
+    free(b);
+    return 0;
+}
+
 static void sort_exact(struct samples *s)
 {
     if (!s->sorted) {
-        qsort(s->v, s->n, sizeof *s->v, cmp_double);
+        if (s->n < 64 || radix_sort(s->v, s->n))
+            qsort(s->v, s->n, sizeof *s->v, cmp_double);
         s->sorted = 1;
     }
 }
@@ -217,13 +309,17 @@ static int l_gc(lua_State *L)
 
 int luaopen_luafetch_stats(lua_State *L)
 {
-    static const luaL_Reg methods[] = { { "add", l_add }, { "percentile", l_percentile }, { "stats", l_stats },
-                                        { "exact", l_exact }, { "sorted", l_sorted }, { NULL, NULL } };
+    static const luaL_Reg methods[] = { { "add", l_add }, { "add_all", l_add_all }, { "percentile", l_percentile },
+                                        { "stats", l_stats }, { "exact", l_exact }, { "sorted", l_sorted },
+                                        { NULL, NULL } };
     static const luaL_Reg meta[] = { { "__len", l_len }, { "__gc", l_gc }, { NULL, NULL } };
     static const luaL_Reg funcs[] = { { "samples", l_samples }, { NULL, NULL } };
     luaL_newmetatable(L, SAMPLES);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, meta, 1); /* each function's upvalue: the metatable (check) */
+    luaL_newlibtable(L, methods);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
