@@ -15,11 +15,11 @@ local stats = require "fetcher_stats"
 local M = {}
 
 local now = task.now
+local setmetatable, type = setmetatable, type
 local http_get, http_request = http.get, http.request
 local call1, call2, call3 = hooks.call1, hooks.call2, hooks.call3
 local HTTP_FIELDS = config.HTTP_FIELDS
 local BATCH = stats.BATCH
-local WORKER_BATCH = 32 -- durations a worker of run_list keeps before handing them to the samples
 
 ---------------------------------------------------------------------------
 -- Request options
@@ -221,13 +221,13 @@ local function finish(run, key, result)
         result.attempts, result.error)
     end
   end
+  if result.reused then run.reused = run.reused + 1 end
   local pending = run.pending
   if pending then -- durations go to the samples in batches (fetcher_stats.begin)
     local n = run.npending + 1
     pending[n] = result.elapsed
     if n == BATCH then run.samples:add_all(pending, n); n = 0 end
     run.npending = n
-    if result.reused then run.reused = run.reused + 1 end
   end
   local list = run.hooks.on_result
   if list then call2(list, run, run.log, "on_result", key, result) end
@@ -286,13 +286,13 @@ local function fetch_entry(f, run, entry, index, permit)
         run.count = run.count + 1
         run.succeeded = run.succeeded + 1
         run.bytes = run.bytes + result.bytes
+        if result.reused then run.reused = run.reused + 1 end
         local pending = run.pending
         if pending then -- as in finish
           local n = run.npending + 1
           pending[n] = elapsed
           if n == BATCH then run.samples:add_all(pending, n); n = 0 end
           run.npending = n
-          if result.reused then run.reused = run.reused + 1 end
         end
         return result
       end
@@ -391,13 +391,13 @@ function M.run_list(f, run, entries, first, last, workers, list, strings_only)
   end
   -- The short way of fetch_entry, with each worker's counts in locals (a table field costs
   -- several times a local) handed to the run when the worker ends: nothing reads them before
-  -- (no on_result hook; a run that stops on an error reports no stats).
+  -- (no on_result hook; a run that stops on an error reports no stats). The durations are in
+  -- the results: fetch_urls hands them to the samples at the end (run.pending is nil).
   local get, policy, keep_body = f.get or http_get, f.policy, f.keep_body
-  local final_statuses, samples = run.final_statuses, run.samples
+  local final_statuses = run.final_statuses
   local of_response, META, DETAILS = results.of_response, results.META, results.DETAILS
   spawn_workers(run, workers, function()
     local count, bytes, reused, attempts = 0, 0, 0, 0
-    local durations, nd = samples and {} or nil, 0
     while not run.abort do
       local index = i + 1
       if index > last then break end
@@ -409,11 +409,12 @@ function M.run_list(f, run, entries, first, last, workers, list, strings_only)
         local started = now()
         attempts = attempts + 1
         local res, err, kind = get(entry, plain)
+        local status = res and res.status
         local wait
-        if not (res and final_statuses and not final_statuses[res.status]) then
+        if not (status and final_statuses and not final_statuses[status]) then
           wait = policy:after(1, res, err, kind, "GET", nil)
+          if wait then status = nil end
         end
-        local status = res and not wait and res.status
         if status and status >= 200 and status < 400 then
           local elapsed = now() - started
           -- results.of_response's success, written out here (a call costs more than its body)
@@ -426,12 +427,7 @@ function M.run_list(f, run, entries, first, last, workers, list, strings_only)
           DETAILS[result] = res._details
           count = count + 1
           bytes = bytes + size
-          if durations then
-            nd = nd + 1
-            durations[nd] = elapsed
-            if nd == WORKER_BATCH then samples:add_all(durations, nd); nd = 0 end
-            if was_reused then reused = reused + 1 end
-          end
+          if was_reused then reused = reused + 1 end
           list[index] = result
         elseif status then
           list[index] = finish(run, entry, of_response(entry, "GET", res, 1, now() - started, keep_body,
@@ -447,7 +443,6 @@ function M.run_list(f, run, entries, first, last, workers, list, strings_only)
     run.bytes = run.bytes + bytes
     run.reused = run.reused + reused
     run.attempts = run.attempts + attempts
-    if nd > 0 then samples:add_all(durations, nd) end
   end)
 end
 

@@ -31,7 +31,8 @@ end
 ---@field sees_requests boolean  a plugin has on_request, on_response or on_error
 ---@field log Logger
 ---@field samples table|nil  durations (thresholds.samples), with thresholds or the summary line
----@field pending number[]|nil  durations not yet in samples: the first npending (M.BATCH at most)
+---@field pending number[]|nil  durations not yet in samples: the first npending (M.BATCH at most);
+---                             nil when the run hands them over from its list of results at the end
 ---@field npending integer
 ---@field reused integer      URLs whose last response came over a pooled connection
 ---@field abort any              the error that stops the run

@@ -140,8 +140,8 @@ end
 
 -- The durations of a run: in the luafetch host a C samples object (core/lua/lua_stats.c: no
 -- table of thousands of numbers for the collector to walk, bounded memory), elsewhere a table.
--- Both answer add(x), add_all(t, n) (t[1..n]), percentile(p) (nearest rank), stats() → count,
--- min, max, sum, and #.
+-- Both answer add(x), add_all(t, n) (t[1..n]), add_field(t, n, key) (t[1][key]..t[n][key]),
+-- percentile(p) (nearest rank), stats() → count, min, max, sum, and #.
 local has_stats, stats = pcall(require, "_stats")
 local TableSamples = {}
 TableSamples.__index = TableSamples
@@ -151,6 +151,10 @@ function TableSamples:add(x)
 end
 function TableSamples:add_all(t, n)
   for i = 1, n do self[#self + 1] = t[i] end
+  self.is_sorted = false
+end
+function TableSamples:add_field(t, n, key)
+  for i = 1, n do self[#self + 1] = t[i][key] end
   self.is_sorted = false
 end
 function TableSamples:sorted()

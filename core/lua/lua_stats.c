@@ -4,7 +4,8 @@
  * EXACT_MAX durations are kept as they are (percentiles exact); past that they are folded into a
  * log-linear histogram of fixed size, so a run of any length keeps at most ~512 KB (percentiles
  * then within 1/BUCKETS_PER_OCTAVE of the true value). A samples object owns its buffers; __gc
- * frees them. Durations can come in batches (s:add_all(t, n)), one call for many; the exact ones
+ * frees them. Durations can come in batches (s:add_all(t, n), s:add_field(t, n, key)), one call
+ * for many; the exact ones
  * are sorted by radix on their bit patterns (no comparison callback). */
 #include <math.h>
 #include <stdint.h>
@@ -22,6 +23,7 @@
 #define OCTAVE_MIN (-24)           /* 2^-24 s (60 ns): shorter durations share the first bucket */
 #define OCTAVES 48                 /* up to 2^24 s (194 days) */
 #define BUCKETS (OCTAVES * BUCKETS_PER_OCTAVE)
+#define PLACED_MAX 16              /* ranks remembered as in place (percentiles of one summary) */
 
 struct samples {
     double *v;                     /* exact: n durations (NULL once folded) */
@@ -29,6 +31,10 @@ struct samples {
     size_t n, cap;
     double min, max, sum;
     int sorted;
+    /* While not sorted: 0-based ranks r whose v[r] is in place (everything before is <=, after
+     * >=), found by earlier percentiles; a new one is looked for only between its neighbours. */
+    size_t placed[PLACED_MAX];
+    int nplaced;
 };
 
 /* The methods carry the metatable as their upvalue: comparing it is cheaper than
@@ -111,6 +117,7 @@ static int add_one(struct samples *s, double x)
         }
         s->sorted = s->sorted && (s->n == 0 || s->v[s->n - 1] <= x);
         s->v[s->n] = x;
+        s->nplaced = 0;
     }
     if (s->n == 0 || x < s->min)
         s->min = x;
@@ -144,6 +151,30 @@ static int l_add_all(lua_State *L)
         lua_pop(L, 1);
         if (!isnum)
             return luaL_error(L, "add_all: t[%d] is not a number", (int)i);
+        if (x == x && add_one(s, x))
+            return luaL_error(L, "not enough memory");
+    }
+    return 0;
+}
+
+/* s:add_field(t, n, key): t[1][key] .. t[n][key] added as by s:add (raw reads: a run's results
+ * hand over their durations in one call when the run ends) */
+static int l_add_field(lua_State *L)
+{
+    struct samples *s = check(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    luaL_checkany(L, 4);
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 2, i) != LUA_TTABLE)
+            return luaL_error(L, "add_field: t[%d] is not a table", (int)i);
+        lua_pushvalue(L, 4);
+        lua_rawget(L, -2);
+        int isnum;
+        double x = lua_tonumberx(L, -1, &isnum);
+        lua_pop(L, 2);
+        if (!isnum)
+            return luaL_error(L, "add_field: t[%d].%s is not a number", (int)i, luaL_tolstring(L, 4, NULL));
         if (x == x && add_one(s, x))
             return luaL_error(L, "not enough memory");
     }
@@ -212,6 +243,76 @@ static int radix_sort(double *v, size_t n)
     return 0;
 }
 
+static void swap(double *v, size_t i, size_t j)
+{
+    double t = v[i];
+    v[i] = v[j];
+    v[j] = t;
+}
+
+/* Puts the k-th smallest of v[lo..hi] (inclusive, lo <= k <= hi) at v[k], the smaller ones
+ * before it and the larger after (quickselect, median of three). */
+static void select_rank(double *v, size_t lo, size_t hi, size_t k)
+{
+    while (hi > lo) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < v[lo])
+            swap(v, lo, mid);
+        if (v[hi] < v[lo])
+            swap(v, lo, hi);
+        if (v[hi] < v[mid])
+            swap(v, mid, hi);
+        double pivot = v[mid];
+        size_t i = lo, j = hi;
+        for (;;) { /* v[lo] <= pivot <= v[hi] stop both scans */
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i >= j)
+                break;
+            swap(v, i, j);
+            i++;
+            j--;
+        }
+        /* v[lo..j] <= pivot <= v[j+1..hi] */
+        if (i == j) { /* v[i] == pivot: in place */
+            if (k == i)
+                return;
+            if (k < i)
+                hi = i - 1;
+            else
+                lo = i + 1;
+        } else if (k <= j) {
+            hi = j;
+        } else {
+            lo = j + 1;
+        }
+    }
+}
+
+/* v[rank] in place (rank 0-based), without sorting everything: a summary asks for a few
+ * percentiles, and each needs only its neighbours' range. */
+static double exact_rank(struct samples *s, size_t rank)
+{
+    if (s->sorted)
+        return s->v[rank];
+    size_t lo = 0, hi = s->n - 1;
+    for (int i = 0; i < s->nplaced; i++) {
+        size_t r = s->placed[i];
+        if (r == rank)
+            return s->v[rank];
+        if (r < rank && r + 1 > lo)
+            lo = r + 1;
+        if (r > rank && r - 1 < hi)
+            hi = r - 1;
+    }
+    select_rank(s->v, lo, hi, rank);
+    if (s->nplaced < PLACED_MAX)
+        s->placed[s->nplaced++] = rank;
+    return s->v[rank];
+}
+
 static void sort_exact(struct samples *s)
 {
     if (!s->sorted) {
@@ -233,8 +334,7 @@ static int l_percentile(lua_State *L)
     double r = ceil(p / 100 * (double)s->n);
     size_t rank = r < 1 ? 1 : r > (double)s->n ? s->n : (size_t)r;
     if (!s->hist) {
-        sort_exact(s);
-        lua_pushnumber(L, s->v[rank - 1]);
+        lua_pushnumber(L, exact_rank(s, rank - 1));
         return 1;
     }
     if (rank == 1 || rank == s->n) { /* the ends are known exactly */
@@ -309,7 +409,8 @@ static int l_gc(lua_State *L)
 
 int luaopen_luafetch_stats(lua_State *L)
 {
-    static const luaL_Reg methods[] = { { "add", l_add }, { "add_all", l_add_all }, { "percentile", l_percentile },
+    static const luaL_Reg methods[] = { { "add", l_add }, { "add_all", l_add_all }, { "add_field", l_add_field },
+                                        { "percentile", l_percentile },
                                         { "stats", l_stats }, { "exact", l_exact }, { "sorted", l_sorted },
                                         { NULL, NULL } };
     static const luaL_Reg meta[] = { { "__len", l_len }, { "__gc", l_gc }, { NULL, NULL } };

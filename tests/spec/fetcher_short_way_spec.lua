@@ -1,6 +1,7 @@
 -- fetcher_short_way_spec.lua: fetch_urls's short way (URL strings, no plugin hook, no limit: the
 -- worker builds successes itself and keeps its counts in locals) gives what the general way gives,
--- and the durations reach the C samples in batches. Runs inside the host against FIXTURE_URL.
+-- and the durations reach the C samples in one call at the end. Runs inside the host against
+-- FIXTURE_URL.
 
 local fetcher = require "fetcher"
 local logger = require "plugins.logger"
@@ -72,12 +73,14 @@ describe("fetch_urls's short way", function()
     assert.are.equal(3, stats.succeeded)
   end)
 
-  it("hands every duration to the samples: exact percentiles over more URLs than a batch", function()
-    -- 2 workers, 75 URLs: each worker hands over a full batch of 32 and then what is left
+  it("hands every duration to the samples once: exact percentiles", function()
+    -- 2 workers, 75 URLs, and a 404 and a refused connection that finish the general way
     local many = {}
     for i = 1, 75 do many[i] = BASE .. "/bytes/" .. i end
+    many[40] = BASE .. "/status/404"
+    many[60] = "http://127.0.0.1:1/"
     local _, stats, list = quiet{ max_concurrent = 2 }:fetch_urls(many)
-    assert.are.equal(75, stats.succeeded)
+    assert.are.equal(73, stats.succeeded)
     local sorted = {}
     for i, r in ipairs(list) do sorted[i] = r.elapsed end
     table.sort(sorted)
@@ -85,12 +88,12 @@ describe("fetch_urls's short way", function()
     assert.are.equal(nearest_rank(sorted, 90), stats.latency.p90)
     assert.are.equal(nearest_rank(sorted, 99), stats.latency.p99)
     assert.are.equal(sorted[#sorted], stats.latency.max)
-    assert.matches("^75 URLs: 75 ok", stats.summary)
+    assert.matches("^75 URLs: 73 ok, 2 failed", stats.summary)
   end)
 end)
 
 describe("C samples", function()
-  it("take durations in batches and sort them by their bits", function()
+  it("take durations in batches, find percentiles by selection and sort by bits", function()
     local S = require "_stats"
     math.randomseed(7)
     for _, n in ipairs{ 0, 1, 5, 63, 64, 65, 1000, 5000 } do
@@ -109,6 +112,12 @@ describe("C samples", function()
       s:add_all(batch, #batch)
       table.sort(want)
       assert.are.equal(n, #s)
+      if n > 0 then
+        -- before any sort (each rank found between those found before), then after one
+        for _, p in ipairs{ 50, 99, 1, 90, 50, 100, 95, 0.5 } do
+          assert.are.equal(nearest_rank(want, p), s:percentile(p), p)
+        end
+      end
       assert.are.same(want, s:sorted())
       if n > 0 then
         for _, p in ipairs{ 1, 50, 90, 99, 100 } do
@@ -116,6 +125,20 @@ describe("C samples", function()
         end
       end
     end
+    -- a percentile, then more durations: the ranks found before no longer hold
+    local s2 = S.samples()
+    for _, x in ipairs{ 5, 3, 9, 1 } do s2:add(x) end
+    assert.are.equal(3, s2:percentile(50))
+    s2:add(0)
+    s2:add(2)
+    assert.are.equal(2, s2:percentile(50))
+    assert.are.equal(9, s2:percentile(100))
+    -- one call for a field of many tables (the durations of a run's results)
+    local s3 = S.samples()
+    s3:add_field({ { elapsed = 0.3 }, { elapsed = 0.1 }, { elapsed = 0.2 } }, 3, "elapsed")
+    assert.are.same({ 0.1, 0.2, 0.3 }, s3:sorted())
+    assert.has_error(function() s3:add_field({ { elapsed = "x" } }, 1, "elapsed") end)
+    assert.has_error(function() s3:add_field({ 1 }, 1, "elapsed") end)
     local s = S.samples()
     s:add_all({ 0 / 0, 1 }, 2) -- NaN is no duration, as with add
     assert.are.equal(1, #s)
