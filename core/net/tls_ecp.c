@@ -22,6 +22,15 @@
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/pk_internal.h>
+#include <mbedtls/version.h>
+
+/* What this file follows: mbedTLS 2.28's own ECDSA and ECP code paths (its pk_info layout, its comb
+ * tables built in the group on first use), none of their replaced or PSA variants. */
+#if MBEDTLS_VERSION_NUMBER < 0x021C0000 || MBEDTLS_VERSION_NUMBER >= 0x03000000 || defined(MBEDTLS_USE_PSA_CRYPTO) || \
+    defined(MBEDTLS_ECDSA_VERIFY_ALT) || defined(MBEDTLS_ECP_ALT) || defined(MBEDTLS_ECP_RESTARTABLE) ||         \
+    !defined(MBEDTLS_ECP_NIST_OPTIM)
+#error "tls_ecp.c follows mbedTLS 2.28's own ECDSA and ECP code paths"
+#endif
 
 struct shared_group {
     mbedtls_ecp_group_id id;
@@ -36,9 +45,12 @@ static struct shared_group groups[] = {
 #define NGROUPS (sizeof groups / sizeof groups[0])
 static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static unsigned long verified, lent;          /* with the kept tables (tls_ecp_counts) */
+
 static mbedtls_pk_info_t fast_eckey_info;     /* mbedTLS's EC key info with our verify_func */
 static const mbedtls_pk_info_t *eckey_info;   /* mbedTLS's own */
 static pthread_once_t info_once = PTHREAD_ONCE_INIT;
+static void make_info(void);
 
 /* Loads the group and multiplies its generator once: mbedTLS keeps the comb table in the group.
  * (NULL RNG: mbedTLS's own blinding, as in its muladd; the scalar 2 is no secret.) */
@@ -55,7 +67,8 @@ static void build(struct shared_group *g)
         mbedtls_ecp_group_free(&g->grp); /* not used: verification falls back to mbedTLS's own way */
     mbedtls_ecp_point_free(&r);
     mbedtls_mpi_free(&two);
-    __atomic_store_n(&g->state, ok ? 1 : -1, __ATOMIC_RELEASE);
+    /* -1 (never again) only for a curve this mbedTLS lacks; out of memory, say: tried again */
+    __atomic_store_n(&g->state, ok ? 1 : mbedtls_ecp_curve_info_from_grp_id(g->id) ? 0 : -1, __ATOMIC_RELEASE);
 }
 
 /* The shared group for a curve, built on first use; NULL when there is none. */
@@ -83,9 +96,12 @@ static mbedtls_ecp_group *shared_for(mbedtls_ecp_group_id id)
 /* A server's handshake signatures are all checked with its one key, Q: a group whose "generator"
  * is Q keeps the comb table of Q's multiples, as the curve's own group keeps G's. Valid because
  * these curves have cofactor 1 (every point has the group order N, which the comb's parity trick
- * relies on). An entry is built by its first user and published finished (its table computed):
- * after that it is only read. Evicted while in use, it is freed by its last user. */
+ * relies on). An entry is built by a user (its own u2·Q computes the table) and published finished:
+ * after that it is only read. Evicted while in use, it is freed by its last user. Only a key seen
+ * before is published: a crawl's one-off leaf keys (later connections resume) would otherwise push
+ * out the CA and intermediate keys that check every new chain. */
 #define KEY_SLOTS 16
+#define SEEN_SLOTS 64   /* fingerprints of keys seen once, a ring */
 
 struct key_table {
     mbedtls_ecp_group_id id;
@@ -98,7 +114,18 @@ struct key_table {
 
 static struct key_table *keys[KEY_SLOTS];
 static unsigned long long key_tick;
+static unsigned long long seen[SEEN_SLOTS];
+static unsigned seen_next;
 static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* FNV-1a of the curve and the key's bytes; never 0 (an empty ring slot). */
+static unsigned long long fingerprint(mbedtls_ecp_group_id id, const unsigned char *p, size_t len)
+{
+    unsigned long long h = 1469598103934665603ULL ^ (unsigned long long)id;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
 
 static void key_free(struct key_table *k)
 {
@@ -139,11 +166,22 @@ static void key_release(struct key_table *k)
 }
 
 /* Puts a finished entry (used once, by the caller) in the cache, in place of the least recently
- * used one when full. A same key published meanwhile wins: this one is then freed on release. */
+ * used one when full; a key seen for the first time is only remembered as seen. A same key
+ * published meanwhile wins. An entry not published is freed on release. */
 static void key_publish(struct key_table *k)
 {
     struct key_table *gone = NULL;
+    unsigned long long fp = fingerprint(k->id, k->point, k->point_len);
     pthread_mutex_lock(&key_lock);
+    int known = 0;
+    for (int i = 0; i < SEEN_SLOTS && !known; i++)
+        known = seen[i] == fp;
+    if (!known) {
+        seen[seen_next++ % SEEN_SLOTS] = fp;
+        k->evicted = 1;
+        pthread_mutex_unlock(&key_lock);
+        return;
+    }
     int slot = -1;
     for (int i = 0; i < KEY_SLOTS; i++) {
         struct key_table *o = keys[i];
@@ -321,6 +359,7 @@ static int verify_shared(void *ctx, mbedtls_md_type_t md_alg, const unsigned cha
     } else if ((ret = ecdsa_verify_tables(grp, key, hash, hash_len, &r, &s)) == 0 && p != end) {
         ret = MBEDTLS_ERR_PK_SIG_LEN_MISMATCH; /* a valid signature followed by more bytes */
     }
+    __atomic_add_fetch(&verified, 1, __ATOMIC_RELAXED);
     mbedtls_mpi_free(&r);
     mbedtls_mpi_free(&s);
     return ret;
@@ -330,14 +369,16 @@ static int verify_shared(void *ctx, mbedtls_md_type_t md_alg, const unsigned cha
 
 int tls_ecp_lend_generator(mbedtls_ecp_group *grp)
 {
-    if (!grp || grp->T != NULL || grp->id != MBEDTLS_ECP_DP_SECP256R1)
-        return 0;
+    pthread_once(&info_once, make_info);
+    if (!eckey_info || !grp || grp->T != NULL || grp->id != MBEDTLS_ECP_DP_SECP256R1)
+        return 0; /* (no eckey_info: another mbedTLS than the one built against) */
     const mbedtls_ecp_group *shared = shared_for(grp->id);
     if (!shared)
         return 0;
     /* read only: mbedTLS's comb uses a group's table as it is, and builds one only when T is NULL */
     grp->T = shared->T;
     grp->T_size = shared->T_size;
+    __atomic_add_fetch(&lent, 1, __ATOMIC_RELAXED);
     return 1;
 }
 
@@ -352,6 +393,9 @@ void tls_ecp_take_back(mbedtls_ecp_group *grp)
 
 static void make_info(void)
 {
+    /* the library in use is the 2.28 this was built against (its pk_info layout is copied below) */
+    if (mbedtls_version_get_number() >> 16 != MBEDTLS_VERSION_NUMBER >> 16)
+        return;
     eckey_info = mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY);
     if (eckey_info) {
         fast_eckey_info = *eckey_info;
@@ -374,6 +418,12 @@ int tls_ecp_share_verify(mbedtls_pk_context *pk)
     return 0;
 }
 
+void tls_ecp_counts(unsigned long *verifications, unsigned long *lends)
+{
+    *verifications = __atomic_load_n(&verified, __ATOMIC_RELAXED);
+    *lends = __atomic_load_n(&lent, __ATOMIC_RELAXED);
+}
+
 void tls_ecp_cleanup(void)
 {
     pthread_mutex_lock(&key_lock);
@@ -381,6 +431,7 @@ void tls_ecp_cleanup(void)
         key_free(keys[i]); /* in use by nobody: every connection is gone */
         keys[i] = NULL;
     }
+    memset(seen, 0, sizeof seen);
     pthread_mutex_unlock(&key_lock);
     pthread_mutex_lock(&build_lock);
     for (size_t i = 0; i < NGROUPS; i++) {

@@ -5,6 +5,7 @@
 #define _DEFAULT_SOURCE
 #include "tls.h"
 #include "tls_cert.h"
+#include "tls_ecp.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,8 +54,10 @@ struct server {
     int port;
 };
 
-/* CIPHERS (OpenSSL syntax) restricts the server's TLS 1.2 suites; NULL = Python's defaults. */
-static int server_start_ciphers(struct server *s, const char *leaf, const char *client_ca, const char *ciphers)
+/* CIPHERS (OpenSSL syntax) restricts the server's TLS 1.2 suites, CURVE (OpenSSL name) its ECDHE
+ * group; NULL = Python's defaults. */
+static int server_start_with(struct server *s, const char *leaf, const char *client_ca, const char *ciphers,
+                             const char *curve)
 {
     int in[2], out[2];
     char script[600], pem[64], key[64], buf[32];
@@ -74,7 +77,7 @@ static int server_start_ciphers(struct server *s, const char *leaf, const char *
         dup2(in[0], 0);
         dup2(out[1], 1);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
-        const char *argv[12];
+        const char *argv[14];
         int n = 0;
         argv[n++] = py;
         argv[n++] = script;
@@ -90,6 +93,10 @@ static int server_start_ciphers(struct server *s, const char *leaf, const char *
             argv[n++] = "--ciphers";
             argv[n++] = ciphers;
         }
+        if (curve) {
+            argv[n++] = "--ecdh-curve";
+            argv[n++] = curve;
+        }
         argv[n] = NULL;
         execvp(py, (char *const *)argv);
         _exit(127);
@@ -102,6 +109,11 @@ static int server_start_ciphers(struct server *s, const char *leaf, const char *
     if (f)
         fclose(f);
     return s->port > 0 ? 0 : -1;
+}
+
+static int server_start_ciphers(struct server *s, const char *leaf, const char *client_ca, const char *ciphers)
+{
+    return server_start_with(s, leaf, client_ca, ciphers, NULL);
 }
 
 static int server_start(struct server *s, const char *leaf, const char *client_ca)
@@ -639,6 +651,32 @@ static void test_server_suites(void)
     }
 }
 
+/* ---------- curve tables kept for the process (tls_ecp.c) ---------- */
+
+/* A server that uses P-256 for ECDHE: the client's key pair borrows the generator's table, the
+ * exchange succeeds (both sides derived the same secret), and the ServerKeyExchange signature was
+ * checked with the kept tables; a server of its own preference (X25519) needs no lend. */
+static void test_kept_tables(void)
+{
+    struct server srv;
+    struct result r;
+    unsigned long v0, l0, v1, l1;
+    for (int p256 = 1; p256 >= 0; p256--) {
+        if (server_start_with(&srv, "good", NULL, NULL, p256 ? "prime256v1" : NULL) != 0) {
+            CHECK(0, "kept tables: server did not start");
+            return;
+        }
+        struct tls_options o = opts("localhost", srv.port);
+        tls_ecp_counts(&v0, &l0);
+        exchange(srv.port, &o, &r);
+        tls_ecp_counts(&v1, &l1);
+        CHECK(r.rc == TLS_OK && r.reply_matches, "kept tables (P-256 %d): rc=%d '%s'", p256, r.rc, r.err);
+        CHECK(v1 == v0 + 1, "kept tables (P-256 %d): %lu signature checks with them, want 1", p256, v1 - v0);
+        CHECK(l1 == l0 + (unsigned long)p256, "kept tables (P-256 %d): %lu lends", p256, l1 - l0);
+        server_stop(&srv);
+    }
+}
+
 /* ---------- a forged ServerKeyExchange ---------- */
 
 /* In the server's flight, the last byte of the ServerKeyExchange (the end of its signature) flipped,
@@ -761,6 +799,7 @@ int main(int argc, char **argv)
     test_good();
     test_server_suites();
     test_forged_signature();
+    test_kept_tables();
 
     expect_fail("expired", "localhost", "certificate has expired");
     expect_fail("notyet", "localhost", "certificate is not yet valid");
