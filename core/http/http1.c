@@ -482,10 +482,15 @@ static int start_parse(struct http_response *r)
 {
     if (r->parse)
         return 0;
-    if (!(r->parse = calloc(1, sizeof *r->parse)))
+    /* malloc, not calloc: glibc's calloc skips the per-thread cache of small blocks */
+    struct h1_parse *p = malloc(sizeof *p);
+    if (!p)
         return fail(r, NET_LIMIT, "out of memory");
-    llhttp_init(&r->parse->parser, HTTP_RESPONSE, &settings);
-    r->parse->parser.data = r;
+    llhttp_init(&p->parser, HTTP_RESPONSE, &settings);
+    p->parser.data = r;
+    memset(&p->chunks, 0, sizeof p->chunks);
+    p->name_len = 0;
+    r->parse = p;
     return 0;
 }
 

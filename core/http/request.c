@@ -887,7 +887,10 @@ static int put_escaped(struct buf *k, const char *s)
 static int build_key(struct request *r)
 {
     static const char *const scheme[] = { "", "http", "socks5", "socks5h" };
-    struct buf *k = &r->key;
+    /* Built in the loop's scratch buffer, then copied to a block of its own size: the key lives
+     * as long as the request (a waiting request's key is a 32-byte block, not 80). */
+    struct buf *k = &r->net->key_scratch;
+    buf_reset(k);
     const struct request_proxy *p = r->proxy;
     if (p && (buf_puts(k, "proxy=") || buf_puts(k, scheme[p->kind]) || buf_puts(k, "://") ||
               put_escaped(k, p->user) || buf_puts(k, p->user ? ":" : "") ||
@@ -899,14 +902,15 @@ static int build_key(struct request *r)
     /* the protocol offered: connections offering h2 (or speaking h2c) are not HTTP/1.1-only ones */
     if (request_may_mux(r) && buf_puts(k, r->url.https ? " h2" : " h2c"))
         return -1;
-    /* The key lives as long as the request: give back the buffer's spare room (a waiting
-     * request's key is a 32-byte block instead of 80). */
-    char *fit = realloc(k->data, k->len + 1);
-    if (fit) {
-        k->data = fit;
-        k->cap = k->len + 1;
+    char *copy = malloc(k->len + 1);
+    if (copy) {
+        memcpy(copy, k->data, k->len + 1);
+        buf_free(&r->key);
+        r->key = (struct buf){ copy, k->len, k->len + 1 };
     }
-    return 0;
+    if (p && p->pass)
+        memset(k->data, 0, k->len); /* no credentials left in the scratch buffer */
+    return copy ? 0 : -1;
 }
 
 int request_may_mux(const struct request *r)

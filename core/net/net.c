@@ -56,6 +56,7 @@ void net_free(struct net *n)
     free(n->plain_buf);
     n->read_buf = NULL;
     n->plain_buf = NULL;
+    buf_free(&n->key_scratch);
     /* Last: a closing TLS connection frees its mbedTLS context, which reads its config. */
     tls_global_cleanup();
 }

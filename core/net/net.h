@@ -6,6 +6,8 @@
 #include <uv.h>
 #include <stddef.h>
 
+#include "buf.h"
+
 /* Failure kinds of DESIGN.md, in the order of net_kind_names. */
 enum net_kind {
     NET_OK = 0,
@@ -64,6 +66,8 @@ struct net {
     int pumping;                /* inside pump_connect_queue */
     size_t inflated_total;      /* decompressed body bytes held by responses in flight */
     struct request *connect_head, *connect_tail;
+    /* Where a request's pool key is built before it is copied to a block of its size. */
+    struct buf key_scratch;
 };
 
 int net_init(struct net *n, uv_loop_t *loop);
