@@ -20,6 +20,7 @@ local http_get, http_request = http.get, http.request
 local call1, call2, call3 = hooks.call1, hooks.call2, hooks.call3
 local HTTP_FIELDS = config.HTTP_FIELDS
 local BATCH = stats.BATCH
+local WORKER_BATCH = 32 -- durations a worker of run_list keeps before handing them to the samples
 
 ---------------------------------------------------------------------------
 -- Request options
@@ -378,7 +379,7 @@ end
 function M.run_list(f, run, entries, first, last, workers, list, strings_only)
   local i = first - 1
   local plain = run.plain
-  if not plain or run.hooks.on_result then
+  if not plain then
     spawn_workers(run, workers, function()
       while not run.abort do
         local index = i + 1
@@ -391,13 +392,17 @@ function M.run_list(f, run, entries, first, last, workers, list, strings_only)
   end
   -- The short way of fetch_entry, with each worker's counts in locals (a table field costs
   -- several times a local) handed to the run when the worker ends: nothing reads them before
-  -- (no on_result hook; a run that stops on an error reports no stats). The durations are in
-  -- the results: fetch_urls hands them to the samples at the end (run.pending is nil).
+  -- (hooks are handed results, not the run; a run that stops on an error reports no stats).
+  -- The durations are in the results, and fetch_urls hands them to the samples at the end
+  -- (run.pending is nil), unless an on_result hook (which might change a result) sees them
+  -- first: then each worker hands over its successes' durations WORKER_BATCH at a time.
   local get, policy, keep_body = f.get or http_get, f.policy, f.keep_body
-  local final_statuses = run.final_statuses
+  local final_statuses, on_result = run.final_statuses, run.hooks.on_result
+  local samples = on_result and run.samples
   local of_response, META, DETAILS = results.of_response, results.META, results.DETAILS
   spawn_workers(run, workers, function()
     local count, bytes, reused, attempts = 0, 0, 0, 0
+    local durations, nd = samples and {} or nil, 0
     while not run.abort do
       local index = i + 1
       if index > last then break end
@@ -428,6 +433,12 @@ function M.run_list(f, run, entries, first, last, workers, list, strings_only)
           count = count + 1
           bytes = bytes + size
           if was_reused then reused = reused + 1 end
+          if durations then
+            nd = nd + 1
+            durations[nd] = elapsed
+            if nd == WORKER_BATCH then samples:add_all(durations, nd); nd = 0 end
+          end
+          if on_result then call2(on_result, run, run.log, "on_result", entry, result) end
           list[index] = result
         elseif status then
           list[index] = finish(run, entry, of_response(entry, "GET", res, 1, now() - started, keep_body,
@@ -443,6 +454,7 @@ function M.run_list(f, run, entries, first, last, workers, list, strings_only)
     run.bytes = run.bytes + bytes
     run.reused = run.reused + reused
     run.attempts = run.attempts + attempts
+    if nd > 0 then samples:add_all(durations, nd) end
   end)
 end
 

@@ -33,8 +33,8 @@ describe("fetch_urls's short way", function()
 
   it("gives the results and counts the general way gives", function()
     local plain = quiet()
-    -- an on_result hook that does nothing sends every URL the general way
-    local general = quiet{ plugins = { { name = "noop", on_result = function() end } } }
+    -- a hook that is handed the request sends every URL the general way
+    local general = quiet{ plugins = { { name = "noop", on_request = function() end } } }
     local r1, s1, l1 = plain:fetch_urls(urls)
     local r2, s2, l2 = general:fetch_urls(urls)
     for i, url in ipairs(urls) do
@@ -60,6 +60,27 @@ describe("fetch_urls's short way", function()
     local reused = 0
     for _, r in ipairs(l1) do if r.reused then reused = reused + 1 end end
     assert.are.equal(reused, s1.reused)
+  end)
+
+  it("hands each result to the on_result hooks once, its duration taken before", function()
+    local seen, calls = {}, 0
+    local f = quiet{ max_concurrent = 3, plugins = {
+      { name = "late", on_result = function(key, r)
+          calls = calls + 1
+          seen[key] = r
+          r.elapsed = 1000 -- a hook that changes a result does not change the run's durations
+        end },
+      { name = "raises", on_result = function() error("boom") end } } }
+    local many = {}
+    for i = 1, 40 do many[i] = BASE .. "/bytes/" .. i end
+    many[7] = BASE .. "/status/404"
+    local results, stats = f:fetch_urls(many)
+    assert.are.equal(40, calls)
+    for _, url in ipairs(many) do assert.are.equal(results[url], seen[url]) end
+    assert.are.equal(39, stats.succeeded)
+    assert.are.equal(40, stats.hook_errors)
+    assert.is_true(stats.latency.max < 1000)
+    assert.matches("^40 URLs: 39 ok, 1 failed", stats.summary)
   end)
 
   it("takes entry tables among the strings the general way", function()
