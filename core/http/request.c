@@ -1,6 +1,7 @@
 /* request.c — one HTTP exchange: resolve, connect (or reuse), TLS, send, receive, and its timers.
  * The request owns its strings, response buffers, address list and, while in use, its conn.
- * It is freed in its timer's close callback, after done has run or after request_cancel. */
+ * Its deadlines are an entry of the loop's timer queue (net->timers); it is freed from that
+ * queue on the next loop turn after done has run or after request_cancel. */
 #define _GNU_SOURCE /* vasprintf */
 #include "request.h"
 
@@ -60,14 +61,17 @@ struct request *request_new(struct net *net)
     r->decompress = 1;
     r->tls.verify = 1;
     r->http2 = REQUEST_HTTP2_ON;
-    uv_timer_init(net->loop, &r->timer);
-    r->timer.data = r;
+    /* a heap slot for its deadlines: arming them never allocates */
+    if (timerq_reserve(&net->timers)) {
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
-void request_free_cb(uv_handle_t *h)
+static void free_now(struct request *r)
 {
-    struct request *r = h->data;
+    timerq_unreserve(&r->net->timers);
     url_free(&r->url);
     free(r->method);
     http_head_free(&r->head);
@@ -91,6 +95,36 @@ void request_free_cb(uv_handle_t *h)
     free(r);
 }
 
+static struct request *of_entry(struct timerq_entry *e)
+{
+    return (struct request *)((char *)e - offsetof(struct request, tq));
+}
+
+static void on_free_due(struct timerq *q, struct timerq_entry *e)
+{
+    (void)q;
+    free_now(of_entry(e));
+}
+
+void request_free_later(struct request *r)
+{
+    struct timerq *q = &r->net->timers;
+    if (q->closed) {
+        /* shutting down: the queue's last turn has run */
+        timerq_stop(q, &r->tq);
+        free_now(r);
+        return;
+    }
+    /* Like a closing handle, a request waiting to be freed keeps the loop for that turn. */
+    timerq_ref(q, &r->tq, 1);
+    timerq_start(q, &r->tq, on_free_due, 0);
+}
+
+void request_timer_hold(struct request *r, int hold)
+{
+    timerq_ref(&r->net->timers, &r->tq, hold);
+}
+
 void request_proxy_free(struct request_proxy *p)
 {
     if (!p)
@@ -106,7 +140,7 @@ void request_proxy_free(struct request_proxy *p)
 
 void request_discard(struct request *r)
 {
-    uv_close((uv_handle_t *)&r->timer, request_free_cb);
+    request_free_later(r);
 }
 
 static void dequeue(struct request *r)
@@ -228,7 +262,7 @@ static void lead_over(struct request *r, int no_wait)
 
 static void release(struct request *r, int reusable)
 {
-    uv_timer_stop(&r->timer);
+    timerq_stop(&r->net->timers, &r->tq);
     if (r->race)
         dns_cancel(&r->race->dns);
     dequeue(r);
@@ -262,12 +296,14 @@ static void run_done(struct request *r)
         if (s->held)
             return; /* the consumer still reads the body: request_close frees r */
     }
-    uv_close((uv_handle_t *)&r->timer, request_free_cb);
+    request_free_later(r);
 }
 
-static void on_deferred_done(uv_timer_t *t)
+static void on_deferred_done(struct timerq *q, struct timerq_entry *e)
 {
-    run_done(t->data);
+    if (q->closed)
+        return; /* shutting down: every task was cancelled, nobody waits for done */
+    run_done(of_entry(e));
 }
 
 void request_finish(struct request *r, enum net_kind kind, const char *fmt, ...)
@@ -291,7 +327,7 @@ void request_finish(struct request *r, enum net_kind kind, const char *fmt, ...)
     if (r->starting) {
         /* Never complete inside the call that started the request. */
         r->done_pending = 1;
-        uv_timer_start(&r->timer, on_deferred_done, 0, 0);
+        timerq_start(&r->net->timers, &r->tq, on_deferred_done, 0);
         return;
     }
     run_done(r);
@@ -307,8 +343,7 @@ void request_cancel(struct request *r)
         release(r, 0);
     }
     r->done_pending = 0;
-    uv_timer_stop(&r->timer);
-    uv_close((uv_handle_t *)&r->timer, request_free_cb);
+    request_free_later(r);
 }
 
 /* --- timers -------------------------------------------------------------- */
@@ -320,9 +355,11 @@ static uint64_t read_idle_ms(const struct request *r)
     return s > 0 && s <= 1e12 ? (uint64_t)(s * 1000 + 0.5) : 0;
 }
 
-static void on_timer(uv_timer_t *t)
+static void on_timer(struct timerq *q, struct timerq_entry *e)
 {
-    struct request *r = t->data;
+    if (q->closed)
+        return; /* shutting down */
+    struct request *r = of_entry(e);
     uint64_t now = uv_now(r->net->loop);
     if (r->deadline_total && now >= r->deadline_total) {
         request_finish(r, NET_TIMEOUT, "timed out after %gs (total timeout)", r->timeouts.total);
@@ -359,8 +396,8 @@ static void on_timer(uv_timer_t *t)
     arm_timer(r);
 }
 
-/* One timer per request, set to the nearest deadline; reads only stamp last_activity and the
- * timer re-arms itself lazily, so a busy connection costs no timer operations per read. */
+/* One timer queue entry per request, set to the nearest deadline; reads only stamp last_activity
+ * and the entry re-arms itself lazily, so a busy connection costs no timer operations per read. */
 static void arm_timer(struct request *r)
 {
     uint64_t next = r->deadline_total;
@@ -374,11 +411,11 @@ static void arm_timer(struct request *r)
             next = idle;
     }
     if (!next) {
-        uv_timer_stop(&r->timer);
+        timerq_stop(&r->net->timers, &r->tq);
         return;
     }
     uint64_t now = uv_now(r->net->loop);
-    uv_timer_start(&r->timer, on_timer, next > now ? next - now : 0, 0);
+    timerq_start(&r->net->timers, &r->tq, on_timer, next > now ? next - now : 0);
 }
 
 /* --- sending and receiving ----------------------------------------------- */

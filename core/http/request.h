@@ -10,6 +10,7 @@
 #include "dns.h"
 #include "http1.h"
 #include "net.h"
+#include "timerq.h"
 #include "tls.h"
 #include "url.h"
 
@@ -138,7 +139,7 @@ struct request {
     struct dns_addrs *addrs;
     struct conn *conn;          /* the connection in use, once one has connected */
     struct connect_race *race;  /* while resolving and connecting */
-    uv_timer_t timer;
+    struct timerq_entry tq;     /* in net->timers: the nearest deadline, a deferred done, the free */
     /* Flags kept small: struct request stays in malloc's small-chunk (tcache) sizes. */
     unsigned char phase;
     unsigned char http2;        /* enum request_http2 */
@@ -189,6 +190,10 @@ void request_discard(struct request *r);
 void request_start(struct request *r);
 /* Stops everything; done will not run. The request frees itself. */
 void request_cancel(struct request *r);
+/* Frees r on the next loop turn (what request_close and request_discard come to). */
+void request_free_later(struct request *r);
+/* Whether r's deadlines keep the loop running (see request_hold_loop). */
+void request_timer_hold(struct request *r, int hold);
 /* Makes r a streamed request (before request_start): 0 or -1 (out of memory). */
 int request_stream_enable(struct request *r);
 /* The body comes from fd (owned by r from now on; closed with it), bytes [offset, size), sent with

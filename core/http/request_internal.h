@@ -15,8 +15,6 @@ enum phase { PH_NEW, PH_DNS, PH_QUEUED, PH_CONNECT, PH_TLS, PH_WAIT, PH_DONE };
 /* Ends the exchange once (kind, message); done runs now or, inside request_start, next turn. */
 void request_finish(struct request *r, enum net_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The timer's close callback: frees the request. */
-void request_free_cb(uv_handle_t *h);
 /* Streamed bodies (request_stream.c): the next upload piece once the kernel took the last; the
  * consumer woken for new response bytes (reading paused when it is behind); the conn drained. */
 void request_upload_pump(struct request *r);

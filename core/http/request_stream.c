@@ -203,10 +203,7 @@ void request_stream_took(struct request *r, size_t n)
 
 void request_hold_loop(struct request *r, int hold)
 {
-    if (hold)
-        uv_ref((uv_handle_t *)&r->timer);
-    else
-        uv_unref((uv_handle_t *)&r->timer);
+    request_timer_hold(r, hold);
     if (r->conn)
         conn_hold_loop(r->conn, hold);
 }
@@ -222,6 +219,6 @@ void request_close(struct request *r)
         return;
     }
     if (!s->in_done)
-        uv_close((uv_handle_t *)&r->timer, request_free_cb);
+        request_free_later(r);
 }
 

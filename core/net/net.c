@@ -35,6 +35,8 @@ int net_init(struct net *n, uv_loop_t *loop)
     n->plain_buf = malloc(n->plain_buf_size);
     n->dns = dns_cache_new(loop, 60.0);
     n->pool = pool_new(n);
+    if (timerq_init(&n->timers, loop))
+        return UV_ENOMEM;
     if (!n->read_buf || !n->plain_buf || !n->dns || !n->pool)
         return UV_ENOMEM;
     return 0;
@@ -48,6 +50,8 @@ void net_close(struct net *n)
         dns_cache_free(n->dns);
     n->pool = NULL;
     n->dns = NULL;
+    /* after the pool: its connections' sessions may still let go of requests */
+    timerq_close(&n->timers);
 }
 
 void net_free(struct net *n)
@@ -56,6 +60,7 @@ void net_free(struct net *n)
     free(n->plain_buf);
     n->read_buf = NULL;
     n->plain_buf = NULL;
+    timerq_free(&n->timers);
     buf_free(&n->key_scratch);
     /* Last: a closing TLS connection frees its mbedTLS context, which reads its config. */
     tls_global_cleanup();

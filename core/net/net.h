@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "timerq.h"
 
 /* Failure kinds of DESIGN.md, in the order of net_kind_names. */
 enum net_kind {
@@ -66,6 +67,8 @@ struct net {
     int pumping;                /* inside pump_connect_queue */
     size_t inflated_total;      /* decompressed body bytes held by responses in flight */
     struct request *connect_head, *connect_tail;
+    /* The deadlines of every request in flight, on one libuv timer. */
+    struct timerq timers;
     /* Where a request's pool key is built before it is copied to a block of its size. */
     struct buf key_scratch;
 };
