@@ -2,8 +2,8 @@
 -- scripts/worker.lua) against a real redis-server this spec starts on a free loopback port (and
 -- stops by pid), workers as child processes and the fixture server (FIXTURE_URL): three workers with
 -- one killed by SIGKILL mid-run, dead letters after max_deliveries, a SIGTERM drain, a Redis restart
--- mid-run (appendonly), dedupe, lease extension for a slow fetch, a per-host limit shared by three
--- workers, and bad input (a wrong password, a key of another type, malformed entries).
+-- mid-run (appendonly), dedupe, lease extension for a slow fetch, a result for an entry acknowledged
+-- elsewhere, a per-host limit shared by three workers, and bad input (a wrong password, a key of another type, malformed entries).
 --
 -- The kill test runs 10,000 URLs with the release build and 2,000 with the sanitizer build (its
 -- workers are several times slower); QUEUE_SPEC_URLS overrides. `make bench` (P7) runs 20,000.
@@ -340,6 +340,32 @@ describe("queue on Redis Streams", function()
     f:each(q2:source{ drain = true }, q2:sink())
     assert.is_nil(records(rc, "inproc2:results")[1].body)
     q2:close()
+  end)
+
+  it("a result for an entry acknowledged elsewhere meanwhile: the others are acknowledged and written, "
+    .. "the repeat is written and counted, nothing stays pending", function()
+    local qq = assert(queue.redis{ url = redis.url, stream = "acked", lease = 5 })
+    local ids = {}
+    for i = 1, 3 do ids[i] = assert(qq:push(FIXTURE .. "/status/20" .. i)) end
+    local f = fetcher.new{ max_concurrent = 3, max_retries = 0 }
+    local sink, first = qq:sink(), true
+    f:each(qq:source{ drain = true }, function(url, r, index, item)
+      if first then
+        first = false -- another worker, its lease taken over, settled the second entry already
+        assert.are.equal(1, rc:call{ "XACK", "acked", "fetchers", ids[2] })
+      end
+      sink(url, r, index, item)
+    end)
+    local recs = records(rc, "acked:results")
+    assert.are.equal(3, #recs)
+    local by = {}
+    for _, r in ipairs(recs) do by[r.id] = r end
+    for i = 1, 3 do assert.are.equal("20" .. i, by[ids[i]].status) end
+    assert.are.same({ length = 0, pending = 0, dead = 0, results = 3 }, assert(qq:stats()))
+    local c = qq:counters()
+    assert.are.equal(2, c.results)
+    assert.are.equal(1, c.repeats)
+    qq:close()
   end)
 
   it("lease extension: a slow (5 s) fetch is not taken by another worker when lease is 2 s", function()
