@@ -1,7 +1,7 @@
-/* request.c — one HTTP exchange: resolve, connect (or reuse), TLS, send, receive, and its timers.
- * The request owns its strings, response buffers, address list and, while in use, its conn.
- * Its deadlines are an entry of the loop's timer queue (net->timers); it is freed from that
- * queue on the next loop turn after done has run or after request_cancel. */
+/* request.c — one HTTP exchange: resolve, connect (or reuse), TLS, send, receive (its deadlines:
+ * request_timers.c). The request owns its strings, response buffers, address list and, while in
+ * use, its conn; it is freed from the loop's timer queue on the next loop turn after done has run
+ * or after request_cancel (request_free_later). */
 #define _GNU_SOURCE /* vasprintf */
 #include "request.h"
 
@@ -23,8 +23,6 @@
 
 static void resolve(struct request *r);
 static void connect_next(struct request *r);
-static void start_attempt(struct request *r);
-static void arm_timer(struct request *r);
 static void route(struct request *r);
 static void note_tls(struct request *r, struct conn *c);
 static const struct conn_handler handler;
@@ -69,7 +67,7 @@ struct request *request_new(struct net *net)
     return r;
 }
 
-static void free_now(struct request *r)
+void request_free_now(struct request *r)
 {
     timerq_unreserve(&r->net->timers);
     url_free(&r->url);
@@ -93,36 +91,6 @@ static void free_now(struct request *r)
     buf_free(&r->key);
     dns_addrs_unref(r->addrs);
     free(r);
-}
-
-static struct request *of_entry(struct timerq_entry *e)
-{
-    return (struct request *)((char *)e - offsetof(struct request, tq));
-}
-
-static void on_free_due(struct timerq *q, struct timerq_entry *e)
-{
-    (void)q;
-    free_now(of_entry(e));
-}
-
-void request_free_later(struct request *r)
-{
-    struct timerq *q = &r->net->timers;
-    if (q->closed) {
-        /* shutting down: the queue's last turn has run */
-        timerq_stop(q, &r->tq);
-        free_now(r);
-        return;
-    }
-    /* Like a closing handle, a request waiting to be freed keeps the loop for that turn. */
-    timerq_ref(q, &r->tq, 1);
-    timerq_start(q, &r->tq, on_free_due, 0);
-}
-
-void request_timer_hold(struct request *r, int hold)
-{
-    timerq_ref(&r->net->timers, &r->tq, hold);
 }
 
 void request_proxy_free(struct request_proxy *p)
@@ -212,7 +180,7 @@ static void wait_for(struct request *lead, struct request *r)
     lead->waiters = r;
     if (!r->deadline_phase)
         r->deadline_phase = ms_after(r, r->timeouts.connect);
-    arm_timer(r);
+    request_arm_timer(r);
 }
 
 static void unwait(struct request *r)
@@ -303,7 +271,7 @@ static void on_deferred_done(struct timerq *q, struct timerq_entry *e)
 {
     if (q->closed)
         return; /* shutting down: every task was cancelled, nobody waits for done */
-    run_done(of_entry(e));
+    run_done(request_of_entry(e));
 }
 
 void request_finish(struct request *r, enum net_kind kind, const char *fmt, ...)
@@ -346,78 +314,6 @@ void request_cancel(struct request *r)
     request_free_later(r);
 }
 
-/* --- timers -------------------------------------------------------------- */
-
-/* The read (idle) timeout in milliseconds, 0 for none. */
-static uint64_t read_idle_ms(const struct request *r)
-{
-    double s = r->timeouts.read;
-    return s > 0 && s <= 1e12 ? (uint64_t)(s * 1000 + 0.5) : 0;
-}
-
-static void on_timer(struct timerq *q, struct timerq_entry *e)
-{
-    if (q->closed)
-        return; /* shutting down */
-    struct request *r = of_entry(e);
-    uint64_t now = uv_now(r->net->loop);
-    if (r->deadline_total && now >= r->deadline_total) {
-        request_finish(r, NET_TIMEOUT, "timed out after %gs (total timeout)", r->timeouts.total);
-        return;
-    }
-    if (r->race && r->race->next_at && now >= r->race->next_at) {
-        r->race->next_at = 0;
-        start_attempt(r);
-        if (r->finished)
-            return;
-    }
-    if (r->deadline_phase && now >= r->deadline_phase) {
-        if (r->phase == PH_TLS)
-            request_finish(r, NET_TIMEOUT, "TLS handshake timed out after %gs", r->timeouts.tls);
-        else
-            request_finish(r, NET_TIMEOUT, "connect timed out after %gs", r->timeouts.connect);
-        return;
-    }
-    if (r->stream && r->stream->paused)
-        r->last_activity = now; /* waiting for the consumer is not the server's silence */
-    if (r->phase == PH_WAIT && read_idle_ms(r) &&
-        now - r->last_activity >= read_idle_ms(r)) {
-        /* Not idle while the request is still going out and the kernel keeps taking it. */
-        size_t unsent = r->conn ? conn_unsent(r->conn) : 0;
-        if (unsent && (uint32_t)unsent != r->unsent_seen) {
-            r->unsent_seen = (uint32_t)unsent;
-            r->last_activity = now;
-            arm_timer(r);
-            return;
-        }
-        request_finish(r, NET_TIMEOUT, "no data for %gs (read timeout)", r->timeouts.read);
-        return;
-    }
-    arm_timer(r);
-}
-
-/* One timer queue entry per request, set to the nearest deadline; reads only stamp last_activity
- * and the entry re-arms itself lazily, so a busy connection costs no timer operations per read. */
-static void arm_timer(struct request *r)
-{
-    uint64_t next = r->deadline_total;
-    if (r->deadline_phase && (!next || r->deadline_phase < next))
-        next = r->deadline_phase;
-    if (r->race && r->race->next_at && (!next || r->race->next_at < next))
-        next = r->race->next_at;
-    if (r->phase == PH_WAIT && read_idle_ms(r)) {
-        uint64_t idle = r->last_activity + read_idle_ms(r);
-        if (!next || idle < next)
-            next = idle;
-    }
-    if (!next) {
-        timerq_stop(&r->net->timers, &r->tq);
-        return;
-    }
-    uint64_t now = uv_now(r->net->loop);
-    timerq_start(&r->net->timers, &r->tq, on_timer, next > now ? next - now : 0);
-}
-
 /* --- sending and receiving ----------------------------------------------- */
 
 static void send_request(struct request *r)
@@ -453,7 +349,7 @@ static void send_request(struct request *r)
     }
     /* A failed write surfaces as a closed event; nothing more to do here. */
     if (!r->finished)
-        arm_timer(r);
+        request_arm_timer(r);
     if (s && s->upload && !r->finished)
         request_upload_pump(r);
 }
@@ -485,7 +381,7 @@ static void start_stream(struct request *r, struct conn *c)
     note_tls(r, c);
     proto_h2.attach(c, r);
     if (!r->finished)
-        arm_timer(r);
+        request_arm_timer(r);
 }
 
 void request_mux_data(struct request *r, size_t n)
@@ -660,7 +556,7 @@ static void on_tls_started(struct conn *c)
     r->phase_t0 = uv_hrtime();
     r->phase = PH_TLS;
     r->deadline_phase = ms_after(r, r->timeouts.tls);
-    arm_timer(r);
+    request_arm_timer(r);
 }
 
 /* The host connected to: the proxy when there is one. */
@@ -706,9 +602,9 @@ static void attempt_failed(struct request *r, int i, enum net_kind kind, const c
     note_connect_err(r, msg);
     if (r->addr_index < r->addrs->count) {
         race->next_at = 0;
-        start_attempt(r);
+        request_start_attempt(r);
         if (!r->finished)
-            arm_timer(r);
+            request_arm_timer(r);
     } else if (race->n == 0) {
         connect_failed(r);
     }
@@ -789,7 +685,7 @@ static const struct tunnel_options *tunnel_for(struct request *r, struct tunnel_
 
 /* Starts a connect to the next address that can be tried, and schedules the one after it.
  * Without a free connect slot (max_connecting) the stagger simply tries again later. */
-static void start_attempt(struct request *r)
+void request_start_attempt(struct request *r)
 {
     struct net *n = r->net;
     struct connect_race *race = r->race;
@@ -843,9 +739,9 @@ static void connect_next(struct request *r)
         request_finish(r, NET_CONNECT, "out of memory");
         return;
     }
-    start_attempt(r);
+    request_start_attempt(r);
     if (!r->finished)
-        arm_timer(r);
+        request_arm_timer(r);
 }
 
 static void resolve(struct request *r);
@@ -905,7 +801,7 @@ static void resolve(struct request *r)
     if (a)
         on_resolved(&r->race->dns, 0, a);
     if (!r->finished)
-        arm_timer(r);
+        request_arm_timer(r);
 }
 
 /* --- start --------------------------------------------------------------- */
