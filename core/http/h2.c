@@ -118,7 +118,7 @@ static void end_req(struct h2_session *s, struct request *r, enum net_kind kind,
 /* r's stream fails with resp's reason; the stream is reset (the others go on). */
 static int fail_stream(struct h2_session *s, struct request *r, enum net_kind kind, const char *why)
 {
-    struct http_response *p = &r->resp;
+    struct http_response *p = r->resp;
     if (p->err_kind == NET_OK) {
         p->err_kind = kind;
         p->err = why;
@@ -189,10 +189,10 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         return 0;
     }
     r->last_activity = uv_now(s->net->loop);
-    r->resp.bytes_in += len;
-    if (body_append(&r->resp, data, len) < 0) {
+    r->resp->bytes_in += len;
+    if (body_append(r->resp, data, len) < 0) {
         nghttp2_session_consume_connection(ng, len);
-        return fail_stream(s, r, r->resp.err_kind, r->resp.err);
+        return fail_stream(s, r, r->resp->err_kind, r->resp->err);
     }
     request_mux_data(r, len); /* the window reopens now, or as a streamed body is taken */
     return 0;
@@ -210,7 +210,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 
 static int header_limit(struct h2_session *s, struct request *r, size_t bytes)
 {
-    struct http_response *p = &r->resp;
+    struct http_response *p = r->resp;
     p->header_bytes += bytes + 32; /* RFC 9113 §6.5.2's accounting */
     if (p->header_bytes > p->max_header_bytes) {
         fail_stream(s, r, NET_LIMIT, "response headers too large");
@@ -232,7 +232,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     struct request *r = req_of(s, frame->hd.stream_id);
     if (!r)
         return 0;
-    struct http_response *p = &r->resp;
+    struct http_response *p = r->resp;
     p->bytes_in += nlen + vlen;
     r->last_activity = uv_now(s->net->loop);
     if (p->headers_done) { /* trailers: checked and counted, not merged (as HTTP/1.1) */
@@ -264,7 +264,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
  * transfer codings). */
 static int headers_done(struct request *r)
 {
-    struct http_response *p = &r->resp;
+    struct http_response *p = r->resp;
     p->headers_done = 1;
     p->version = 20;
     if (p->head_request || p->status == 204 || p->status == 304 || !p->decompress)
@@ -284,7 +284,7 @@ static int headers_done(struct request *r)
 
 static void response_complete(struct h2_session *s, struct request *r)
 {
-    struct http_response *p = &r->resp;
+    struct http_response *p = r->resp;
     if (p->decoder && decoder_incomplete(p->decoder)) {
         p->err_detail = "the compressed stream ended early";
         fail_stream(s, r, NET_PROTOCOL, "cannot decode body");
@@ -345,12 +345,12 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     if (!r)
         return 0;
     r->last_activity = uv_now(s->net->loop);
-    if (frame->hd.type == NGHTTP2_HEADERS && r->resp.status >= 200 && !r->resp.headers_done &&
+    if (frame->hd.type == NGHTTP2_HEADERS && r->resp->status >= 200 && !r->resp->headers_done &&
         headers_done(r))
-        return fail_stream(s, r, r->resp.err_kind, r->resp.err);
-    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && r->resp.headers_done)
+        return fail_stream(s, r, r->resp->err_kind, r->resp->err);
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && r->resp->headers_done)
         response_complete(s, r);
-    else if (frame->hd.type == NGHTTP2_HEADERS && r->stream && r->resp.headers_done)
+    else if (frame->hd.type == NGHTTP2_HEADERS && r->stream && r->resp->headers_done)
         request_mux_data(r, 0); /* a streamed body: the head goes to the consumer now */
     return 0;
 }
@@ -367,7 +367,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     struct request *r = req_of(s, id);
     if (!r)
         return 0;
-    if (code == NGHTTP2_REFUSED_STREAM && r->resp.bytes_in == 0) {
+    if (code == NGHTTP2_REFUSED_STREAM && r->resp->bytes_in == 0) {
         /* not processed by the server: another connection takes it (and the next ones) */
         s->goaway = 1;
         if (s->conn)
@@ -878,10 +878,14 @@ static void submit(struct h2_session *s, struct request *r)
 static void attach(struct h2_session *s, struct request *r, double ping_timeout)
 {
     int was_idle = s->nreqs == 0;
-    if (r->resp_ready)
-        http_response_free(&r->resp);
-    http_response_init(&r->resp, r->max_body, r->net->limits.max_header_bytes,
-                       r->net->limits.max_header_count, r->decompress, !strcmp(r->method, "HEAD"));
+    if (!request_resp_new(r)) {
+        request_mux_finish(r, NET_LIMIT, "out of memory");
+        return;
+    }
+    /* as before this response was made lazily: HTTP/2 decodes as the body arrives, outside the
+     * shared inflate budget */
+    r->resp->raw_body = 0;
+    http_response_share_budget(r->resp, NULL, 0);
     r->resp_ready = 1;
     r->stream_id = 0;
     r->mux_sent = 0;

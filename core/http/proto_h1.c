@@ -52,38 +52,45 @@ static int h1_encode(struct request *r, struct buf *out)
     return rc;
 }
 
+/* The response is made at its first byte: a request waiting for its answer holds none. */
 static void h1_begin(struct request *r)
 {
-    if (r->resp_ready)
-        http_response_free(&r->resp);
-    http_response_init(&r->resp, r->max_body, r->net->limits.max_header_bytes,
-                       r->net->limits.max_header_count, r->decompress, !strcmp(r->method, "HEAD"));
-    http_response_share_budget(&r->resp, &r->net->inflated_total, r->net->limits.max_inflated_total);
-    r->resp.raw_body = r->stream && r->stream->resp; /* decoded as the consumer takes it */
+    if (r->resp) { /* from an earlier try (a stale pooled connection) */
+        http_response_free(r->resp);
+        free(r->resp);
+        r->resp = NULL;
+    }
     r->resp_ready = 1;
 }
 
 static int h1_input(struct request *r, const char *data, size_t len)
 {
-    if (http_response_feed(&r->resp, data, len) < 0)
+    if (!r->resp && !request_resp_new(r))
         return -1;
-    return r->resp.complete;
+    if (http_response_feed(r->resp, data, len) < 0)
+        return -1;
+    return r->resp->complete;
 }
 
 static int h1_eof(struct request *r)
 {
-    return r->resp_ready ? http_response_eof(&r->resp) : -1;
+    if (!r->resp_ready || (!r->resp && !request_resp_new(r)))
+        return -1;
+    return http_response_eof(r->resp);
 }
 
 static int h1_reusable(const struct request *r)
 {
-    return r->resp.complete && r->resp.keep_alive;
+    return r->resp && r->resp->complete && r->resp->keep_alive;
 }
 
 static void h1_release(struct request *r)
 {
-    if (r->resp_ready)
-        http_response_free(&r->resp);
+    if (r->resp) {
+        http_response_free(r->resp);
+        free(r->resp);
+        r->resp = NULL;
+    }
     r->resp_ready = 0;
 }
 

@@ -57,7 +57,7 @@ struct request *request_new(struct net *net)
     r->proto = &proto_h1;
     r->max_body = 64u * 1024 * 1024;
     r->decompress = 1;
-    r->tls.verify = 1;
+    r->tls_verify = 1;
     r->http2 = REQUEST_HTTP2_ON;
     /* a heap slot for its deadlines: arming them never allocates */
     if (timerq_reserve(&net->timers)) {
@@ -65,6 +65,33 @@ struct request *request_new(struct net *net)
         return NULL;
     }
     return r;
+}
+
+void request_tls_options(const struct request *r, struct tls_options *o)
+{
+    const struct request_tls_files *f = r->tls_files;
+    *o = (struct tls_options){
+        .verify = r->tls_verify,
+        .ca_file = f ? f->ca_file : NULL,
+        .cert_file = f ? f->cert_file : NULL,
+        .key_file = f ? f->key_file : NULL,
+        .host = r->url.host,
+        .port = r->url.port,
+        .alpn_h2 = r->url.https && r->http2 != REQUEST_HTTP2_OFF,
+    };
+}
+
+struct http_response *request_resp_new(struct request *r)
+{
+    if (r->resp)
+        http_response_free(r->resp);
+    else if (!(r->resp = malloc(sizeof *r->resp)))
+        return NULL;
+    http_response_init(r->resp, r->max_body, r->net->limits.max_header_bytes, r->net->limits.max_header_count,
+                       r->decompress, !strcmp(r->method, "HEAD"));
+    http_response_share_budget(r->resp, &r->net->inflated_total, r->net->limits.max_inflated_total);
+    r->resp->raw_body = r->stream && r->stream->resp; /* decoded as the consumer takes it */
+    return r->resp;
 }
 
 void request_free_now(struct request *r)
@@ -75,9 +102,12 @@ void request_free_now(struct request *r)
     http_head_free(&r->head);
     free(r->body);
     free(r->err);
-    free((char *)r->tls.ca_file);
-    free((char *)r->tls.cert_file);
-    free((char *)r->tls.key_file);
+    if (r->tls_files) {
+        free(r->tls_files->ca_file);
+        free(r->tls_files->cert_file);
+        free(r->tls_files->key_file);
+        free(r->tls_files);
+    }
     request_proxy_free(r->proxy);
     if (r->stream && r->stream->upload && !r->stream->upload_fn)
         close(r->stream->fd);
@@ -392,7 +422,7 @@ void request_mux_data(struct request *r, size_t n)
         return;
     }
     s->unacked += n;
-    if (r->resp.body.len < REQUEST_STREAM_HIGH) {
+    if (!r->resp || r->resp->body.len < REQUEST_STREAM_HIGH) {
         h2_consumed(r, s->unacked);
         s->unacked = 0;
     }
@@ -449,7 +479,7 @@ void request_mux_lost(struct request *r, enum net_kind kind, const char *msg)
 {
     if (r->finished)
         return;
-    if (r->reused && !r->stale_retry_done && r->resp.bytes_in == 0 && request_is_idempotent(r->method) &&
+    if (r->reused && !r->stale_retry_done && request_bytes_in(r) == 0 && request_is_idempotent(r->method) &&
         !upload_spent(r)) {
         r->stale_retry_done = 1;
         r->reused = 0;
@@ -462,8 +492,10 @@ void request_mux_lost(struct request *r, enum net_kind kind, const char *msg)
 /* The parser refused the response or the connection ended it early. */
 static void fail_parse(struct request *r)
 {
-    const struct http_response *p = &r->resp;
-    if (p->err_detail)
+    const struct http_response *p = r->resp;
+    if (!p)
+        request_finish(r, NET_LIMIT, "out of memory");
+    else if (p->err_detail)
         request_finish(r, p->err_kind, "%s: %s", p->err, p->err_detail);
     else
         request_finish(r, p->err_kind, "%s", p->err ? p->err : "bad response");
@@ -474,7 +506,7 @@ static void on_data(struct conn *c, const char *data, size_t len)
     struct request *r = c->owner;
     if (r->phase != PH_WAIT)
         return;
-    if (r->resp.bytes_in == 0)
+    if (request_bytes_in(r) == 0)
         r->timings.ttfb = since(r->t0);
     r->last_activity = uv_now(r->net->loop);
     int rc = r->proto->input(r, data, len);
@@ -492,7 +524,7 @@ static int retry_stale(struct request *r)
      * with a body asked of the caller: its pieces cannot be sent again). */
     if (upload_spent(r))
         return 0;
-    if (!r->reused || r->stale_retry_done || r->resp.bytes_in > 0 || !request_is_idempotent(r->method))
+    if (!r->reused || r->stale_retry_done || request_bytes_in(r) > 0 || !request_is_idempotent(r->method))
         return 0;
     r->stale_retry_done = 1;
     r->reused = 0;
@@ -523,7 +555,7 @@ static void on_closed(struct conn *c, enum net_kind kind, const char *msg)
     }
     if (retry_stale(r))
         return;
-    if (kind == NET_CLOSED && r->resp.bytes_in > 0)
+    if (kind == NET_CLOSED && request_bytes_in(r) > 0)
         request_finish(r, NET_CLOSED, "connection closed before the response was complete (%s)", msg);
     else
         request_finish(r, kind, "%s", msg);
@@ -699,7 +731,9 @@ void request_start_attempt(struct request *r)
         char err[256] = "";
         struct conn *c = NULL;
         struct tunnel_options tunnel;
-        struct conn_stack stack = { tunnel_for(r, &tunnel), r->url.https ? &r->tls : NULL };
+        struct tls_options tls;
+        request_tls_options(r, &tls);
+        struct conn_stack stack = { tunnel_for(r, &tunnel), r->url.https ? &tls : NULL };
         int rc = conn_open(&c, n, (struct sockaddr *)ss, &stack, r->key.data, &handler, r, err,
                            sizeof err);
         if (rc == 0) {
@@ -830,7 +864,9 @@ static int build_key(struct request *r)
               put_escaped(k, p->pass) || buf_puts(k, "@") || buf_puts(k, p->host) ||
               buf_append(k, ":", 1) || buf_put_uint(k, (unsigned)p->port) || buf_puts(k, " ")))
         return -1;
-    if (pool_key(k, r->url.https, r->url.host, r->url.port, &r->tls))
+    struct tls_options tls;
+    request_tls_options(r, &tls);
+    if (pool_key(k, r->url.https, r->url.host, r->url.port, &tls))
         return -1;
     /* the protocol offered: connections offering h2 (or speaking h2c) are not HTTP/1.1-only ones */
     if (request_may_mux(r) && buf_puts(k, r->url.https ? " h2" : " h2c"))
@@ -898,9 +934,6 @@ void request_start(struct request *r)
     r->t0 = uv_hrtime();
     r->phase_t0 = r->t0;
     r->deadline_total = ms_after(r, r->timeouts.total);
-    r->tls.host = r->url.host;
-    r->tls.port = r->url.port;
-    r->tls.alpn_h2 = r->url.https && r->http2 != REQUEST_HTTP2_OFF;
     n->stats.requests++;
     n->stats.in_flight++;
     if (build_key(r))

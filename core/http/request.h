@@ -37,6 +37,11 @@ typedef void (*request_done_fn)(struct request *r);
 
 struct proto_ops;
 
+/* The TLS files a request names, allocated only when it names one; owned, with the strings. */
+struct request_tls_files {
+    char *ca_file, *cert_file, *key_file;
+};
+
 /* Body bytes buffered for a streamed response beyond which the socket is not read (HTTP/1.1) or
  * the stream's window not reopened (HTTP/2) until the consumer takes them. */
 #define REQUEST_STREAM_HIGH (256 * 1024)
@@ -46,7 +51,7 @@ struct proto_ops;
 
 /* Streaming state, allocated only for requests that stream (owned and freed by the request):
  *  - a streamed response (the stream option, resp): the call returns after the head and the
- *    consumer takes the body from r->resp.body as it arrives;
+ *    consumer takes the body from r->resp->body as it arrives;
  *  - a streamed request body (upload): read from a file descriptor (Content-Length), or asked
  *    of the caller piece by piece (sent chunked), each piece only once the last one was written. */
 struct request_stream {
@@ -118,9 +123,9 @@ struct request {
     size_t body_len;
     struct request_timeouts timeouts;
     size_t max_body;
-    struct tls_options tls;     /* strings owned by the request */
+    struct request_tls_files *tls_files; /* NULL: none named (the default trust, no client cert) */
     struct request_proxy *proxy;   /* NULL: direct */
-    struct request_stream *stream; /* NULL: the body is collected in r->resp.body */
+    struct request_stream *stream; /* NULL: the body is collected in r->resp->body */
     const struct proto_ops *proto; /* the wire format (proto.h) */
     request_done_fn done;
     void *data;
@@ -129,7 +134,9 @@ struct request {
     uint32_t unsent_seen;       /* private: conn_unsent (mod 2^32) at the last read-timeout check */
     /* outcome, valid in done (kind, reused, has_tls_info and tls_resumed are with the flags) */
     char *err;                  /* failure message (malloc'd), NULL on success */
-    struct http_response resp;
+    /* the response: made at its first byte (HTTP/1.1) or when r joins an HTTP/2 session, so a
+     * request waiting for its answer holds none; owned, freed by proto->release */
+    struct http_response *resp;
     struct request_timings timings;
     struct tls_info tls_info;   /* valid when has_tls_info */
 
@@ -149,12 +156,13 @@ struct request {
     unsigned tls_resumed : 1;   /* outcome: the handshake resumed a cached session */
     unsigned has_body : 1;      /* what to send: a body (maybe empty) with Content-Length */
     unsigned decompress : 1;    /* what to send: Accept-Encoding, and decode the body */
+    unsigned tls_verify : 1;    /* what to send: https checks the chain and the name (the default) */
     unsigned starting : 1;      /* inside request_start: defer completion */
     unsigned finished : 1;
     unsigned stale_retry_done : 1;
     unsigned queued : 1;
     unsigned done_pending : 1;  /* completion deferred to the next loop turn */
-    unsigned resp_ready : 1;    /* resp initialised */
+    unsigned resp_ready : 1;    /* a response is expected: proto->begin ran (resp may still be NULL) */
     unsigned waiting : 1;       /* in a leader's list (via.leader) */
     unsigned attached : 1;      /* a stream of a session (via.mux) */
     unsigned held : 1;          /* attached, not submitted yet: the session checks itself first */
@@ -184,6 +192,15 @@ struct request {
 };
 
 struct request *request_new(struct net *net);
+/* Makes r->resp (freeing one from an earlier try), set for r's limits: NULL when out of memory. */
+struct http_response *request_resp_new(struct request *r);
+/* The TLS options of r's connections (strings borrowed from r). */
+void request_tls_options(const struct request *r, struct tls_options *o);
+/* Response bytes received so far (0 before any). */
+static inline size_t request_bytes_in(const struct request *r)
+{
+    return r->resp ? r->resp->bytes_in : 0;
+}
 /* Frees a request that was never started. */
 void request_discard(struct request *r);
 /* Starts the exchange; done runs later, never inside this call. */
@@ -212,10 +229,10 @@ void request_upload_push(struct request *r, const char *data, size_t len);
 void request_hold_loop(struct request *r, int hold);
 /* A coded streamed body (r->resp.raw_body with a decoder): decodes the next piece (at most about
  * REQUEST_UPLOAD_PIECE bytes, fed 512 coded bytes at a time so a highly compressed body cannot
- * expand at once) into stream->decoded, consuming what it used of r->resp.body. 0, or -1 on
+ * expand at once) into stream->decoded, consuming what it used of r->resp->body. 0, or -1 on
  * corrupt data (static reason in *err). */
 int request_stream_decode(struct request *r, const char **err);
-/* The consumer took n body bytes from r->resp.body (and reset it): reading resumes. */
+/* The consumer took n body bytes from r->resp->body (and reset it): reading resumes. */
 void request_stream_took(struct request *r, size_t n);
 /* The consumer lets go of a streamed request: it ends at once if unfinished (its connection is
  * closed), and is freed (now, or after done returns when called from inside done). */

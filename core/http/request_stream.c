@@ -153,14 +153,14 @@ void request_on_drained(struct conn *c)
 void request_stream_progress(struct request *r)
 {
     struct request_stream *s = r->stream;
-    if (!s->resp || !r->resp_ready || !r->resp.headers_done || r->finished)
+    if (!s->resp || !r->resp || !r->resp->headers_done || r->finished)
         return;
-    if (r->resp.body.len >= REQUEST_STREAM_HIGH) {
+    if (r->resp->body.len >= REQUEST_STREAM_HIGH) {
         s->paused = 1;
         if (r->conn)
             conn_pause(r->conn);
     }
-    if (!s->head_sent || r->resp.body.len) {
+    if (!s->head_sent || r->resp->body.len) {
         s->head_sent = 1;
         s->wake(r);
     }
@@ -169,7 +169,7 @@ void request_stream_progress(struct request *r)
 int request_stream_decode(struct request *r, const char **err)
 {
     struct request_stream *s = r->stream;
-    struct http_response *p = &r->resp;
+    struct http_response *p = r->resp;
     size_t used = 0;
     buf_reset(&s->decoded);
     while (used < p->body.len && s->decoded.len < REQUEST_UPLOAD_PIECE) {
@@ -187,7 +187,7 @@ void request_stream_took(struct request *r, size_t n)
 {
     struct request_stream *s = r->stream;
     s->taken += n;
-    if (r->finished || r->resp.body.len >= REQUEST_STREAM_HIGH)
+    if (r->finished || r->resp->body.len >= REQUEST_STREAM_HIGH)
         return;
     if (s->paused) {
         s->paused = 0;

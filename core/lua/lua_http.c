@@ -184,7 +184,7 @@ static int l_set_response_class(lua_State *L)
 
 static int push_response(lua_State *co, struct request *r)
 {
-    struct http_response *resp = &r->resp;
+    struct http_response *resp = r->resp;
     luaL_checkstack(co, 8, "response");
     lua_createtable(co, 0, 8);
     lua_pushinteger(co, resp->status);
@@ -388,8 +388,8 @@ static int l_stream_read(lua_State *L)
     struct request *r = h->r;
     if (!r)
         return push_failure(L, "closed", "canceled");
-    struct buf *b = &r->resp.body;
-    if (r->resp.raw_body && r->resp.decoder) {
+    struct buf *b = &r->resp->body;
+    if (r->resp->raw_body && r->resp->decoder) {
         /* a coded body: decoded here, a bounded piece at a time */
         const char *why = NULL;
         struct buf *d = &r->stream->decoded;
@@ -408,7 +408,7 @@ static int l_stream_read(lua_State *L)
             request_stream_took(r, n);
             return 1;
         }
-        if (r->finished && r->kind == NET_OK && decoder_incomplete(r->resp.decoder))
+        if (r->finished && r->kind == NET_OK && decoder_incomplete(r->resp->decoder))
             return push_failure(L, "cannot decode body: the compressed stream ended early", "protocol");
     } else if (b->len) {
         size_t n = b->len;
@@ -471,17 +471,20 @@ static void cancel_request(struct task *t)
     request_cancel(t->wait.op);
 }
 
-/* _http.request(opts) → response table | nil, message, kind. Yields. */
+/* _http.request(opts) or _http.request(url, method, total_timeout [, opts]) (the quick form,
+ * lua_http_options.h) → response table | nil, message, kind. Yields. */
 static int l_request(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    int quick = lua_type(L, 1) == LUA_TSTRING;
+    if (!quick)
+        luaL_checktype(L, 1, LUA_TTABLE);
     struct task *t = task_check_current(L, "http.request");
     struct host *h = host_of(L);
     struct request *r = request_new(&h->net);
     if (!r)
         return push_failure(L, "out of memory", "invalid");
     char err[256];
-    if (http_options_fill(L, 1, r, err, sizeof err)) {
+    if (quick ? http_options_fill_quick(L, r, err, sizeof err) : http_options_fill(L, 1, r, err, sizeof err)) {
         request_discard(r);
         return push_failure(L, err, "invalid");
     }

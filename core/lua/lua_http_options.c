@@ -258,16 +258,19 @@ static int fill_option(lua_State *L, struct request *r, const char *key, char *e
         return 0;
     }
     if (!strcmp(key, "verify")) {
-        r->tls.verify = lua_toboolean(L, -1);
+        r->tls_verify = lua_toboolean(L, -1);
         return 0;
     }
-    const char **path = !strcmp(key, "ca_file") ? &r->tls.ca_file
-                        : !strcmp(key, "cert_file") ? &r->tls.cert_file
-                        : !strcmp(key, "key_file") ? &r->tls.key_file : NULL;
-    if (path) {
+    int file = !strcmp(key, "ca_file") ? 1 : !strcmp(key, "cert_file") ? 2 : !strcmp(key, "key_file") ? 3 : 0;
+    if (file) {
         const char *s = http_options_string(L, -1, key, err, errlen);
         if (!s)
             return -1;
+        if (!r->tls_files && !(r->tls_files = calloc(1, sizeof *r->tls_files)))
+            return -1;
+        char **path = file == 1 ? &r->tls_files->ca_file : file == 2 ? &r->tls_files->cert_file
+                                                                   : &r->tls_files->key_file;
+        free(*path);
         *path = strdup(s);
         if (!*path)
             snprintf(err, errlen, "out of memory");
@@ -307,29 +310,12 @@ static void preset_oom(char *err, size_t errlen)
     err[n] = 0;
 }
 
-int http_options_fill(lua_State *L, int t, struct request *r, char *err, size_t errlen)
+/* After the options: the method's defaults, a function body's size, then the headers. */
+static int fill_finish(lua_State *L, int t, struct request *r, char *err, size_t errlen)
 {
-    preset_oom(err, errlen);
-    int rc = 0;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        const char *key = http_options_string(L, -2, "an option name", err, errlen);
-        rc = key ? fill_option(L, r, key, err, errlen) : -1;
-        if (rc == 0)
-            preset_oom(err, errlen);
-        lua_pop(L, 1);
-        if (rc) {
-            lua_pop(L, 1);
-            return -1;
-        }
-    }
-    if (!r->url.host) {
-        snprintf(err, errlen, "url is required");
-        return -1;
-    }
     if (!r->method && !(r->method = strdup("GET")))
         return -1;
-    if (lua_getfield(L, t, "body_size") != LUA_TNIL) {
+    if (t && lua_getfield(L, t, "body_size") != LUA_TNIL) {
         /* a function body's exact size: Content-Length instead of chunked */
         lua_Integer size = lua_tointeger(L, -1);
         if (!lua_isinteger(L, -1) || size < 0 || !(r->stream && r->stream->upload_fn)) {
@@ -339,9 +325,67 @@ int http_options_fill(lua_State *L, int t, struct request *r, char *err, size_t 
         }
         request_upload_size(r, (uint64_t)size);
     }
-    lua_pop(L, 1);
+    if (t)
+        lua_pop(L, 1);
     if (!r->has_body && !(r->stream && r->stream->upload_fn) &&
         (!strcmp(r->method, "POST") || !strcmp(r->method, "PUT") || !strcmp(r->method, "PATCH")))
         r->has_body = 1; /* Content-Length: 0, as servers expect for these methods */
-    return fill_headers(L, t, r, err, errlen);
+    return t ? fill_headers(L, t, r, err, errlen) : 0;
+}
+
+/* The options at t, one lua_next pass; with `quick`, the Lua-level keys of the caller's own table
+ * (timeout, max_redirects) are passed over. */
+static int fill_options(lua_State *L, int t, int quick, struct request *r, char *err, size_t errlen)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        const char *key = http_options_string(L, -2, "an option name", err, errlen);
+        int rc = !key ? -1
+                 : quick && (!strcmp(key, "timeout") || !strcmp(key, "max_redirects")) ? 0
+                 : fill_option(L, r, key, err, errlen);
+        if (rc == 0)
+            preset_oom(err, errlen);
+        lua_pop(L, 1);
+        if (rc) {
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int http_options_fill(lua_State *L, int t, struct request *r, char *err, size_t errlen)
+{
+    preset_oom(err, errlen);
+    if (fill_options(L, t, 0, r, err, errlen))
+        return -1;
+    if (!r->url.host) {
+        snprintf(err, errlen, "url is required");
+        return -1;
+    }
+    return fill_finish(L, t, r, err, errlen);
+}
+
+int http_options_fill_quick(lua_State *L, struct request *r, char *err, size_t errlen)
+{
+    preset_oom(err, errlen);
+    lua_settop(L, 4);
+    const char *url = http_options_string(L, 1, "url", err, errlen);
+    if (!url || url_parse(&r->url, url, err, errlen))
+        return -1;
+    lua_pushvalue(L, 2);
+    int rc = fill_option(L, r, "method", err, errlen);
+    lua_pop(L, 1);
+    if (rc)
+        return -1;
+    double total = lua_tonumber(L, 3);
+    if (!(total > 0)) {
+        snprintf(err, errlen, "timeout must be a positive number");
+        return -1;
+    }
+    r->timeouts.total = isinf(total) ? 0 : total;
+    int t = lua_istable(L, 4) ? 4 : 0;
+    if (t && fill_options(L, t, 1, r, err, errlen))
+        return -1;
+    return fill_finish(L, t, r, err, errlen);
 }
