@@ -432,6 +432,7 @@ end
 
 -- One hop on the wire: the core's request, or the tap lua/cassette.lua sets (record, replay).
 local send = C.request
+local tapped = false
 
 -- The body of a streamed response into PATH.part, renamed to PATH once complete (a device or a
 -- FIFO is written in place, as lua/cli_get.lua does); any failure, or the task being cancelled,
@@ -502,30 +503,34 @@ end
 -- Runs the exchange hop by hop; each hop's own timings add up to the elapsed time,
 -- which bounds the hops that follow by the total timeout. `hop` (sessions, lua/session.lua) is
 -- called as hop(req) before each hop goes out and hop(req, res) when its answer is in.
-local function exchange(req, max_redirects, proxy_option, hop)
+-- `res`, when given, is the first hop's answer already in (see direct).
+local function exchange(req, max_redirects, proxy_option, hop, res)
   local total = req.timeout_total
   local elapsed, hops = 0, 0
   -- Without a proxy option or variable (the common case) no hop looks at proxies at all.
   local routed = proxy_option ~= nil or PROXY.env_active
   while true do
-    if routed then
-      -- per hop: a redirect may leave (or enter) no_proxy's scope
-      local p, why = choose_proxy(req.url, proxy_option)
-      if p == nil then
-        return nil, why, "invalid"
-      end
-      req.proxy = p or nil
-    end
-    if hop then
-      hop(req)
-    end
-    local res, err, kind = send(req)
     if not res then
-      return nil, err, kind
-    end
-    res.url = req.url
-    if hop then
-      hop(req, res)
+      if routed then
+        -- per hop: a redirect may leave (or enter) no_proxy's scope
+        local p, why = choose_proxy(req.url, proxy_option)
+        if p == nil then
+          return nil, why, "invalid"
+        end
+        req.proxy = p or nil
+      end
+      if hop then
+        hop(req)
+      end
+      local err, kind
+      res, err, kind = send(req)
+      if not res then
+        return nil, err, kind
+      end
+      res.url = req.url
+      if hop then
+        hop(req, res)
+      end
     end
     if not REDIRECT[res.status] or max_redirects == 0 or not res.headers.location then
       if hops > 0 then
@@ -555,6 +560,7 @@ local function exchange(req, max_redirects, proxy_option, hop)
       end
       req.timeout_total = total - elapsed
     end
+    res = nil
   end
 end
 
@@ -583,21 +589,6 @@ function M.download(url, path, opts)
   return M.request(o)
 end
 
--- GET with every option at its default.
-local function get_simple(url)
-  if type(url) ~= "string" then
-    return nil, "url must be a string", "invalid"
-  end
-  if url:find("@", 1, true) then -- perhaps credentials: the full path takes them out
-    local req, max_redirects, proxy = normalise({}, url, "GET")
-    if not req then
-      return nil, max_redirects, "invalid"
-    end
-    return exchange(req, max_redirects, proxy)
-  end
-  return exchange({ url = url, method = "GET", timeout_total = DEFAULT_TIMEOUT }, DEFAULT_MAX_REDIRECTS)
-end
-
 -- Options that only set fields of the core's request (a timeout, headers, TLS trust, limits).
 local QUICK = {
   timeout = true, headers = true, max_redirects = true, max_body = "pass", verify = "pass",
@@ -623,6 +614,60 @@ local function quick_request(opts, url, method)
   return req, max_redirects
 end
 
+-- A request whose options the core takes as they are (nil, or QUICK ones with a number timeout):
+-- its first hop goes out with the caller's own table, so no request table exists while it waits
+-- (10,000 waiting requests: about 240 bytes each); one is made only if a redirect is followed.
+-- With a proxy variable set or a tap (record, replay) the usual way is taken.
+local function direct(url, method, timeout, opts, max_redirects)
+  if tapped or PROXY.env_active then
+    local req = opts and quick_request(opts, url, method) or { url = url, method = method, timeout_total = timeout }
+    return exchange(req, max_redirects)
+  end
+  local res, err, kind = C.request(url, method, timeout, opts)
+  if not res then
+    return nil, err, kind
+  end
+  res.url = url
+  if not REDIRECT[res.status] or max_redirects == 0 or not res.headers.location then
+    return res
+  end
+  local req = opts and quick_request(opts, url, method) or { url = url, method = method, timeout_total = timeout }
+  return exchange(req, max_redirects, nil, nil, res)
+end
+
+-- GET with every option at its default.
+local function get_simple(url)
+  if type(url) ~= "string" then
+    return nil, "url must be a string", "invalid"
+  end
+  if url:find("@", 1, true) then -- perhaps credentials: the full path takes them out
+    local req, max_redirects, proxy = normalise({}, url, "GET")
+    if not req then
+      return nil, max_redirects, "invalid"
+    end
+    return exchange(req, max_redirects, proxy)
+  end
+  return direct(url, "GET", DEFAULT_TIMEOUT, nil, DEFAULT_MAX_REDIRECTS)
+end
+
+-- Whether opts holds only QUICK options with a number (or no) timeout: max_redirects and the total
+-- timeout then, else nil (quick_request or normalise look further).
+local function quick_check(opts)
+  for k in next, opts do
+    if not QUICK[k] then return nil end
+  end
+  local headers, timeout = opts.headers, opts.timeout
+  if headers ~= nil and type(headers) ~= "table" then return nil end
+  if timeout == nil then
+    timeout = DEFAULT_TIMEOUT
+  elseif type(timeout) ~= "number" or not (timeout > 0) then
+    return nil
+  end
+  local max_redirects = limits_of(opts)
+  if not max_redirects then return nil end
+  return max_redirects, timeout
+end
+
 local function with_method(method, url, opts)
   if opts == nil and method == "GET" then
     -- the common case: no options to check
@@ -632,7 +677,10 @@ local function with_method(method, url, opts)
     return nil, "url must be a string", "invalid"
   end
   if type(opts) == "table" and not url:find("@", 1, true) then
-    local req, max_redirects = quick_request(opts, url, method)
+    local max_redirects, timeout = quick_check(opts)
+    if max_redirects then return direct(url, method, timeout, opts, max_redirects) end
+    local req
+    req, max_redirects = quick_request(opts, url, method)
     if req then return exchange(req, max_redirects) end
   end
   local req, max_redirects, proxy = normalise(opts or {}, url, method)
@@ -705,6 +753,7 @@ function M._is_option(name) return OPTIONS[name] ~= nil end
 -- a response a tap builds itself takes the Response class from M._response.
 function M._set_tap(tap)
   send = tap and function(req) return tap(req, C.request) end or C.request
+  tapped = tap ~= nil
 end
 function M._response(t) return setmetatable(t, Response) end
 
