@@ -77,9 +77,13 @@ $(BUILD)/obj/embed.o: $(BUILD)/gen/embed.c core/lua/lua_bindings.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/obj/%.o: core/%.c $(CORE_HDR)
+$(BUILD)/obj/%.o: core/%.c $(CORE_HDR) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+# Under make -j nothing compiles before deps installed the headers; llhttp's sources come from a
+# package too (a rule without a recipe: they exist once deps ran).
+$(LLHTTP_SRC)/llhttp.c $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c: | deps
 
 # llhttp's generated C is compiled as shipped, without our warning set.
 $(BUILD)/obj/llhttp.o: $(LLHTTP_SRC)/llhttp.c
@@ -102,7 +106,7 @@ $(BUILD)/luafetch: $(OBJ) $(LLHTTP_OBJ) $(BUILD)/obj/host/main.o
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- sanitizer build -------------------------------------------------------
-$(BUILD)/asan/%.o: core/%.c $(CORE_HDR)
+$(BUILD)/asan/%.o: core/%.c $(CORE_HDR) | deps
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(ASAN_FLAGS) $(WARN) -c -o $@ $<
 $(BUILD)/asan/embed.o: $(BUILD)/gen/embed.c
@@ -202,7 +206,7 @@ clean:
 
 # --- fuzzing: `make fuzz FUZZ_SECONDS=60` runs each harness that long (`make test`: 20 s each) -
 FUZZ_SECONDS ?= 60
-$(BUILD)/fuzzobj/%.o: core/%.c $(CORE_HDR)
+$(BUILD)/fuzzobj/%.o: core/%.c $(CORE_HDR) | deps
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -c -o $@ $<
 $(BUILD)/fuzzobj/embed.o: $(BUILD)/gen/embed.c
