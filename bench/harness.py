@@ -301,12 +301,12 @@ def workloads():
         dict(id="P3", title=f"{p3_n} concurrent GETs to a 1 s-delay endpoint", base=HTTP, path="/delay?i=",
              n=p3_n, conc=p3_conc, reuse=True, tls=False, timeout=120,
              programs=["luafetch", "curl_multi", "aiohttp", "node", "lua-http"], settle=2.0,
-             target="wall ≤ 1.5 s, peak RSS ≤ 40 MB",
+             target="wall ≤ 1.3 s, peak RSS ≤ 32 MB",
              skip=None if HAVE_ECHO else "the nginx echo module (libnginx-mod-http-echo) is missing"),
         dict(id="P4", title="TLS, a new connection (full handshake) per request, concurrency 50", base=HTTPS,
              path="/json?i=", n=scaled(2000), conc=50, reuse=False, tls=True, timeout=180,
              programs=["luafetch", "curl_multi", "aiohttp", "node", "lua-http"],
-             target="≥ 0.8× libcurl multi"),
+             target="≥ 0.6× libcurl multi"),
         dict(id="P4r", title="P4 against a server that allows session resumption (tickets, cache)",
              base=HTTPS_RESUME, path="/json?i=", n=scaled(2000), conc=50, reuse=False, tls=True, timeout=180,
              programs=["luafetch", "curl_multi", "aiohttp", "node", "lua-http"],
@@ -401,11 +401,17 @@ def judge(res):
         r = ratio("curl_multi")
         return None, "for information: vs libcurl " + (f"{r:.2f}×" if r is not None else "not measured")
     if wid == "P1":
-        parts = [need(ratio("curl_multi"), 2.0, "vs libcurl"), need(ratio("wrk"), 0.6, "vs wrk")]
+        # the fetcher against libcurl, per round (issue 13: ≥ 1.3×)
+        runs = res.get("runs", {})
+        cur = {r["round"]: r["rate"] for r in runs.get("curl_multi", []) if r.get("rate")}
+        fet = [r["rate"] / cur[r["round"]] for r in runs.get("luafetch-fetcher", [])
+               if r.get("rate") and r["round"] in cur]
+        parts = [need(ratio("curl_multi"), 2.0, "vs libcurl"), need(ratio("wrk"), 0.6, "vs wrk"),
+                 need(median(fet), 1.3, "fetcher vs libcurl")]
     elif wid == "P2":
         parts = [need(ratio("curl_multi"), 1.2, "vs libcurl")]
     elif wid == "P4":
-        parts = [need(ratio("curl_multi"), 0.8, "vs libcurl")]
+        parts = [need(ratio("curl_multi"), 0.6, "vs libcurl")]  # issue 13 (first: 0.8×, beyond mbedTLS 2.28)
     elif wid == "P6":
         parts = [need(ratio("curl_multi_h2"), 1.5, "vs libcurl h2"), need(ratio("h2load"), 0.5, "vs h2load")]
     elif wid == "P3":
@@ -413,10 +419,11 @@ def judge(res):
         if el is None:
             parts = [(None, "luafetch did not complete")]
         else:
-            parts = [(el <= 1.5, f"wall {el:.2f} s (want ≤ 1.5 s" + (")" if el <= 1.5 else
-                                                                   f", misses by {(el / 1.5 - 1) * 100:.0f}%)")),
-                     (rss <= 40, f"peak RSS {rss:.1f} MB (want ≤ 40 MB" + (")" if rss <= 40 else
-                                                                           f", misses by {(rss / 40 - 1) * 100:.0f}%)"))]
+            # issue 13's targets (the first ones were 1.5 s and 40 MB)
+            parts = [(el <= 1.3, f"wall {el:.2f} s (want ≤ 1.3 s" + (")" if el <= 1.3 else
+                                                                   f", misses by {(el / 1.3 - 1) * 100:.0f}%)")),
+                     (rss <= 32, f"peak RSS {rss:.1f} MB (want ≤ 32 MB" + (")" if rss <= 32 else
+                                                                           f", misses by {(rss / 32 - 1) * 100:.0f}%)"))]
     oks = [o for o, _ in parts]
     holds = None if any(o is None for o in oks) else all(oks)
     return holds, "; ".join(t for _, t in parts)
@@ -796,12 +803,12 @@ plot for [i=2:{len(names) + 1}] "{rel}" using i:xtic(1) title columnheader(i)
 unset logscale y
 set size 0.38,{0.55 if p5 else 1}
 set origin 0.62,{0.45 if p5 else 0}
-set title "P3: peak RSS, MB ({p3['workload']['n'] if p3 else 0} concurrent 1 s requests; target <= 40)"
+set title "P3: peak RSS, MB ({p3['workload']['n'] if p3 else 0} concurrent 1 s requests; target <= 32)"
 set style data histograms
 set yrange [0:*]
 set xtics rotate by -30
 set key off
-plot "{mem}" using 2:xtic(1) lc rgb "#4477aa" notitle, 40 with lines dt 2 lc rgb "red" title "target"
+plot "{mem}" using 2:xtic(1) lc rgb "#4477aa" notitle, 32 with lines dt 2 lc rgb "red" title "target"
 """
     if p5:
         script += f"""
