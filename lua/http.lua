@@ -631,8 +631,21 @@ local function direct(url, method, timeout, opts, max_redirects)
   if not REDIRECT[res.status] or max_redirects == 0 or not res.headers.location then
     return res
   end
-  local req = opts and quick_request(opts, url, method) or { url = url, method = method, timeout_total = timeout }
-  return exchange(req, max_redirects, nil, nil, res)
+  -- opts is read again for the next hops; should another task have changed it meanwhile, the
+  -- full way takes what it holds now rather than dropping it
+  local req, proxy = { url = url, method = method, timeout_total = timeout }, nil
+  if opts then
+    req = quick_request(opts, url, method)
+    if not req then
+      local err
+      req, err, proxy = normalise(opts, url, method)
+      if not req then
+        res:close()
+        return nil, err, "invalid"
+      end
+    end
+  end
+  return exchange(req, max_redirects, proxy, nil, res)
 end
 
 -- GET with every option at its default.
@@ -653,6 +666,8 @@ end
 -- Whether opts holds only QUICK options with a number (or no) timeout: max_redirects and the total
 -- timeout then, else nil (quick_request or normalise look further).
 local function quick_check(opts)
+  -- the C side reads opts with lua_next: a table with a metatable (__pairs, __index) goes the full way
+  if getmetatable(opts) ~= nil then return nil end
   for k in next, opts do
     if not QUICK[k] then return nil end
   end

@@ -879,7 +879,9 @@ static void attach(struct h2_session *s, struct request *r, double ping_timeout)
 {
     int was_idle = s->nreqs == 0;
     if (!request_resp_new(r)) {
-        request_mux_finish(r, NET_LIMIT, "out of memory");
+        if (was_idle) /* nobody else holds the session: its idle timer runs as if r had ended */
+            became_idle(s);
+        request_mux_finish(r, NET_INVALID, "out of memory");
         return;
     }
     /* as before this response was made lazily: HTTP/2 decodes as the body arrives, outside the

@@ -61,6 +61,45 @@ describe("the direct first hop", function()
     assert.are.equal(200, res.status)
   end)
 
+  it("keeps the caller's options for the next hop when another task changed the table meanwhile", function()
+    -- The first hop goes out from the caller's table; the redirect reads it again. An option the
+    -- quick way does not take, added while the first hop waits, must not make the next hop drop
+    -- the headers: it goes the full way with what the table holds then.
+    local target = BASE .. "/echo?hop=mid"
+    local url = BASE .. "/redirect-to?delay=0.3&url=" .. urlencode(target)
+    local opts = { timeout = 5, headers = { ["X-Probe"] = "three" } }
+    local t = task.spawn(function() return http.get(url, opts) end)
+    task.sleep(0.1)
+    opts.proxy = false -- not a quick option; means "no proxy", so the route is the same
+    local done, res, err, kind = t:join()
+    assert.is_true(done)
+    ok(res, err, kind)
+    local h = seen_headers(res)
+    assert.are.equal("three", h["x-probe"])
+    assert.are.equal(target, res.url)
+    assert.are.equal(1, res.redirects)
+    -- and a bad value added meanwhile is refused with the usual message, not ignored
+    local bad = { timeout = 5 }
+    t = task.spawn(function() return http.get(url, bad) end)
+    task.sleep(0.1)
+    bad.proxy = 42
+    local done2, r2
+    done2, r2, err, kind = t:join()
+    assert.is_true(done2)
+    assert.is_nil(r2)
+    assert.are.equal("invalid", kind)
+    assert.matches("proxy must be", err)
+  end)
+
+  it("reads an options table with a metatable the usual way (its __pairs is seen)", function()
+    -- the quick way reads the table raw, as the core does: one that lists its options through
+    -- __pairs goes the usual way, which iterates with pairs
+    local opts = setmetatable({}, { __pairs = function() return next, { max_body = 10 }, nil end })
+    local res, err, kind = http.get(BASE .. "/echo?m=1", opts)
+    assert.is_nil(res)
+    assert.are.equal("limit", kind, err)
+  end)
+
   it("gives a redirect itself back with max_redirects = 0", function()
     local res = ok(http.get(BASE .. "/redirect/1", { timeout = 5, max_redirects = 0 }))
     assert.are.equal(302, res.status)
