@@ -637,7 +637,6 @@ local function direct(url, method, timeout, opts, max_redirects)
   if opts then
     req = quick_request(opts, url, method)
     if not req then
-      local err
       req, err, proxy = normalise(opts, url, method)
       if not req then
         res:close()
