@@ -1,10 +1,12 @@
 /* h2.c — HTTP/2 behind the multiplexing seam (proto.h) on libnghttp2: a session owns one conn (it
  * is the conn's owner and c->mux), feeds nghttp2_session_mem_recv with the bytes that come up the
  * layer stack, and sends what nghttp2 makes in few writes (gathered, written before the loop
- * polls). Requests are attached as streams and ended through request_mux_*. The session struct,
- * its nghttp2 session and its two handles are freed after the conn's close callback. */
+ * polls). Requests are attached as streams and ended through request_mux_*; a stream's response
+ * is read in h2_response.c. The session struct (h2_internal.h), its nghttp2 session and its two
+ * handles are freed after the conn's close callback. */
 #define _GNU_SOURCE
 #include "h2.h"
+#include "h2_internal.h"
 
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -18,41 +20,10 @@
 #include "proto.h"
 #include "request.h"
 
-struct h2_session {
-    nghttp2_session *ng;
-    struct net *net;
-    struct conn *conn;          /* NULL once the session ended */
-    uv_prepare_t flusher;       /* sends gathered frames before the loop polls */
-    uv_timer_t timer;           /* idle expiry, or the PING check's deadline */
-    struct buf out;
-    struct request *reqs;       /* attached requests (queue_next, mux_prev) */
-    int nreqs;
-    int handles;                /* open handles; the struct is freed when the last one closes */
-    uint64_t idle_since;        /* uv_now ms when the last request left */
-    uint32_t goaway_code;
-    char err[160];              /* what nghttp2 said about a connection error */
-    unsigned flushing : 1;      /* flusher started */
-    unsigned blocked : 1;       /* waiting for the kernel to drain before making frames */
-    unsigned served : 1;        /* carried a request before: a candidate for the PING check */
-    unsigned pinging : 1;       /* a PING is out; attached requests are held */
-    unsigned settings : 1;      /* the server's SETTINGS arrived (its stream limit is known) */
-    unsigned goaway : 1;        /* no new streams: GOAWAY received or a stream refused */
-    unsigned ended : 1;
-    unsigned sent_error : 1;    /* we sent GOAWAY with an error: the server broke the protocol */
-    unsigned fuzz : 1;          /* no conn: frames are dropped (the fuzz harness) */
-    unsigned uploads_asked : 1; /* a stream wants its function body's next piece (wake_uploads) */
-};
-
 static void session_end(struct h2_session *s, enum net_kind kind, const char *msg);
-static void want_flush(struct h2_session *s);
 static void submit(struct h2_session *s, struct request *r);
 
 /* --- small helpers --------------------------------------------------------- */
-
-static struct request *req_of(struct h2_session *s, int32_t id)
-{
-    return s->ended ? NULL : nghttp2_session_get_stream_user_data(s->ng, id);
-}
 
 static void link_req(struct h2_session *s, struct request *r)
 {
@@ -109,14 +80,14 @@ static int protocol_code(uint32_t code)
 }
 
 /* Ends r's part in the session, then its exchange. */
-static void end_req(struct h2_session *s, struct request *r, enum net_kind kind, const char *msg)
+void h2_end_req(struct h2_session *s, struct request *r, enum net_kind kind, const char *msg)
 {
     unlink_req(s, r);
     request_mux_finish(r, kind, msg);
 }
 
 /* r's stream fails with resp's reason; the stream is reset (the others go on). */
-static int fail_stream(struct h2_session *s, struct request *r, enum net_kind kind, const char *why)
+int h2_fail_stream(struct h2_session *s, struct request *r, enum net_kind kind, const char *why)
 {
     struct http_response *p = r->resp;
     if (p->err_kind == NET_OK) {
@@ -129,9 +100,9 @@ static int fail_stream(struct h2_session *s, struct request *r, enum net_kind ki
     else
         snprintf(msg, sizeof msg, "%s", p->err);
     int32_t id = r->stream_id;
-    end_req(s, r, p->err_kind, msg);
+    h2_end_req(s, r, p->err_kind, msg);
     nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-    want_flush(s);
+    h2_want_flush(s);
     return 0;
 }
 
@@ -140,164 +111,8 @@ void h2_consumed(struct request *r, size_t n)
     struct h2_session *s = r->attached ? r->via.mux : NULL;
     if (s && !s->ended && n) {
         nghttp2_session_consume(s->ng, r->stream_id, n);
-        want_flush(s); /* a consumer outside the session's reads: the WINDOW_UPDATE must go out */
+        h2_want_flush(s); /* a consumer outside the session's reads: the WINDOW_UPDATE must go out */
     }
-}
-
-/* --- body and headers of a response ------------------------------------- */
-
-static int body_append(struct http_response *p, const uint8_t *data, size_t len)
-{
-    if (p->decoder) {
-        const char *err = NULL;
-        int rc = decoder_feed(p->decoder, (const char *)data, len, &p->body, p->max_body, &err);
-        if (rc == -2) {
-            p->err_kind = NET_LIMIT;
-            p->err = "response body exceeds max_body";
-            return -1;
-        }
-        if (rc < 0) {
-            p->err_kind = NET_PROTOCOL;
-            p->err = "cannot decode body";
-            p->err_detail = err;
-            return -1;
-        }
-        return 0;
-    }
-    if (p->body.len + len > p->max_body) {
-        p->err_kind = NET_LIMIT;
-        p->err = "response body exceeds max_body";
-        return -1;
-    }
-    if (buf_append(&p->body, data, len)) {
-        p->err_kind = NET_LIMIT;
-        p->err = "out of memory";
-        return -1;
-    }
-    return 0;
-}
-
-static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
-                         void *ud)
-{
-    (void)flags;
-    struct h2_session *s = ud;
-    struct request *r = req_of(s, id);
-    if (!r) {
-        /* nobody takes it (the request left): the connection's window reopens at once */
-        nghttp2_session_consume_connection(ng, len);
-        return 0;
-    }
-    r->last_activity = uv_now(s->net->loop);
-    r->resp->bytes_in += len;
-    if (body_append(r->resp, data, len) < 0) {
-        nghttp2_session_consume_connection(ng, len);
-        return fail_stream(s, r, r->resp->err_kind, r->resp->err);
-    }
-    request_mux_data(r, len); /* the window reopens now, or as a streamed body is taken */
-    return 0;
-}
-
-static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *ud)
-{
-    (void)ng;
-    struct h2_session *s = ud;
-    struct request *r = req_of(s, frame->hd.stream_id);
-    if (r && r->timings.ttfb == 0)
-        r->timings.ttfb = (double)(uv_hrtime() - r->t0) / 1e9;
-    return 0;
-}
-
-static int header_limit(struct h2_session *s, struct request *r, size_t bytes)
-{
-    struct http_response *p = r->resp;
-    p->header_bytes += bytes + 32; /* RFC 9113 §6.5.2's accounting */
-    if (p->header_bytes > p->max_header_bytes) {
-        fail_stream(s, r, NET_LIMIT, "response headers too large");
-        return -1;
-    }
-    if (++p->header_count > p->max_header_count) {
-        fail_stream(s, r, NET_LIMIT, "too many response headers");
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, size_t nlen,
-                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
-{
-    (void)ng;
-    (void)flags;
-    struct h2_session *s = ud;
-    struct request *r = req_of(s, frame->hd.stream_id);
-    if (!r)
-        return 0;
-    struct http_response *p = r->resp;
-    p->bytes_in += nlen + vlen;
-    r->last_activity = uv_now(s->net->loop);
-    if (p->headers_done) { /* trailers: checked and counted, not merged (as HTTP/1.1) */
-        header_limit(s, r, nlen + vlen);
-        return 0;
-    }
-    if (nlen == 7 && !memcmp(name, ":status", 7)) {
-        /* nghttp2 checked it is three digits */
-        p->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
-        if (p->status < 200) {
-            /* an interim response (100, 103): its fields are dropped, the real one follows */
-            buf_reset(&p->headers);
-            p->header_count = 0;
-            p->header_bytes = 0;
-        }
-        return 0;
-    }
-    if (p->status < 200 || name[0] == ':')
-        return 0;
-    if (header_limit(s, r, nlen + vlen))
-        return 0;
-    if (buf_append(&p->headers, name, nlen) || buf_append(&p->headers, "", 1) ||
-        buf_append(&p->headers, value, vlen) || buf_append(&p->headers, "", 1))
-        fail_stream(s, r, NET_LIMIT, "out of memory");
-    return 0;
-}
-
-/* The final response head is in: decoding as HTTP/1.1 does (content codings only: HTTP/2 has no
- * transfer codings). */
-static int headers_done(struct request *r)
-{
-    struct http_response *p = r->resp;
-    p->headers_done = 1;
-    p->version = 20;
-    if (p->head_request || p->status == 204 || p->status == 304 || !p->decompress)
-        return 0;
-    int ce = decoder_kind(http_response_header(p, "content-encoding"));
-    if (ce == DECODE_NONE)
-        return 0;
-    p->decoder = calloc(1, sizeof *p->decoder);
-    if (!p->decoder) {
-        p->err_kind = NET_LIMIT;
-        p->err = "out of memory";
-        return -1;
-    }
-    decoder_add(p->decoder, ce);
-    return 0;
-}
-
-static void response_complete(struct h2_session *s, struct request *r)
-{
-    struct http_response *p = r->resp;
-    if (p->decoder && decoder_incomplete(p->decoder)) {
-        p->err_detail = "the compressed stream ended early";
-        fail_stream(s, r, NET_PROTOCOL, "cannot decode body");
-        return;
-    }
-    p->complete = 1;
-    /* the rest of an upload the server did not wait for is dropped with the stream */
-    if (nghttp2_session_get_stream_remote_close(s->ng, r->stream_id) &&
-        !nghttp2_session_get_stream_local_close(s->ng, r->stream_id)) {
-        nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, r->stream_id, NGHTTP2_NO_ERROR);
-        want_flush(s);
-    }
-    end_req(s, r, NET_OK, NULL);
 }
 
 static void release_held(struct h2_session *s);
@@ -330,7 +145,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         }
         return 0;
     case NGHTTP2_RST_STREAM: {
-        struct request *r = req_of(s, frame->hd.stream_id);
+        struct request *r = h2_req_of(s, frame->hd.stream_id);
         if (r)
             r->mux_rst_recv = 1;
         return 0;
@@ -341,15 +156,15 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     default:
         return 0;
     }
-    struct request *r = req_of(s, frame->hd.stream_id);
+    struct request *r = h2_req_of(s, frame->hd.stream_id);
     if (!r)
         return 0;
     r->last_activity = uv_now(s->net->loop);
     if (frame->hd.type == NGHTTP2_HEADERS && r->resp->status >= 200 && !r->resp->headers_done &&
-        headers_done(r))
-        return fail_stream(s, r, r->resp->err_kind, r->resp->err);
+        h2_headers_done(r))
+        return h2_fail_stream(s, r, r->resp->err_kind, r->resp->err);
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && r->resp->headers_done)
-        response_complete(s, r);
+        h2_response_complete(s, r);
     else if (frame->hd.type == NGHTTP2_HEADERS && r->stream && r->resp->headers_done)
         request_mux_data(r, 0); /* a streamed body: the head goes to the consumer now */
     return 0;
@@ -364,7 +179,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 {
     (void)ng;
     struct h2_session *s = ud;
-    struct request *r = req_of(s, id);
+    struct request *r = h2_req_of(s, id);
     if (!r)
         return 0;
     if (code == NGHTTP2_REFUSED_STREAM && r->resp->bytes_in == 0) {
@@ -384,7 +199,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
     else
         snprintf(msg, sizeof msg, "stream reset: %s (0x%x)%s%s", code_name(code), code,
                  s->err[0] ? ": " : "", s->err);
-    end_req(s, r, protocol_code(code) ? NET_PROTOCOL : NET_CLOSED, msg);
+    h2_end_req(s, r, protocol_code(code) ? NET_PROTOCOL : NET_CLOSED, msg);
     return 0;
 }
 
@@ -404,7 +219,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
     (void)ng;
     struct h2_session *s = ud;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        struct request *r = req_of(s, frame->hd.stream_id);
+        struct request *r = h2_req_of(s, frame->hd.stream_id);
         if (r)
             r->mux_sent = 1;
     } else if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
@@ -423,7 +238,7 @@ static int on_frame_not_send(nghttp2_session *ng, const nghttp2_frame *frame, in
     struct h2_session *s = ud;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    struct request *r = req_of(s, frame->hd.stream_id);
+    struct request *r = h2_req_of(s, frame->hd.stream_id);
     if (!r)
         return 0;
     /* never sent (GOAWAY came first, no stream ids left): another connection takes it */
@@ -456,7 +271,7 @@ static ssize_t read_upload(struct h2_session *s, struct request *r, uint8_t *buf
         size_t n = left < length ? (size_t)left : length;
         ssize_t got = n ? pread(u->fd, buf, n, (off_t)u->file_off) : 0;
         if (got <= 0 && n) {
-            fail_stream(s, r, NET_INVALID, got < 0 ? "cannot read the request body file"
+            h2_fail_stream(s, r, NET_INVALID, got < 0 ? "cannot read the request body file"
                                                    : "the request body file is shorter than its size");
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         }
@@ -498,14 +313,14 @@ void h2_upload_push(struct request *r, const char *data, size_t len)
     struct h2_session *s = r->via.mux;
     struct request_stream *u = r->stream;
     if (len && buf_append(&u->pending, data, len)) {
-        fail_stream(s, r, NET_INVALID, "out of memory");
+        h2_fail_stream(s, r, NET_INVALID, "out of memory");
         return;
     }
     if (!len || (u->upload_sized && u->file_off == u->file_size))
         u->upload_done = 1;
     if (!s->ended && r->stream_id > 0) {
         nghttp2_session_resume_data(s->ng, r->stream_id);
-        want_flush(s);
+        h2_want_flush(s);
     }
 }
 
@@ -551,9 +366,9 @@ static nghttp2_session_callbacks *callbacks(void)
     static nghttp2_session_callbacks *cbs;
     if (cbs || nghttp2_session_callbacks_new(&cbs))
         return cbs;
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data_chunk);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_before_frame_send_callback(cbs, before_frame_send);
@@ -638,7 +453,7 @@ static void on_flush(uv_prepare_t *h)
     wake_uploads(s);
 }
 
-static void want_flush(struct h2_session *s)
+void h2_want_flush(struct h2_session *s)
 {
     if (s->flushing || s->ended || s->fuzz)
         return;
@@ -670,7 +485,7 @@ static void on_conn_data(struct conn *c, const char *data, size_t len)
         }
         return;
     }
-    want_flush(s);
+    h2_want_flush(s);
 }
 
 static void on_conn_closed(struct conn *c, enum net_kind kind, const char *msg)
@@ -697,7 +512,7 @@ static void on_conn_drained(struct conn *c)
 {
     struct h2_session *s = c->owner;
     if (s->blocked)
-        want_flush(s);
+        h2_want_flush(s);
 }
 
 static const struct conn_handler session_handler = { NULL, NULL, on_conn_ready, on_conn_data,
@@ -779,7 +594,7 @@ static void release_held(struct h2_session *s)
         oldest->held = 0;
         submit(s, oldest);
     }
-    want_flush(s);
+    h2_want_flush(s);
 }
 
 static int session_init(struct h2_session *s, struct net *n)
@@ -815,7 +630,7 @@ static int h2_session_new(struct net *n, struct conn *c)
     c->mux_free = session_free;
     conn_set_owner(c, &session_handler, s);
     pool_share(n->pool, c); /* out of memory: the session is simply not shared */
-    want_flush(s);          /* the preface and SETTINGS go out with the first request */
+    h2_want_flush(s);          /* the preface and SETTINGS go out with the first request */
     return 0;
 }
 
@@ -868,11 +683,11 @@ static void submit(struct h2_session *s, struct request *r)
         return;
     }
     if (id < 0) {
-        end_req(s, r, NET_INVALID, id == NGHTTP2_ERR_NOMEM ? "out of memory" : nghttp2_strerror(id));
+        h2_end_req(s, r, NET_INVALID, id == NGHTTP2_ERR_NOMEM ? "out of memory" : nghttp2_strerror(id));
         return;
     }
     r->stream_id = id;
-    want_flush(s);
+    h2_want_flush(s);
 }
 
 static void attach(struct h2_session *s, struct request *r, double ping_timeout)
@@ -913,7 +728,7 @@ static void attach(struct h2_session *s, struct request *r, double ping_timeout)
      * risk a REFUSED_STREAM, and a retry on a new connection. */
     if (s->pinging || (!s->settings && s->nreqs > 1)) {
         r->held = 1;
-        want_flush(s);
+        h2_want_flush(s);
         return;
     }
     submit(s, r);
@@ -938,7 +753,7 @@ static void h2_detach(struct request *r)
     if (sent && !(nghttp2_session_get_stream_local_close(s->ng, id) &&
                   nghttp2_session_get_stream_remote_close(s->ng, id)))
         nghttp2_submit_rst_stream(s->ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
-    want_flush(s);
+    h2_want_flush(s);
 }
 
 const struct proto_mux_ops proto_h2 = { "HTTP/2", h2_session_new, h2_room, h2_attach, h2_detach };
